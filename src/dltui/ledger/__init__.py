@@ -1,0 +1,9 @@
+"""The ledger: SQLite (through sqlite-utils, WAL) as the single source of truth.
+
+Workers, the TUI and the CLI never call each other; they read and write this ledger.
+"""
+
+from dltui.ledger._db import Ledger, now
+from dltui.ledger.migrations import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "Ledger", "now"]

@@ -1,0 +1,77 @@
+"""The append-only event log: every transition, operator action and reconcile run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dltui.ledger._db import now
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+#: Events kept when pruning; older ones are deleted. Pruning runs every PRUNE_EVERY inserts.
+DEFAULT_KEEP = 100_000
+PRUNE_EVERY = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the event log."""
+
+    id: int
+    ts: float
+    job_id: int | None
+    kind: str
+    data: dict[str, Any]
+
+
+def append(
+    conn: sqlite3.Connection,
+    kind: str,
+    job_id: int | None = None,
+    keep: int = DEFAULT_KEEP,
+    **data: Any,
+) -> int:
+    """Append an event inside the caller's transaction and return its id."""
+    cur = conn.execute(
+        "INSERT INTO events (ts, job_id, kind, data) VALUES (?, ?, ?, ?)",
+        (now(), job_id, kind, json.dumps(data, sort_keys=True, default=str)),
+    )
+    event_id = int(cur.lastrowid or 0)
+    if event_id % PRUNE_EVERY == 0:
+        conn.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
+    return event_id
+
+
+def record(ledger: Ledger, kind: str, job_id: int | None = None, **data: Any) -> int:
+    """Append an event in its own transaction."""
+    with ledger.write() as conn:
+        return append(conn, kind, job_id, **data)
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(row["id"], row["ts"], row["job_id"], row["kind"], json.loads(row["data"] or "{}"))
+
+
+def for_job(ledger: Ledger, job_id: int, limit: int = 50) -> list[Event]:
+    """The newest ``limit`` events of one job, oldest first."""
+    rows = ledger.conn.execute(
+        "SELECT * FROM events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, limit)
+    ).fetchall()
+    return [_event(r) for r in reversed(rows)]
+
+
+def recent(ledger: Ledger, limit: int = 100, kind: str | None = None) -> list[Event]:
+    """The newest ``limit`` events (optionally of one kind), oldest first."""
+    if kind is None:
+        rows = ledger.conn.execute(
+            "SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+    else:
+        rows = ledger.conn.execute(
+            "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit)
+        ).fetchall()
+    return [_event(r) for r in reversed(rows)]

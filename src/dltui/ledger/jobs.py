@@ -1,0 +1,376 @@
+"""Jobs: adding them idempotently, the only writer of ``state``, reads and operator intent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dltui import names, paths
+from dltui.errors import IllegalTransition, InvalidDigest, LeaseLost, UnknownJob, UsageError
+from dltui.ledger import events
+from dltui.ledger._db import next_revs, now
+from dltui.model import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    TRANSITIONS,
+    Control,
+    Job,
+    JobState,
+    sources_of,
+)
+from dltui.urls import canonical_url
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+IDEM_KEY_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Columns a caller may set through :func:`update`; ``state`` only moves via :func:`transition`.
+WRITABLE = frozenset(
+    {
+        "file_name", "control", "attempts", "lease_owner", "lease_until", "heartbeat_at",
+        "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
+        "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
+        "error", "finished_at",
+    }
+)
+
+
+class NotApplicable(UsageError):
+    """An operator action that does not apply to the job's current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What an operator asks for: a URL, a directory, optionally a name and expected digest."""
+
+    url: str
+    dest_dir: Path
+    name: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """The job for a spec, and whether this call created it."""
+
+    job: Job
+    created: bool
+
+
+def check_sha256(text: str) -> str:
+    """Lower-cased digest, or InvalidDigest naming the problem."""
+    value = text.strip().lower()
+    if value.startswith("sha256:") or value.startswith("sha-256="):
+        value = value.split(":", 1)[-1].split("=", 1)[-1]
+    if not _SHA256.fullmatch(value):
+        raise InvalidDigest(
+            f"--sha256 {text!r} is not a SHA-256 digest; give 64 hexadecimal digits"
+        )
+    return value
+
+
+def idempotency_key(canonical: str, dest_dir: str, name: str | None) -> str:
+    """sha256 of the sorted JSON of key version, canonical URL and destination path."""
+    payload = {"v": IDEM_KEY_VERSION, "url": canonical, "dir": dest_dir, "name": name}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare(spec: JobSpec) -> dict[str, Any]:
+    canonical = canonical_url(spec.url)
+    dest = Path(spec.dest_dir).expanduser()
+    if not dest.is_absolute():
+        raise UsageError(f"destination directory {str(dest)!r} must be an absolute path")
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(
+            f"destination {str(dest)!r} exists and is not a directory; pick another --dir"
+        )
+    name = names.check_requested(spec.name) if spec.name is not None else None
+    digest = check_sha256(spec.sha256) if spec.sha256 is not None else None
+    dest_s = str(dest)
+    return {
+        "idem_key": idempotency_key(canonical, dest_s, name),
+        "url": spec.url.strip(),
+        "canonical_url": canonical,
+        "dest_dir": dest_s,
+        "requested_name": name,
+        "file_name": name,
+        "expected_sha256": digest,
+    }
+
+
+def add(ledger: Ledger, specs: Sequence[JobSpec], *, by: str = "cli") -> list[AddResult]:
+    """Add jobs; a spec whose URL and destination already have a job returns that job.
+
+    Every spec is validated before anything is written, so bad input changes nothing.
+    """
+    prepared = [_prepare(s) for s in specs]
+    results: list[AddResult] = []
+    with ledger.write() as conn:
+        ts = now()
+        last_rev = next_revs(conn, max(len(prepared), 1))
+        rev = last_rev - len(prepared) + 1
+        for values in prepared:
+            row = conn.execute(
+                "INSERT INTO jobs (idem_key, url, canonical_url, dest_dir, requested_name, "
+                "file_name, expected_sha256, state, control, attempts, bytes_committed, "
+                "created_at, updated_at, rev) "
+                "VALUES (:idem_key, :url, :canonical_url, :dest_dir, :requested_name, "
+                ":file_name, :expected_sha256, 'PLANNED', 'run', 0, 0, :ts, :ts, :rev) "
+                "ON CONFLICT(idem_key) DO NOTHING RETURNING *",
+                {**values, "ts": ts, "rev": rev},
+            ).fetchone()
+            rev += 1
+            if row is not None:
+                job = Job.from_row(dict(row))
+                events.append(conn, "added", job.id, url=job.url, dest=job.dest_dir, by=by)
+                results.append(AddResult(job, True))
+            else:
+                existing = conn.execute(
+                    "SELECT * FROM jobs WHERE idem_key = ?", (values["idem_key"],)
+                ).fetchone()
+                results.append(AddResult(Job.from_row(dict(existing)), False))
+    return results
+
+
+# -- reads -----------------------------------------------------------------------------------
+def get(ledger: Ledger, job_id: int) -> Job:
+    """The job with this id, or UnknownJob."""
+    row = ledger.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
+    return Job.from_row(dict(row))
+
+
+def find(ledger: Ledger, job_id: int) -> Job | None:
+    """The job with this id, or None."""
+    row = ledger.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return Job.from_row(dict(row)) if row else None
+
+
+def list_jobs(
+    ledger: Ledger, states: Iterable[JobState | str] | None = None, limit: int | None = None
+) -> list[Job]:
+    """Jobs in id order, optionally only those in ``states``."""
+    sql = "SELECT * FROM jobs"
+    params: list[Any] = []
+    if states is not None:
+        wanted = [JobState(s).value for s in states]
+        sql += f" WHERE state IN ({','.join('?' * len(wanted))})"
+        params.extend(wanted)
+    sql += " ORDER BY id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [Job.from_row(dict(r)) for r in ledger.conn.execute(sql, params).fetchall()]
+
+
+def changed_since(ledger: Ledger, rev: int, limit: int = 10_000) -> list[Job]:
+    """Jobs whose ``rev`` is above ``rev``, oldest change first: what a poller has not seen."""
+    rows = ledger.conn.execute(
+        "SELECT * FROM jobs WHERE rev > ? ORDER BY rev LIMIT ?", (rev, limit)
+    ).fetchall()
+    return [Job.from_row(dict(r)) for r in rows]
+
+
+def current_rev(ledger: Ledger) -> int:
+    """The newest rev handed out."""
+    return int(ledger.conn.execute("SELECT value FROM meta WHERE key = 'rev'").fetchone()[0])
+
+
+def counts(ledger: Ledger) -> dict[JobState, int]:
+    """Number of jobs in each state (zero for absent states)."""
+    out = dict.fromkeys(JobState, 0)
+    for state, n in ledger.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        out[JobState(state)] = n
+    return out
+
+
+# -- writes ----------------------------------------------------------------------------------
+def write_row(
+    conn: sqlite3.Connection,
+    job_id: int,
+    sets: dict[str, Any],
+    where: str = "",
+    params: Sequence[Any] = (),
+) -> Job | None:
+    """UPDATE one job, stamping ``updated_at`` and a fresh ``rev``; None when WHERE missed."""
+    cols = list(sets)
+    assignments = ", ".join(f"{c} = ?" for c in cols)
+    sql = (
+        f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} RETURNING *"
+    )
+    rev = next_revs(conn)
+    row = conn.execute(sql, [*sets.values(), now(), rev, job_id, *params]).fetchone()
+    return Job.from_row(dict(row)) if row else None
+
+
+def _current(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
+    return row
+
+
+def transition_in(
+    conn: sqlite3.Connection,
+    job_id: int,
+    to: JobState | str,
+    *,
+    owner: str | None = None,
+    reason: str | None = None,
+    fields: dict[str, Any] | None = None,
+    **data: Any,
+) -> Job:
+    """:func:`transition` inside the caller's write transaction."""
+    target = JobState(to)
+    row = _current(conn, job_id)
+    if owner is not None and row["lease_owner"] != owner:
+        raise LeaseLost(job_id, owner)
+    current = JobState(row["state"])
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(job_id, current, target)
+    sets: dict[str, Any] = {**(fields or {}), "state": target.value}
+    if target in FINAL_STATES or target is JobState.FAILED:
+        sets.setdefault("finished_at", now())
+    elif target is JobState.PLANNED:
+        sets.setdefault("finished_at", None)
+    sources = sorted(s.value for s in sources_of(target))
+    where = f"AND state IN ({','.join('?' * len(sources))})"
+    params: list[Any] = list(sources)
+    if owner is not None:
+        where += " AND lease_owner = ?"
+        params.append(owner)
+    job = write_row(conn, job_id, sets, where, params)
+    if job is None:  # unreachable while the write lock is held; kept as the hard guarantee
+        raise IllegalTransition(job_id, current, target)
+    events.append(
+        conn, "state", job_id, **{"from": current.value, "to": target.value},
+        reason=reason, **data,
+    )
+    return job
+
+
+def transition(
+    ledger: Ledger,
+    job_id: int,
+    to: JobState | str,
+    *,
+    owner: str | None = None,
+    reason: str | None = None,
+    fields: dict[str, Any] | None = None,
+    **data: Any,
+) -> Job:
+    """Move a job to state ``to``; the only writer of ``state``.
+
+    Refuses any edge not in TRANSITIONS with IllegalTransition (naming both states) and, with
+    ``owner``, any write by a worker that no longer holds the lease (LeaseLost). Appends a
+    ``state`` event.
+    """
+    with ledger.write() as conn:
+        return transition_in(conn, job_id, to, owner=owner, reason=reason, fields=fields, **data)
+
+
+def update(ledger: Ledger, job_id: int, *, owner: str | None, **fields: Any) -> Job:
+    """Set non-state columns; with ``owner`` only while that owner holds the lease."""
+    bad = set(fields) - WRITABLE
+    if bad:
+        raise ValueError(f"cannot write job columns {sorted(bad)} with update()")
+    with ledger.write() as conn:
+        if owner is None:
+            job = write_row(conn, job_id, fields)
+            if job is None:
+                raise UnknownJob(f"no job {job_id} in the ledger")
+            return job
+        job = write_row(conn, job_id, fields, "AND lease_owner = ?", (owner,))
+        if job is None:
+            _current(conn, job_id)
+            raise LeaseLost(job_id, owner)
+        return job
+
+
+# -- operator intent -------------------------------------------------------------------------
+_CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
+
+
+def _lease_live(row: sqlite3.Row, at: float) -> bool:
+    from dltui.ledger.leases import lease_is_live
+
+    return lease_is_live(row["lease_owner"], row["lease_until"], at)
+
+
+def _delete_part(ledger: Ledger, job_id: int) -> None:
+    for part in paths.parts_dir(ledger.home).glob(f"{job_id}.part*"):
+        part.unlink(missing_ok=True)
+
+
+def pause(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
+    """Pause a job: at once when no worker holds it, else at the worker's next checkpoint."""
+    with ledger.write() as conn:
+        row = _current(conn, job_id)
+        state = JobState(row["state"])
+        if state is JobState.PAUSED:
+            return "already paused"
+        if state is JobState.PLANNED or (state in ACTIVE_STATES and not _lease_live(row, now())):
+            transition_in(conn, job_id, JobState.PAUSED, reason="operator",
+                          fields={"control": Control.PAUSE.value, **_CLEAR_LEASE}, by=by)
+            return "paused"
+        if state in ACTIVE_STATES:
+            write_row(conn, job_id, {"control": Control.PAUSE.value})
+            events.append(conn, "control", job_id, control="pause", by=by)
+            return "pause requested"
+        raise NotApplicable(f"job {job_id} is {state}; only queued or running jobs can be paused")
+
+
+def resume(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
+    """Re-queue a paused job, or withdraw a pause a worker has not acted on yet."""
+    with ledger.write() as conn:
+        row = _current(conn, job_id)
+        state = JobState(row["state"])
+        if state is JobState.PAUSED:
+            transition_in(conn, job_id, JobState.PLANNED, reason="operator",
+                          fields={"control": Control.RUN.value}, by=by)
+            return "resumed"
+        if state in ACTIVE_STATES or state is JobState.PLANNED:
+            if row["control"] == Control.PAUSE.value:
+                write_row(conn, job_id, {"control": Control.RUN.value})
+                events.append(conn, "control", job_id, control="run", by=by)
+                return "pause withdrawn"
+            return "already running" if state in ACTIVE_STATES else "already queued"
+        raise NotApplicable(f"job {job_id} is {state}; only paused jobs can be resumed")
+
+
+def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
+    """Re-queue a failed job with its error cleared (its part, if any, is kept for resume)."""
+    with ledger.write() as conn:
+        row = _current(conn, job_id)
+        state = JobState(row["state"])
+        if state is not JobState.FAILED:
+            raise NotApplicable(f"job {job_id} is {state}; only FAILED jobs can be retried")
+        transition_in(conn, job_id, JobState.PLANNED, reason="operator retry",
+                      fields={"control": Control.RUN.value, "error": None, **_CLEAR_LEASE},
+                      by=by)
+        return "queued for retry"
+
+
+def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
+    """Cancel a job and delete its part; a running worker stops at its next checkpoint."""
+    with ledger.write() as conn:
+        row = _current(conn, job_id)
+        state = JobState(row["state"])
+        if state in FINAL_STATES:
+            raise NotApplicable(f"job {job_id} is {state}; it can no longer be cancelled")
+        if state in ACTIVE_STATES and _lease_live(row, now()):
+            write_row(conn, job_id, {"control": Control.CANCEL.value})
+            events.append(conn, "control", job_id, control="cancel", by=by)
+            return "cancel requested"
+        transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
+                      fields={"control": Control.CANCEL.value, **_CLEAR_LEASE}, by=by)
+    _delete_part(ledger, job_id)
+    return "cancelled"

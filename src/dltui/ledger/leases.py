@@ -1,0 +1,160 @@
+"""Worker leases: who holds a job, until when, and whether that holder still exists.
+
+An owner id is ``host:pid:process-start:thread``. A lease is live until ``lease_until`` unless its
+owner is a process on this host that is gone (or whose pid was reused: the start time differs),
+so a restart after a crash or SIGKILL resumes at once instead of waiting out the TTL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+from functools import cache
+from typing import TYPE_CHECKING
+
+from dltui.errors import LeaseLost
+from dltui.ledger import jobs
+from dltui.ledger._db import now
+from dltui.model import ACTIVE_STATES, Control, Job, JobState
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+DEFAULT_TTL = 60.0
+_ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATES))
+
+
+@cache
+def _hostname() -> str:
+    return socket.gethostname().replace(":", "_")
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it is gone.
+
+    Off Linux there is no /proc; any live pid then reports "0", which still tells a dead owner
+    from a live one, only not a reused pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        stat = ""
+    if stat:
+        # Field 22; the command name (field 2) may contain spaces, so split after its ')'.
+        return stat.rsplit(")", 1)[1].split()[19]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return "0"
+
+
+def owner_id(thread: str | None = None) -> str:
+    """This thread's owner id."""
+    pid = os.getpid()
+    name = thread if thread is not None else threading.current_thread().name
+    return f"{_hostname()}:{pid}:{process_start_time(pid) or '0'}:{name}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` is a process on this host that no longer runs."""
+    if not owner:
+        return True
+    parts = owner.split(":", 3)
+    if len(parts) != 4 or parts[0] != _hostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    started = process_start_time(pid)
+    return started is None or (parts[2] != "0" and started != parts[2])
+
+
+def lease_is_live(owner: str | None, lease_until: float | None, at: float | None = None) -> bool:
+    """True while the lease has an owner, has not expired, and its local owner still runs."""
+    if not owner or lease_until is None:
+        return False
+    if lease_until < (now() if at is None else at):
+        return False
+    return not owner_is_dead(owner)
+
+
+def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | None:
+    """Atomically take the next runnable job for ``owner``, or None when there is none.
+
+    Interrupted work (an active job whose lease expired) comes first, then PLANNED jobs in id
+    order. A taken-over job passes through PLANNED, so the transition table holds and the
+    takeover is an event of its own.
+    """
+    with ledger.write() as conn:
+        at = now()
+        for row in conn.execute(
+            f"SELECT id, lease_owner, lease_until, control FROM jobs "
+            f"WHERE state IN ({','.join('?' * len(_ACTIVE))}) ORDER BY id",
+            _ACTIVE,
+        ).fetchall():
+            if lease_is_live(row["lease_owner"], row["lease_until"], at):
+                continue
+            job_id = row["id"]
+            control = row["control"]
+            clear = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
+            if control == Control.CANCEL.value:
+                jobs.transition_in(conn, job_id, JobState.CANCELLED, reason="lease expired",
+                                   fields=clear, previous_owner=row["lease_owner"])
+                continue
+            if control == Control.PAUSE.value:
+                jobs.transition_in(conn, job_id, JobState.PAUSED, reason="lease expired",
+                                   fields=clear, previous_owner=row["lease_owner"])
+                continue
+            jobs.transition_in(conn, job_id, JobState.PLANNED, reason="lease expired",
+                               fields=clear, previous_owner=row["lease_owner"])
+            return _take(conn, job_id, owner, ttl, at)
+        row = conn.execute(
+            "SELECT id FROM jobs WHERE state = 'PLANNED' AND control = 'run' ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return _take(conn, row["id"], owner, ttl, at)
+
+
+def _take(conn: sqlite3.Connection, job_id: int, owner: str, ttl: float, at: float) -> Job:
+    attempts = conn.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    return jobs.transition_in(
+        conn,
+        job_id,
+        JobState.LEASED,
+        reason="leased",
+        fields={"lease_owner": owner, "lease_until": at + ttl, "heartbeat_at": at,
+                "attempts": attempts + 1},
+        owner_id=owner,
+    )
+
+
+def renew(ledger: Ledger, job_id: int, owner: str, ttl: float = DEFAULT_TTL) -> float:
+    """Extend ``owner``'s lease (the heartbeat) and return the new expiry; LeaseLost otherwise."""
+    with ledger.write() as conn:
+        at = now()
+        renewed = jobs.write_row(
+            conn, job_id, {"lease_until": at + ttl, "heartbeat_at": at},
+            "AND lease_owner = ?", (owner,),
+        )
+        if renewed is None:
+            raise LeaseLost(job_id, owner)
+    return at + ttl
+
+
+def release(ledger: Ledger, job_id: int, owner: str) -> None:
+    """Give the lease up; a no-op when ``owner`` no longer holds it."""
+    with ledger.write() as conn:
+        jobs.write_row(
+            conn, job_id, {"lease_owner": None, "lease_until": None, "heartbeat_at": None},
+            "AND lease_owner = ?", (owner,),
+        )

@@ -1,0 +1,141 @@
+"""Forward-only schema migrations, recorded in the ledger itself.
+
+Each migration runs once, in order, inside one transaction together with its row in
+``migrations`` and ``PRAGMA user_version``. A ledger whose version is above the newest migration
+here was written by a newer dltui and is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+from dltui.errors import LedgerError, LedgerTooNew
+from dltui.ledger._db import now
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": int}, pk="key")
+    db["meta"].insert({"key": "rev", "value": 0})
+    db["jobs"].create(
+        {
+            "id": int,
+            "idem_key": str,
+            "url": str,
+            "canonical_url": str,
+            "dest_dir": str,
+            "requested_name": str,
+            "file_name": str,
+            "expected_sha256": str,
+            "state": str,
+            "control": str,
+            "attempts": int,
+            "lease_owner": str,
+            "lease_until": float,
+            "heartbeat_at": float,
+            "etag": str,
+            "last_modified": str,
+            "content_length": int,
+            "accept_ranges": int,
+            "bytes_committed": int,
+            "bytes_total": int,
+            "prefix_hash": str,
+            "decision": str,
+            "decision_reason": str,
+            "sha256": str,
+            "final_path": str,
+            "error": str,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+            "rev": int,
+        },
+        pk="id",
+        not_null={"idem_key", "url", "canonical_url", "dest_dir", "state", "control",
+                  "attempts", "bytes_committed", "created_at", "updated_at", "rev"},
+        defaults={"control": "run", "attempts": 0, "bytes_committed": 0},
+    )
+    db["jobs"].create_index(["idem_key"], unique=True)
+    db["jobs"].create_index(["rev"])
+    db["jobs"].create_index(["state", "control", "id"])
+    db["ops"].create(
+        {
+            "key": str,
+            "job_id": int,
+            "kind": str,
+            "status": str,
+            "attempt": int,
+            "runs": int,
+            "args": str,
+            "result": str,
+            "error": str,
+            "started_at": float,
+            "finished_at": float,
+        },
+        pk="key",
+        not_null={"job_id", "kind", "status", "runs"},
+        defaults={"runs": 0},
+    )
+    db["ops"].create_index(["job_id"])
+    db["ops"].create_index(["status"])
+    db["events"].create(
+        {"id": int, "ts": float, "job_id": int, "kind": str, "data": str},
+        pk="id",
+        not_null={"ts", "kind"},
+    )
+    db["events"].create_index(["job_id", "id"])
+    db["flags"].create(
+        {"name": str, "value": int, "updated_at": float, "updated_by": str},
+        pk="name",
+        not_null={"value", "updated_at"},
+    )
+
+
+#: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("initial", _m001_initial),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version the ledger file records."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(ledger: Ledger, *, target: int | None = None) -> list[int]:
+    """Apply every pending migration (up to ``target``) and return the versions applied."""
+    target = SCHEMA_VERSION if target is None else target
+    applied: list[int] = []
+    try:
+        with ledger.write() as conn:
+            version = current_version(conn)
+            if version > SCHEMA_VERSION:
+                raise LedgerTooNew(
+                    f"ledger {ledger.path} has schema version {version}, but this dltui knows "
+                    f"only up to {SCHEMA_VERSION}; upgrade dltui or point --home elsewhere"
+                )
+            db = ledger.db
+            if not db["migrations"].exists():
+                db["migrations"].create(
+                    {"version": int, "name": str, "applied_at": float}, pk="version"
+                )
+            for number in range(version + 1, target + 1):
+                name, fn = MIGRATIONS[number - 1]
+                fn(db)
+                db["migrations"].insert(
+                    {"version": number, "name": name, "applied_at": now()}
+                )
+                conn.execute(f"PRAGMA user_version = {number}")
+                applied.append(number)
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"ledger {ledger.path} is not a usable dltui ledger: {exc}") from None
+    return applied

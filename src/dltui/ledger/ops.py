@@ -1,0 +1,164 @@
+"""The operations ledger: each side effect of a job runs exactly once, or is replayed safely.
+
+``run_effect`` records an op as ``started`` before calling the effect and ``done`` with its JSON
+result after. A crash in between leaves ``started``; the next run calls the effect again, which is
+safe because every effect is idempotent and verifies what is already on disk. A ``done`` op is
+never run again unless its ``verify`` says the effect has since disappeared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dltui.errors import LeaseLost, UnknownJob
+from dltui.ledger._db import now
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+OP_KEY_VERSION = 1
+
+
+class OpStatus:
+    """Values of ``ops.status``."""
+
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One recorded side effect."""
+
+    key: str
+    job_id: int
+    kind: str
+    status: str
+    attempt: int | None
+    runs: int
+    args: dict[str, Any]
+    result: Any
+    error: str | None
+    started_at: float | None
+    finished_at: float | None
+
+
+def op_key(kind: str, job_id: int, **parts: Any) -> str:
+    """Deterministic op key: sha256 of the sorted JSON of version, kind, job and ``parts``."""
+    payload = {"v": OP_KEY_VERSION, "kind": kind, "job": job_id, **parts}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _op(row: Any) -> Op:
+    return Op(
+        key=row["key"],
+        job_id=row["job_id"],
+        kind=row["kind"],
+        status=row["status"],
+        attempt=row["attempt"],
+        runs=row["runs"],
+        args=json.loads(row["args"] or "{}"),
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def get(ledger: Ledger, key: str) -> Op | None:
+    """The op with this key, if any."""
+    row = ledger.conn.execute("SELECT * FROM ops WHERE key = ?", (key,)).fetchone()
+    return _op(row) if row else None
+
+
+def for_job(ledger: Ledger, job_id: int) -> list[Op]:
+    """All ops of a job in the order they were started."""
+    rows = ledger.conn.execute(
+        "SELECT * FROM ops WHERE job_id = ? ORDER BY started_at, rowid", (job_id,)
+    ).fetchall()
+    return [_op(r) for r in rows]
+
+
+def started(ledger: Ledger) -> list[Op]:
+    """Ops left ``started``: in flight, or interrupted by a crash."""
+    rows = ledger.conn.execute("SELECT * FROM ops WHERE status = 'started'").fetchall()
+    return [_op(r) for r in rows]
+
+
+def run_effect(
+    ledger: Ledger,
+    key: str,
+    fn: Callable[[], Any],
+    *,
+    job_id: int,
+    kind: str,
+    args: dict[str, Any] | None = None,
+    owner: str | None = None,
+    attempt: int | None = None,
+    verify: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Run ``fn`` at most once to completion for ``key`` and return its (JSON) result.
+
+    A ``done`` op returns its stored result without calling ``fn`` (unless ``verify(result)`` is
+    False, meaning the effect vanished). A ``started`` or ``failed`` op runs ``fn`` again. With
+    ``owner``, the op starts only while that owner holds the job's lease (else LeaseLost).
+    """
+    existing = get(ledger, key)
+    if existing and existing.status == OpStatus.DONE and (
+        verify is None or verify(existing.result)
+    ):
+        return existing.result
+    with ledger.write() as conn:
+        if owner is not None:
+            row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise UnknownJob(f"no job {job_id} in the ledger")
+            if row[0] != owner:
+                raise LeaseLost(job_id, owner)
+        conn.execute(
+            "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
+            "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
+            "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
+            "started_at = excluded.started_at, finished_at = NULL",
+            (key, job_id, kind, attempt, json.dumps(args or {}, sort_keys=True), now()),
+        )
+    try:
+        result = fn()
+    except BaseException as exc:
+        with ledger.write() as conn:
+            conn.execute(
+                "UPDATE ops SET status = 'failed', error = ?, finished_at = ? WHERE key = ?",
+                (f"{type(exc).__name__}: {exc}"[:2000], now(), key),
+            )
+        raise
+    encoded = json.dumps(result, sort_keys=True)
+    with ledger.write() as conn:
+        conn.execute(
+            "UPDATE ops SET status = 'done', result = ?, finished_at = ? WHERE key = ?",
+            (encoded, now(), key),
+        )
+    # Return the decoded JSON so a first run and a replay hand back identical values.
+    return json.loads(encoded)
+
+
+def settle(ledger: Ledger, key: str, *, done: bool, result: Any = None, error: str = "") -> None:
+    """Close a ``started`` op found by the reconciler: done with a verified result, or failed."""
+    with ledger.write() as conn:
+        if done:
+            conn.execute(
+                "UPDATE ops SET status = 'done', result = ?, finished_at = ? "
+                "WHERE key = ? AND status = 'started'",
+                (json.dumps(result, sort_keys=True), now(), key),
+            )
+        else:
+            conn.execute(
+                "UPDATE ops SET status = 'failed', error = ?, finished_at = ? "
+                "WHERE key = ? AND status = 'started'",
+                (error, now(), key),
+            )

@@ -1,0 +1,235 @@
+"""The reconciler: heals every state a crash, SIGKILL or a vanished file can leave behind.
+
+It plans first and applies second; each action re-checks its precondition under the write lock,
+so it is safe to run while workers are live (a job a live worker holds is never touched).
+
+Actions, by ``kind``:
+
+- ``lease_expired``  active job whose lease expired or whose local owner died -> PLANNED
+- ``paused`` / ``cancelled``  the same, when the operator had asked for pause / cancel
+- ``op_completed``  op left ``started`` whose effect is verifiably on disk -> done
+- ``op_reset``      op left ``started`` without a verifiable effect -> failed, runs again
+- ``relinked``      FINALIZED job whose file vanished, re-made from the store
+- ``requeued``      FINALIZED job whose file and store object both vanished -> PLANNED
+- ``part_deleted``  part file with no job, or whose job is finished or cancelled
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dltui import paths
+from dltui.ledger import events, jobs, ops
+from dltui.ledger._db import now
+from dltui.ledger.leases import lease_is_live
+from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState
+from dltui.store import Store
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+ACTION_KINDS = (
+    "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
+    "relinked", "requeued", "part_deleted",
+)
+_PART_NAME = re.compile(r"^(\d+)\.part(\..*)?$")
+_CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One healing step."""
+
+    kind: str
+    job_id: int | None
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What the reconciler did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool
+    actions: list[Action]
+    skipped: list[Action] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of actions of each kind (every kind present, zero included)."""
+        out = dict.fromkeys(ACTION_KINDS, 0)
+        for action in self.actions:
+            out[action.kind] += 1
+        return out
+
+    @property
+    def total(self) -> int:
+        """Number of actions."""
+        return len(self.actions)
+
+
+def _verify_op(store: Store, op: ops.Op) -> tuple[bool, Any]:
+    """Whether a ``started`` op's effect is on disk, and the result to record if so."""
+    sha = op.args.get("sha256")
+    if op.kind == "FINALIZE" and sha and store.has(sha):
+        return True, {"sha256": sha, "object": str(store.object_path(sha)), "verified": True}
+    if op.kind == "LINK" and sha and op.args.get("dest"):
+        dest = Path(op.args["dest"])
+        if store.has(sha) and store.is_materialized(sha, dest):
+            return True, {"sha256": sha, "dest": str(dest), "how": "present", "verified": True}
+    return False, None
+
+
+def plan(ledger: Ledger) -> list[Action]:
+    """Every action the reconciler would take now."""
+    store = Store(paths.store_dir(ledger.home))
+    at = now()
+    actions: list[Action] = []
+    end_state: dict[int, JobState] = {}
+    live: set[int] = set()
+
+    active = [s.value for s in ACTIVE_STATES]
+    rows = ledger.conn.execute(
+        f"SELECT id, state, control, lease_owner, lease_until FROM jobs "
+        f"WHERE state IN ({','.join('?' * len(active))}) ORDER BY id",
+        active,
+    ).fetchall()
+    for row in rows:
+        if lease_is_live(row["lease_owner"], row["lease_until"], at):
+            live.add(row["id"])
+            continue
+        control = row["control"]
+        kind, target = "lease_expired", JobState.PLANNED
+        if control == Control.PAUSE.value:
+            kind, target = "paused", JobState.PAUSED
+        elif control == Control.CANCEL.value:
+            kind, target = "cancelled", JobState.CANCELLED
+        end_state[row["id"]] = target
+        actions.append(Action(kind, row["id"], f"{row['state']} -> {target} "
+                              f"(owner {row['lease_owner'] or 'none'} gone or expired)",
+                              {"owner": row["lease_owner"], "from": row["state"]}))
+
+    for op in ops.started(ledger):
+        if op.job_id in live:
+            continue
+        done, result = _verify_op(store, op)
+        if done:
+            actions.append(Action("op_completed", op.job_id, f"{op.kind} effect verified",
+                                  {"key": op.key, "result": result}))
+        else:
+            actions.append(Action("op_reset", op.job_id, f"{op.kind} interrupted; will run again",
+                                  {"key": op.key}))
+
+    for row in ledger.conn.execute(
+        "SELECT id, sha256, final_path FROM jobs WHERE state = 'FINALIZED' "
+        "AND final_path IS NOT NULL"
+    ):
+        dest = Path(row["final_path"])
+        if dest.exists():
+            continue
+        sha = row["sha256"]
+        if sha and store.has(sha):
+            actions.append(Action("relinked", row["id"], f"{dest} re-made from the store",
+                                  {"sha256": sha, "dest": str(dest)}))
+        else:
+            end_state[row["id"]] = JobState.PLANNED
+            actions.append(Action("requeued", row["id"],
+                                  f"{dest} and its store object are gone; downloading again",
+                                  {"dest": str(dest)}))
+
+    parts_dir = paths.parts_dir(ledger.home)
+    if parts_dir.is_dir():
+        for part in sorted(parts_dir.iterdir()):
+            m = _PART_NAME.match(part.name)
+            if not m or not part.is_file():
+                continue
+            job_id = int(m.group(1))
+            state = end_state.get(job_id)
+            if state is None:
+                row = ledger.conn.execute(
+                    "SELECT state FROM jobs WHERE id = ?", (job_id,)
+                ).fetchone()
+                state = JobState(row[0]) if row else None
+            if state is None or state in FINAL_STATES:
+                why = "no such job" if state is None else f"job is {state}"
+                actions.append(Action("part_deleted", job_id, f"{part.name}: {why}",
+                                      {"path": str(part)}))
+    return actions
+
+
+def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
+    """Carry out one action; False when its precondition no longer holds."""
+    kind, job_id = action.kind, action.job_id
+    if kind in ("lease_expired", "paused", "cancelled"):
+        assert job_id is not None
+        target = {"lease_expired": JobState.PLANNED, "paused": JobState.PAUSED,
+                  "cancelled": JobState.CANCELLED}[kind]
+        with ledger.write() as conn:
+            row = conn.execute(
+                "SELECT state, lease_owner, lease_until FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if (row is None or JobState(row["state"]) not in ACTIVE_STATES
+                    or row["lease_owner"] != action.data.get("owner")
+                    or lease_is_live(row["lease_owner"], row["lease_until"])):
+                return False
+            jobs.transition_in(conn, job_id, target, reason="reconciler: lease expired",
+                               fields=dict(_CLEAR_LEASE), previous_owner=row["lease_owner"],
+                               by=by)
+        return True
+    if kind == "op_completed":
+        ops.settle(ledger, action.data["key"], done=True, result=action.data["result"])
+        return True
+    if kind == "op_reset":
+        ops.settle(ledger, action.data["key"], done=False,
+                   error="interrupted; reset by the reconciler")
+        return True
+    if kind == "relinked":
+        assert job_id is not None
+        dest = Path(action.data["dest"])
+        if dest.exists():
+            return False
+        how = store.materialize(action.data["sha256"], dest)
+        events.record(ledger, "relinked", job_id, dest=str(dest), how=how, by=by)
+        return True
+    if kind == "requeued":
+        assert job_id is not None
+        with ledger.write() as conn:
+            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row[0] != JobState.FINALIZED.value:
+                return False
+            jobs.transition_in(
+                conn, job_id, JobState.PLANNED, reason="reconciler: file and object vanished",
+                fields={"sha256": None, "final_path": None, "bytes_committed": 0,
+                        "prefix_hash": None, "decision": None, "decision_reason": None,
+                        "error": None, "control": Control.RUN.value},
+                by=by,
+            )
+            # The done ops describe effects that are gone; the next run must redo them.
+            conn.execute(
+                "UPDATE ops SET status = 'failed', error = 'effect vanished; requeued' "
+                "WHERE job_id = ? AND status = 'done'",
+                (job_id,),
+            )
+        return True
+    if kind == "part_deleted":
+        Path(action.data["path"]).unlink(missing_ok=True)
+        return True
+    raise ValueError(f"unknown reconcile action {kind!r}")
+
+
+def reconcile(ledger: Ledger, *, dry_run: bool = False, by: str = "reconciler") -> ReconcileReport:
+    """Plan and (unless ``dry_run``) apply every healing action; records a ``reconcile`` event."""
+    actions = plan(ledger)
+    report = ReconcileReport(dry_run=dry_run, actions=[])
+    store = Store(paths.store_dir(ledger.home))
+    for action in actions:
+        if dry_run or _apply(ledger, store, action, by):
+            report.actions.append(action)
+        else:
+            report.skipped.append(action)
+    events.record(ledger, "reconcile", None, dry_run=dry_run, by=by,
+                  counts={k: v for k, v in report.counts.items() if v})
+    return report

@@ -1,0 +1,153 @@
+"""Job states, the transition table and value objects shared by every layer (stdlib only)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life; see the state machine in DESIGN.md."""
+
+    PLANNED = "PLANNED"
+    LEASED = "LEASED"
+    PRECHECKED = "PRECHECKED"
+    STREAMING = "STREAMING"
+    FINALIZING = "FINALIZING"
+    FINALIZED = "FINALIZED"
+    FAILED = "FAILED"
+    PAUSED = "PAUSED"
+    CANCELLED = "CANCELLED"
+
+
+S = JobState
+
+#: States in which a worker holds (or held, if it crashed) the job.
+ACTIVE_STATES: frozenset[JobState] = frozenset(
+    {S.LEASED, S.PRECHECKED, S.STREAMING, S.FINALIZING}
+)
+#: States from which nothing moves without an operator or the reconciler.
+FINAL_STATES: frozenset[JobState] = frozenset({S.FINALIZED, S.CANCELLED})
+
+_INTERRUPTIBLE = {S.PLANNED, S.FAILED, S.PAUSED, S.CANCELLED}
+
+#: Every allowed edge. PLANNED is reachable from each active state because an expired lease
+#: (or a worker handing a job back) re-queues it with its part and ops kept.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.PLANNED: frozenset({S.LEASED, S.PAUSED, S.CANCELLED}),
+    S.LEASED: frozenset({S.PRECHECKED, *_INTERRUPTIBLE}),
+    S.PRECHECKED: frozenset({S.STREAMING, S.FINALIZED, *_INTERRUPTIBLE}),
+    S.STREAMING: frozenset({S.FINALIZING, *_INTERRUPTIBLE}),
+    S.FINALIZING: frozenset({S.FINALIZED, *_INTERRUPTIBLE}),
+    # The reconciler re-queues a finished job whose file and store object both vanished.
+    S.FINALIZED: frozenset({S.PLANNED}),
+    S.FAILED: frozenset({S.PLANNED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.PLANNED, S.CANCELLED}),
+    S.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: JobState | str, target: JobState | str) -> bool:
+    """True when the state machine allows ``current -> target``."""
+    return JobState(target) in TRANSITIONS[JobState(current)]
+
+
+def sources_of(target: JobState | str) -> frozenset[JobState]:
+    """All states from which ``target`` may be entered."""
+    t = JobState(target)
+    return frozenset(s for s, targets in TRANSITIONS.items() if t in targets)
+
+
+class Control(enum.StrEnum):
+    """What the operator wants a job to do; workers honour it at the next checkpoint."""
+
+    RUN = "run"
+    PAUSE = "pause"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerValidators:
+    """What the origin told us about the object, used to decide whether a part can be resumed."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    length: int | None = None
+    accept_ranges: bool = False
+
+    @property
+    def strong_etag(self) -> str | None:
+        """The ETag when it is strong; weak ETags (``W/"…"``) never validate a byte range."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One download as the ledger records it."""
+
+    id: int
+    idem_key: str
+    url: str
+    canonical_url: str
+    dest_dir: str
+    requested_name: str | None
+    file_name: str | None
+    expected_sha256: str | None
+    state: JobState
+    control: Control
+    attempts: int
+    lease_owner: str | None
+    lease_until: float | None
+    heartbeat_at: float | None
+    etag: str | None
+    last_modified: str | None
+    content_length: int | None
+    accept_ranges: bool | None
+    bytes_committed: int
+    bytes_total: int | None
+    prefix_hash: str | None
+    decision: str | None
+    decision_reason: str | None
+    sha256: str | None
+    final_path: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    rev: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, object]) -> Job:
+        """Build from a ``jobs`` row as a dict (unknown columns are ignored)."""
+        values = {name: row.get(name) for name in cls.__slots__}  # type: ignore[attr-defined]
+        values["state"] = JobState(values["state"])
+        values["control"] = Control(values["control"])
+        if values["accept_ranges"] is not None:
+            values["accept_ranges"] = bool(values["accept_ranges"])
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def validators(self) -> ServerValidators:
+        """The validators recorded at the last precheck."""
+        return ServerValidators(
+            etag=self.etag,
+            last_modified=self.last_modified,
+            length=self.content_length,
+            accept_ranges=bool(self.accept_ranges),
+        )
+
+    @property
+    def display_name(self) -> str:
+        """The best name to show: resolved, requested, else the last URL path segment."""
+        if self.file_name:
+            return self.file_name
+        if self.requested_name:
+            return self.requested_name
+        tail = self.canonical_url.rstrip("/").rsplit("/", 1)[-1]
+        return tail or self.canonical_url
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]

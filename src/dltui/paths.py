@@ -1,0 +1,48 @@
+"""Every default path dltui uses, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "dltui"
+HOME_ENV = "DLTUI_HOME"
+CONFIG_ENV = "DLTUI_CONFIG"
+
+
+def default_home() -> Path:
+    """``$DLTUI_HOME`` when set, else the platform's per-user data directory."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def ledger_path(home: Path) -> Path:
+    """The SQLite ledger shared by the TUI, the CLI and every worker."""
+    return home / "ledger.db"
+
+
+def parts_dir(home: Path) -> Path:
+    """Partial downloads, one ``<job_id>.part`` each."""
+    return home / "parts"
+
+
+def part_path(home: Path, job_id: int) -> Path:
+    """The part file of one job."""
+    return parts_dir(home) / f"{job_id}.part"
+
+
+def store_dir(home: Path) -> Path:
+    """The content-addressed store (``ab/abcdef…``)."""
+    return home / "store"
+
+
+def default_config_path() -> Path:
+    """``$DLTUI_CONFIG`` when set, else ``config.toml`` in the platform's config directory."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"

@@ -1,0 +1,135 @@
+"""URL validation and canonical form, so one resource always maps to one idempotency key."""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from urllib.parse import urlsplit
+
+from dltui.errors import InvalidURL
+
+SUPPORTED_SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+# Reserved characters keep their meaning in place, so they are never decoded or encoded.
+_RESERVED = frozenset(":/?#[]@!$&'()*+,;=")
+_HEX = frozenset(string.hexdigits)
+_HOST_CHARS = frozenset(string.ascii_lowercase + string.digits + "-._~")
+
+
+def _normalise_pct(text: str) -> str:
+    """Uppercase escapes, decode escaped unreserved bytes, escape what must not appear raw."""
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "%" and i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
+            byte = int(text[i + 1 : i + 3], 16)
+            decoded = chr(byte)
+            out.append(decoded if decoded in _UNRESERVED else f"%{byte:02X}")
+            i += 3
+            continue
+        if ch in _UNRESERVED or ch in _RESERVED:
+            out.append(ch)
+        else:
+            # A lone '%', a space, a non-ASCII letter: escape its UTF-8 bytes.
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+        i += 1
+    return "".join(out)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4."""
+    inp = path
+    out: list[str] = []
+    while inp:
+        if inp.startswith("../"):
+            inp = inp[3:]
+        elif inp.startswith("./"):
+            inp = inp[2:]
+        elif inp.startswith("/./"):
+            inp = "/" + inp[3:]
+        elif inp == "/.":
+            inp = "/"
+        elif inp.startswith("/../"):
+            inp = "/" + inp[4:]
+            if out:
+                out.pop()
+        elif inp == "/..":
+            inp = "/"
+            if out:
+                out.pop()
+        elif inp in (".", ".."):
+            inp = ""
+        else:
+            start = 1 if inp.startswith("/") else 0
+            cut = inp.find("/", start)
+            if cut == -1:
+                cut = len(inp)
+            out.append(inp[:cut])
+            inp = inp[cut:]
+    return "".join(out)
+
+
+def _canonical_host(raw_host: str, url: str) -> str:
+    host = raw_host.lower()
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURL(f"invalid host name {raw_host!r} in {url!r}: {exc}") from None
+    if not host or not set(host) <= _HOST_CHARS:
+        raise InvalidURL(f"invalid host name {raw_host!r} in {url!r}")
+    return host
+
+
+def canonical_url(url: str) -> str:
+    """Return the canonical form of an http(s) URL or raise :class:`InvalidURL`.
+
+    Lower-cases scheme and host, converts IDN hosts to punycode, drops the default port and the
+    fragment, removes dot segments and normalises percent-encoding.
+    """
+    text = url.strip()
+    if not text:
+        raise InvalidURL("empty URL; give an http:// or https:// URL")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise InvalidURL(f"URL {text!r} contains control characters; remove them")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise InvalidURL(f"malformed URL {text!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in text:
+        raise InvalidURL(f"URL {text!r} has no scheme; write it as http://… or https://…")
+    if scheme not in SUPPORTED_SCHEMES:
+        raise InvalidURL(
+            f"unsupported scheme '{scheme}:' in {text!r}; dltui downloads http:// and https:// URLs"
+        )
+    if not parts.hostname:
+        raise InvalidURL(f"URL {text!r} has no host; write it as {scheme}://host/path")
+    bad_port = f"URL {text!r} has an invalid port; use a number from 1 to 65535"
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidURL(bad_port) from None
+    if port == 0:
+        raise InvalidURL(bad_port)
+    host = _canonical_host(parts.hostname, text)
+    userinfo = ""
+    if "@" in parts.netloc:
+        userinfo = _normalise_pct(parts.netloc.rsplit("@", 1)[0]) + "@"
+    netloc = userinfo + host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    path = _remove_dot_segments(_normalise_pct(parts.path)) or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    query = _normalise_pct(parts.query)
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
