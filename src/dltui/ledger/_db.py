@@ -62,7 +62,9 @@ class Ledger:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+            raise LedgerError(
+                f"cannot open ledger {self.path}: {exc}; check --home / DLTUI_HOME"
+            ) from None
         with self._all_lock:
             self._all.append(conn)
         return conn

@@ -78,13 +78,35 @@ def owner_is_dead(owner: str | None) -> bool:
     return started is None or (parts[2] != "0" and started != parts[2])
 
 
-def lease_is_live(owner: str | None, lease_until: float | None, at: float | None = None) -> bool:
-    """True while the lease has an owner, has not expired, and its local owner still runs."""
+def lease_is_live(
+    owner: str | None,
+    lease_until: float | None,
+    at: float | None = None,
+    dead: dict[str, bool] | None = None,
+) -> bool:
+    """True while the lease has an owner, has not expired, and its local owner still runs.
+
+    ``dead`` caches owner liveness across the rows of one scan: many leases share few owners.
+    """
     if not owner or lease_until is None:
         return False
     if lease_until < (now() if at is None else at):
         return False
-    return not owner_is_dead(owner)
+    if dead is None:
+        return not owner_is_dead(owner)
+    if owner not in dead:
+        dead[owner] = owner_is_dead(owner)
+    return not dead[owner]
+
+
+def _takeover_candidates(conn: sqlite3.Connection, at: float) -> list[sqlite3.Row]:
+    """Active jobs whose lease may be over: expired, or held by a process on this host."""
+    return conn.execute(
+        f"SELECT id, lease_owner, lease_until, control FROM jobs "
+        f"WHERE state IN ({','.join('?' * len(_ACTIVE))}) "
+        f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner LIKE ?) ORDER BY id",
+        (*_ACTIVE, at, _hostname() + ":%"),
+    ).fetchall()
 
 
 def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | None:
@@ -96,12 +118,9 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
     """
     with ledger.write() as conn:
         at = now()
-        for row in conn.execute(
-            f"SELECT id, lease_owner, lease_until, control FROM jobs "
-            f"WHERE state IN ({','.join('?' * len(_ACTIVE))}) ORDER BY id",
-            _ACTIVE,
-        ).fetchall():
-            if lease_is_live(row["lease_owner"], row["lease_until"], at):
+        dead: dict[str, bool] = {}
+        for row in _takeover_candidates(conn, at):
+            if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
                 continue
             job_id = row["id"]
             control = row["control"]

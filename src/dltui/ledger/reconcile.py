@@ -90,6 +90,7 @@ def plan(ledger: Ledger) -> list[Action]:
     actions: list[Action] = []
     end_state: dict[int, JobState] = {}
     live: set[int] = set()
+    dead: dict[str, bool] = {}
 
     active = [s.value for s in ACTIVE_STATES]
     rows = ledger.conn.execute(
@@ -98,7 +99,7 @@ def plan(ledger: Ledger) -> list[Action]:
         active,
     ).fetchall()
     for row in rows:
-        if lease_is_live(row["lease_owner"], row["lease_until"], at):
+        if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
             live.add(row["id"])
             continue
         control = row["control"]

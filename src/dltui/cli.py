@@ -1,0 +1,379 @@
+"""Command line: argument parsing and wiring; one function per sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from dltui import __version__, paths
+from dltui.errors import DltuiError, IllegalTransition, UsageError
+from dltui.ledger import Ledger, flags, jobs, reconcile
+from dltui.model import Job, JobState
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but every error is one line naming the problem and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _progress(job: Job) -> str:
+    if job.bytes_total:
+        return f"{100 * job.bytes_committed / job.bytes_total:5.1f}%"
+    return "  -  " if job.bytes_committed == 0 else "  ?  "
+
+
+def _status_dict(job: Job) -> dict[str, object]:
+    return {
+        "id": job.id,
+        "url": job.url,
+        "name": job.display_name,
+        "dest_dir": job.dest_dir,
+        "state": job.state.value,
+        "control": job.control.value,
+        "bytes_committed": job.bytes_committed,
+        "bytes_total": job.bytes_total,
+        "sha256": job.sha256,
+        "expected_sha256": job.expected_sha256,
+        "final_path": job.final_path,
+        "decision": job.decision,
+        "reason": job.decision_reason,
+        "attempts": job.attempts,
+        "lease_owner": job.lease_owner,
+        "lease_until": job.lease_until,
+        "error": job.error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+    }
+
+
+# -- add ---------------------------------------------------------------------------------------
+_INPUT_OPTIONS = ("dir", "out", "checksum")
+
+
+def _read_input_file(source: str, default_dir: Path) -> list[jobs.JobSpec]:
+    """URLs one per line (``#`` comments); aria2-style indented ``dir=``/``out=``/``checksum=``."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read input file {source!r}: {reason}") from None
+    entries: list[dict[str, str]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if line[0] in " \t":
+            key, sep, value = stripped.partition("=")
+            if not entries:
+                raise UsageError(f"{source}:{lineno}: option line before any URL")
+            if not sep or key.strip() not in _INPUT_OPTIONS:
+                raise UsageError(
+                    f"{source}:{lineno}: unknown option {stripped!r}; "
+                    f"use {', '.join(k + '=' for k in _INPUT_OPTIONS)}"
+                )
+            entries[-1][key.strip()] = value.strip()
+            continue
+        entries.append({"url": stripped, "line": f"{source}:{lineno}"})
+    specs = []
+    for entry in entries:
+        checksum = entry.get("checksum")
+        if checksum is not None and not checksum.lower().startswith(("sha-256=", "sha256=")):
+            raise UsageError(f"{entry['line']}: checksum must be sha-256=<64 hex digits>")
+        dest = Path(entry["dir"]).expanduser() if "dir" in entry else default_dir
+        specs.append(
+            jobs.JobSpec(
+                url=entry["url"],
+                dest_dir=dest if dest.is_absolute() else Path.cwd() / dest,
+                name=entry.get("out"),
+                sha256=checksum.split("=", 1)[1] if checksum else None,
+            )
+        )
+    return specs
+
+
+def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Queue downloads; re-adding the same URL and destination reports the existing job."""
+    dest = Path(args.dir).expanduser() if args.dir else Path.cwd()
+    dest = dest if dest.is_absolute() else Path.cwd() / dest
+    specs = [jobs.JobSpec(u, dest, args.name, args.sha256) for u in args.urls]
+    if args.input_file:
+        specs.extend(_read_input_file(args.input_file, dest))
+    if not specs:
+        raise UsageError("no URLs given; pass URLs or -i FILE")
+    if len(specs) > 1 and (args.name or args.sha256):
+        option = "--name" if args.name else "--sha256"
+        raise UsageError(
+            f"{option} applies to a single URL, but {len(specs)} were given; "
+            "use out=/checksum= lines in an -i file instead"
+        )
+    for result in jobs.add(ledger, specs):
+        job = result.job
+        if args.json:
+            out.write(json.dumps({**_status_dict(job), "created": result.created}) + "\n")
+        elif result.created:
+            out.write(f"added job {job.id}: {job.url} -> {job.dest_dir}\n")
+        else:
+            out.write(f"job {job.id} already exists ({job.state}): {job.url} -> {job.dest_dir}\n")
+    return EXIT_OK
+
+
+# -- status ------------------------------------------------------------------------------------
+def _parse_states(values: Sequence[str]) -> list[JobState] | None:
+    if not values:
+        return None
+    states = []
+    for value in values:
+        for item in value.split(","):
+            try:
+                states.append(JobState(item.strip().upper()))
+            except ValueError:
+                raise UsageError(
+                    f"unknown state {item!r}; use one of {', '.join(s.value for s in JobState)}"
+                ) from None
+    return states
+
+
+def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """List jobs as a table, or one JSON object per line with ``--json``."""
+    states = _parse_states(args.state)
+    if args.jobs:
+        selected = [jobs.get(ledger, j) for j in args.jobs]
+        if states is not None:
+            selected = [j for j in selected if j.state in states]
+    else:
+        selected = jobs.list_jobs(ledger, states)
+    if args.json:
+        for job in selected:
+            out.write(json.dumps(_status_dict(job)) + "\n")
+        return EXIT_OK
+    if not selected:
+        out.write("no jobs\n" if states is None else "no jobs in that state\n")
+        return EXIT_OK
+    out.write(f"{'ID':>6}  {'STATE':<10}  {'DONE':>6}  {'SIZE':>10}  NAME\n")
+    for job in selected:
+        line = (f"{job.id:>6}  {job.state.value:<10}  {_progress(job):>6}  "
+                f"{_human_bytes(job.bytes_total):>10}  {job.display_name}")
+        if job.error:
+            line += f"  [{job.error}]"
+        out.write(line + "\n")
+    return EXIT_OK
+
+
+# -- pause / resume / retry / cancel -----------------------------------------------------------
+_ACTIONS: dict[str, Callable[..., str]] = {
+    "pause": jobs.pause,
+    "resume": jobs.resume,
+    "retry": jobs.retry,
+    "cancel": jobs.cancel,
+}
+
+
+def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Apply an operator action to the named jobs (all validated first) or to ``--all``."""
+    action = _ACTIONS[args.command]
+    if args.all and args.jobs:
+        raise UsageError("give job ids or --all, not both")
+    if not args.all and not args.jobs:
+        raise UsageError(f"no jobs given; pass job ids or --all to {args.command} every job")
+    if args.all:
+        targets = [j.id for j in jobs.list_jobs(ledger)]
+    else:
+        targets = list(dict.fromkeys(args.jobs))
+        for job_id in targets:
+            jobs.get(ledger, job_id)  # raises UnknownJob before anything changes
+    applied = skipped = 0
+    problems: list[str] = []
+    for job_id in targets:
+        try:
+            outcome = action(ledger, job_id, by="cli")
+        except (jobs.NotApplicable, IllegalTransition) as exc:
+            skipped += 1
+            if not args.all:
+                problems.append(str(exc))
+            continue
+        applied += 1
+        out.write(f"job {job_id}: {outcome}\n")
+    if args.all:
+        out.write(f"{args.command}: {applied} job(s) changed, {skipped} not applicable\n")
+    for problem in problems:
+        sys.stderr.write(f"dltui {args.command}: {problem}\n")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
+    """Refuse the whole command when any named job cannot take the action (nothing changes)."""
+    if args.all or not args.jobs:
+        return
+    allowed = {
+        "pause": {JobState.PLANNED, JobState.PAUSED, JobState.LEASED, JobState.PRECHECKED,
+                  JobState.STREAMING, JobState.FINALIZING},
+        "resume": {JobState.PAUSED, JobState.PLANNED, JobState.LEASED, JobState.PRECHECKED,
+                   JobState.STREAMING, JobState.FINALIZING},
+        "retry": {JobState.FAILED},
+        "cancel": set(JobState) - {JobState.FINALIZED, JobState.CANCELLED},
+    }[args.command]
+    for job_id in dict.fromkeys(args.jobs):
+        job = jobs.get(ledger, job_id)
+        if job.state not in allowed:
+            need = ", ".join(sorted(s.value for s in allowed))
+            raise UsageError(
+                f"job {job_id} is {job.state}; {args.command} applies to jobs in {need}"
+            )
+
+
+# -- reconcile / flags -------------------------------------------------------------------------
+def cmd_reconcile(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Heal crash leftovers; ``--dry-run`` only reports."""
+    report = reconcile.reconcile(ledger, dry_run=args.dry_run, by="cli")
+    if args.json:
+        out.write(json.dumps({
+            "dry_run": report.dry_run,
+            "counts": report.counts,
+            "actions": [{"kind": a.kind, "job_id": a.job_id, "detail": a.detail}
+                        for a in report.actions],
+        }) + "\n")
+        return EXIT_OK
+    verb = "would" if args.dry_run else "did"
+    for action in report.actions:
+        target = f"job {action.job_id}" if action.job_id is not None else "-"
+        out.write(f"{action.kind:<14} {target:<10} {action.detail}\n")
+    summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v) or "nothing to do"
+    out.write(f"reconcile {verb}: {summary}\n")
+    return EXIT_OK
+
+
+def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Show flags, or set them with NAME=on|off (all validated before any is written)."""
+    changes: list[tuple[str, bool]] = []
+    for item in args.assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"expected NAME=on|off, got {item!r}")
+        changes.append((flags.check_name(name), flags.parse_value(value, what=name)))
+    for name, value in changes:
+        changed = flags.set_flag(ledger, name, value, by="cli")
+        out.write(f"{name} = {'on' if value else 'off'}{'' if changed else ' (unchanged)'}\n")
+    if changes:
+        return EXIT_OK
+    states = flags.all_flags(ledger)
+    if args.json:
+        for f in states:
+            out.write(json.dumps({"name": f.name, "value": f.value, "default": f.default,
+                                  "updated_at": f.updated_at, "updated_by": f.updated_by}) + "\n")
+        return EXIT_OK
+    for f in states:
+        origin = "default" if f.updated_by is None else f"set by {f.updated_by}"
+        out.write(f"{f.name:<16} {'on ' if f.value else 'off'}  {f.description} ({origin})\n")
+    return EXIT_OK
+
+
+# -- wiring ------------------------------------------------------------------------------------
+def _job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"job id must be a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"job id must be positive, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = _Parser(prog="dltui", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dltui {__version__}")
+    parser.add_argument(
+        "--home", type=Path, default=None,
+        help=f"dltui home holding the ledger, parts and store (env {paths.HOME_ENV}; "
+             f"default {paths.default_home()})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("add", help="queue downloads")
+    p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs")
+    p.add_argument("-i", "--input-file", metavar="FILE",
+                   help="read URLs from FILE ('-' for stdin), one per line; indented "
+                        "dir=/out=/checksum=sha-256= lines apply to the URL above")
+    p.add_argument("-d", "--dir", metavar="DIR", help="destination directory (default: cwd)")
+    p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (single URL only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per job")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("status", help="list jobs")
+    p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB", help="only these job ids")
+    p.add_argument("--state", action="append", default=[], metavar="S",
+                   help="only jobs in state S (repeat or comma-separate)")
+    p.add_argument("--json", action="store_true", help="one JSON object per job per line")
+    p.set_defaults(func=cmd_status)
+
+    for name, text in (("pause", "pause jobs (at the next checkpoint when running)"),
+                       ("resume", "resume paused jobs"),
+                       ("retry", "re-queue failed jobs"),
+                       ("cancel", "cancel jobs and delete their partial files")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
+        p.add_argument("--all", action="store_true", help="every job it applies to")
+        p.set_defaults(func=cmd_control)
+
+    p = sub.add_parser("reconcile", help="heal expired leases, interrupted ops, vanished files")
+    p.add_argument("--dry-run", action="store_true", help="report what would be done")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("flags", help="show or set feature flags")
+    p.add_argument("assignments", nargs="*", metavar="NAME=on|off")
+    p.add_argument("--json", action="store_true", help="one JSON object per flag")
+    p.set_defaults(func=cmd_flags)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dltui`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    home = args.home if args.home is not None else paths.default_home()
+    prog = f"dltui {args.command}"
+    try:
+        overrides = flags.env_overrides(os.environ)
+        with Ledger(home.expanduser()) as ledger:
+            for name, value in overrides.items():
+                flags.set_flag(ledger, name, value, by="env")
+            if args.func is cmd_control:
+                _check_controls(args, ledger)
+            return int(args.func(args, ledger, sys.stdout))
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return EXIT_USAGE
+    except DltuiError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130

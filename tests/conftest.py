@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dltui.ledger import Ledger, jobs
+from dltui.model import JobState
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def ledger(home: Path) -> Iterator[Ledger]:
+    led = Ledger(home)
+    yield led
+    led.close()
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    d = tmp_path / "downloads"
+    d.mkdir()
+    return d
+
+
+def add_job(ledger: Ledger, dest: Path, url: str = "http://example.com/file.bin", **kw) -> int:
+    return jobs.add(ledger, [jobs.JobSpec(url, dest, **kw)])[0].job.id
+
+
+def force_state(ledger: Ledger, job_id: int, state: JobState | str, **cols) -> None:
+    """Test set-up only: put a job in a state without going through the state machine."""
+    sets = {"state": JobState(state).value, **cols}
+    with ledger.write() as conn:
+        conn.execute(
+            f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
+            [*sets.values(), job_id],
+        )
+
+
+def dump(path: Path) -> list[tuple]:
+    """Every row of every table of a SQLite file, for before/after comparisons."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        out: list[tuple] = []
+        for t in tables:
+            out.extend((t, *row) for row in conn.execute(f"SELECT * FROM [{t}] ORDER BY 1"))
+        return out
+    finally:
+        conn.close()

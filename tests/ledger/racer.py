@@ -1,0 +1,46 @@
+"""A leasing racer run as a subprocess by the lease tests.
+
+Usage: python -m tests.ledger.racer HOME MODE   (MODE: hold | finish)
+Waits for "go" on stdin, leases until nothing is left, prints the leased ids as JSON, then (in
+hold mode, still holding every lease) waits for stdin to close before exiting.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dltui.ledger import Ledger, jobs, leases
+from dltui.model import JobState
+
+FINISH_PATH = (JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING, JobState.FINALIZED)
+
+
+def finish(ledger: Ledger, job_id: int, owner: str) -> None:
+    for state in FINISH_PATH:
+        jobs.transition(ledger, job_id, state, owner=owner)
+    leases.release(ledger, job_id, owner)
+
+
+def race(ledger: Ledger, owner: str, mode: str, ttl: float = 3600.0) -> list[int]:
+    taken: list[int] = []
+    while (job := leases.lease_next(ledger, owner, ttl)) is not None:
+        taken.append(job.id)
+        if mode == "finish":
+            finish(ledger, job.id, owner)
+    return taken
+
+
+def main() -> None:
+    home, mode = Path(sys.argv[1]), sys.argv[2]
+    ledger = Ledger(home)
+    sys.stdin.readline()
+    taken = race(ledger, leases.owner_id(), mode)
+    print(json.dumps(taken), flush=True)
+    sys.stdin.read()
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()
