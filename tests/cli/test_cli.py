@@ -1,0 +1,202 @@
+"""The CLI through its real entry points: in-process ``main`` and the installed ``dltui``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dltui import paths
+from dltui.cli import main
+from dltui.ledger import Ledger, events
+from dltui.model import JobState
+from tests.conftest import dump, force_state
+
+DIGEST = "a" * 64
+
+
+@pytest.fixture
+def run(home, monkeypatch, capsys):
+    monkeypatch.setenv("DLTUI_HOME", str(home))
+    for var in list(os.environ):
+        if var.startswith("DLTUI_FLAG_"):
+            monkeypatch.delenv(var)
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse's own errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def _status(run) -> list[dict]:
+    code, out, _ = run("status", "--json")
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_add_is_idempotent(run, dest) -> None:
+    code, out, _ = run("add", "http://example.com/a.iso", "--dir", str(dest))
+    assert code == 0 and out.startswith("added job 1:")
+    code, out, _ = run("add", "HTTP://EXAMPLE.com:80/./a.iso#x", "--dir", str(dest))
+    assert code == 0 and "job 1 already exists (PLANNED)" in out
+    code, out, _ = run("add", "http://example.com/a.iso", "--dir", str(dest / "elsewhere"))
+    assert "added job 2" in out
+    assert [j["id"] for j in _status(run)] == [1, 2]
+
+
+def test_add_json_and_input_file(run, dest, tmp_path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text(
+        "# batch\n"
+        "http://example.com/one\n"
+        "\n"
+        f"http://example.com/two\n  out=second.bin\n  dir={dest / 'sub'}\n"
+        f"  checksum=sha-256={DIGEST}\n"
+    )
+    code, out, _ = run("add", "-i", str(listing), "--dir", str(dest), "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["created"], r["name"], r["dest_dir"]) for r in rows] == [
+        (True, "one", str(dest)),
+        (True, "second.bin", str(dest / "sub")),
+    ]
+    assert rows[1]["expected_sha256"] == DIGEST
+
+
+def test_status_json_fields_and_filter(run, dest) -> None:
+    run("add", "http://example.com/a", "http://example.com/b", "--dir", str(dest))
+    run("pause", "2")
+    rows = _status(run)
+    required = {"id", "url", "state", "bytes_committed", "bytes_total", "sha256", "final_path",
+                "decision", "reason", "attempts", "error"}
+    assert all(required <= set(r) for r in rows)
+    code, out, _ = run("status", "--json", "--state", "paused")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [2]
+    code, out, _ = run("status")
+    assert code == 0 and "PAUSED" in out and "PLANNED" in out
+
+
+def test_control_commands(run, home, dest) -> None:
+    run("add", "http://example.com/a", "http://example.com/b", "http://example.com/c",
+        "--dir", str(dest))
+    assert run("pause", "1", "2")[1] == "job 1: paused\njob 2: paused\n"
+    assert run("resume", "1")[1] == "job 1: resumed\n"
+    with Ledger(home) as led:
+        force_state(led, 3, JobState.FAILED, error="HTTP 503")
+    assert run("retry", "3")[1] == "job 3: queued for retry\n"
+    code, out, _ = run("cancel", "--all")
+    assert code == 0 and "3 job(s) changed" in out
+    assert {r["state"] for r in _status(run)} == {"CANCELLED"}
+
+
+def test_flags_command(run) -> None:
+    code, out, _ = run("flags", "fsync=off", "resume=on")
+    assert code == 0 and "fsync = off" in out and "resume = on (unchanged)" in out
+    code, out, _ = run("flags", "--json")
+    values = {json.loads(line)["name"]: json.loads(line)["value"] for line in out.splitlines()}
+    assert values["fsync"] is False and values["resume"] is True
+
+
+def test_env_flag_applied_at_start(run, home, monkeypatch) -> None:
+    monkeypatch.setenv("DLTUI_FLAG_DEDUPE", "0")
+    run("status")
+    with Ledger(home) as led:
+        assert events.recent(led, kind="flag")[-1].data == {
+            "name": "dedupe", "old": True, "new": False, "by": "env"}
+
+
+def test_reconcile_command(run, home, dest) -> None:
+    run("add", "http://example.com/a", "--dir", str(dest))
+    with Ledger(home) as led:
+        force_state(led, 1, JobState.STREAMING, lease_owner="x:1:1:t", lease_until=1.0)
+    code, out, _ = run("reconcile", "--dry-run")
+    assert code == 0 and "reconcile would: lease_expired 1" in out
+    code, out, _ = run("reconcile", "--json")
+    assert json.loads(out)["counts"]["lease_expired"] == 1
+    assert _status(run)[0]["state"] == "PLANNED"
+
+
+BAD_INPUTS = [
+    (["add", "not a url"], "no scheme"),
+    (["add", "example.com/x"], "no scheme"),
+    (["add", "http://"], "no host"),
+    (["add", "file:///etc/passwd"], "unsupported scheme 'file:'"),
+    (["add", "ftp://example.com/x"], "unsupported scheme 'ftp:'"),
+    (["add", "http://example.com/x", "--sha256", "xyz"], "not a SHA-256 digest"),
+    (["add", "http://example.com/x", "--sha256", "g" * 64], "not a SHA-256 digest"),
+    (["add", "-i", "/nonexistent/urls.txt"], "cannot read input file"),
+    (["add", "http://example.com/x", "--name", "../evil"], "plain file name"),
+    (["add", "http://a/1", "http://a/2", "--name", "x"], "--name applies to a single URL"),
+    (["add"], "no URLs given"),
+    (["pause", "99"], "no job 99"),
+    (["resume", "1", "99"], "no job 99"),
+    (["cancel", "abc"], "job id must be a number"),
+    (["retry", "1"], "retry applies to jobs in FAILED"),
+    (["flags", "turbo=on"], "unknown flag 'turbo'"),
+    (["flags", "fsync=maybe"], "not a flag value"),
+    (["flags", "fsync"], "expected NAME=on|off"),
+    (["status", "--state", "DONE"], "unknown state 'DONE'"),
+    (["status", "42"], "no job 42"),
+    (["pause"], "no jobs given"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    run, home, dest, tmp_path, argv, needle
+) -> None:
+    run("add", "http://example.com/existing", "--dir", str(dest))
+    before = dump(paths.ledger_path(home))
+    code, _, err = run(*argv)
+    assert code == 2
+    assert needle in err
+    assert err.count("\n") == 1 and err.startswith("dltui")
+    assert dump(paths.ledger_path(home)) == before
+
+
+def test_unreadable_input_file(run, home, dest, tmp_path) -> None:
+    if os.geteuid() == 0:
+        bad = tmp_path / "binary.txt"
+        bad.write_bytes(b"\xff\xfe\x00garbage")
+    else:
+        bad = tmp_path / "secret.txt"
+        bad.write_text("http://example.com/x\n")
+        bad.chmod(0)
+    code, _, err = run("add", "-i", str(bad))
+    assert code == 2 and "cannot read input file" in err
+
+
+def test_input_file_bad_line_rejects_whole_batch(run, home, tmp_path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("http://example.com/ok\nftp://example.com/bad\n")
+    code, _, err = run("add", "-i", str(listing))
+    assert code == 2 and "ftp:" in err
+    code, out, _ = run("status", "--json")
+    assert out == ""
+
+
+def test_installed_entry_point(tmp_path, dest) -> None:
+    exe = shutil.which("dltui", path=str(Path(sys.executable).parent))
+    assert exe, "the dltui console script is not installed next to this interpreter"
+    env = {**os.environ, "DLTUI_HOME": str(tmp_path / "h")}
+    ok = subprocess.run([exe, "add", "https://example.com/f", "--dir", str(dest)],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([exe, "add", "gopher://example.com/"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "gopher" in bad.stderr
+    status = subprocess.run([exe, "status", "--json"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert json.loads(status.stdout)["url"] == "https://example.com/f"

@@ -1,0 +1,67 @@
+import errno
+import hashlib
+import os
+
+import pytest
+
+from dltui.store import Store, sha256_file
+
+
+def _put(store: Store, tmp_path, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    src = tmp_path / f"src-{sha[:8]}"
+    src.write_bytes(data)
+    assert store.promote(src, sha) is True
+    assert not src.exists()
+    return sha
+
+
+def test_sharded_layout_and_dedupe(tmp_path) -> None:
+    store = Store(tmp_path / "store")
+    sha = _put(store, tmp_path, b"abc")
+    assert store.object_path(sha) == tmp_path / "store" / sha[:2] / sha
+    dup = tmp_path / "dup"
+    dup.write_bytes(b"abc")
+    assert store.promote(dup, sha) is False  # already there: the duplicate is dropped
+    assert not dup.exists() and store.has(sha)
+
+
+def test_materialize_hardlinks_and_is_idempotent(tmp_path) -> None:
+    store = Store(tmp_path / "store")
+    sha = _put(store, tmp_path, b"payload")
+    a, b = tmp_path / "out" / "a.bin", tmp_path / "out" / "b.bin"
+    assert store.materialize(sha, a) == "hardlink"
+    assert store.materialize(sha, b) == "hardlink"
+    assert store.materialize(sha, a) == "present"
+    assert os.stat(a).st_ino == os.stat(b).st_ino == os.stat(store.object_path(sha)).st_ino
+    assert store.is_materialized(sha, a)
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_materialize_copies_across_devices(tmp_path, monkeypatch) -> None:
+    store = Store(tmp_path / "store")
+    sha = _put(store, tmp_path, b"x" * 5000)
+
+    def no_cross_device_links(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_cross_device_links)
+    dest = tmp_path / "other" / "copy.bin"
+    assert store.materialize(sha, dest) == "copy"
+    assert sha256_file(dest) == sha
+    assert os.stat(dest).st_ino != os.stat(store.object_path(sha)).st_ino
+    assert store.is_materialized(sha, dest)
+    assert not list(dest.parent.glob(".*tmp"))
+
+
+def test_materialize_missing_object(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing"):
+        Store(tmp_path).materialize("0" * 64, tmp_path / "x")
+
+
+def test_is_materialized_detects_other_content(tmp_path) -> None:
+    store = Store(tmp_path / "store")
+    sha = _put(store, tmp_path, b"one")
+    other = tmp_path / "other"
+    other.write_bytes(b"two")
+    assert not store.is_materialized(sha, other)
