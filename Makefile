@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-all lint bench clean
+.PHONY: run test test-all lint bench bench-ledger clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -25,7 +25,9 @@ test: lint
 test-all: lint
 	$(BIN)/pytest -m ''
 
-bench: $(STAMP)
+bench: bench-ledger
+
+bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
 from urllib.parse import urlsplit
 
@@ -15,10 +16,16 @@ _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _RESERVED = frozenset(":/?#[]@!$&'()*+,;=")
 _HEX = frozenset(string.hexdigits)
 _HOST_CHARS = frozenset(string.ascii_lowercase + string.digits + "-._~")
+# Text with no '%' and nothing to escape is already normal: the common case, kept cheap.
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]*")
+_IP_CHARS = re.compile(r"[0-9a-f.:]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _normalise_pct(text: str) -> str:
     """Uppercase escapes, decode escaped unreserved bytes, escape what must not appear raw."""
+    if _PLAIN.fullmatch(text):
+        return text
     out: list[str] = []
     i = 0
     n = len(text)
@@ -74,12 +81,14 @@ def _remove_dot_segments(path: str) -> str:
 
 def _canonical_host(raw_host: str, url: str) -> str:
     host = raw_host.lower()
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    # Only names of digits, dots and colons can be IP literals; skip the costly parse otherwise.
+    if _IP_CHARS.fullmatch(host):
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
@@ -99,7 +108,7 @@ def canonical_url(url: str) -> str:
     text = url.strip()
     if not text:
         raise InvalidURL("empty URL; give an http:// or https:// URL")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _CONTROL.search(text):
         raise InvalidURL(f"URL {text!r} contains control characters; remove them")
     try:
         parts = urlsplit(text)

@@ -39,6 +39,9 @@ class Ledger:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Threads of one process queue here rather than in SQLite's busy handler, which sleeps
+        # in growing steps (up to 100 ms) and would stall a pool of workers on every commit.
+        self._write_lock = threading.RLock()
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -97,17 +100,18 @@ class Ledger:
             finally:
                 self._local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield conn
-        except BaseException:
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = 1
+            try:
+                yield conn
+            except BaseException:
+                self._local.depth = 0
+                if conn.in_transaction:  # some errors make SQLite roll back by itself
+                    conn.execute("ROLLBACK")
+                raise
             self._local.depth = 0
-            if conn.in_transaction:  # some errors make SQLite roll back by itself
-                conn.execute("ROLLBACK")
-            raise
-        self._local.depth = 0
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

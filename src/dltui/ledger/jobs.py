@@ -82,15 +82,21 @@ def idempotency_key(canonical: str, dest_dir: str, name: str | None) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _prepare(spec: JobSpec) -> dict[str, Any]:
-    canonical = canonical_url(spec.url)
-    dest = Path(spec.dest_dir).expanduser()
+def _check_dest(dest: Path) -> None:
     if not dest.is_absolute():
         raise UsageError(f"destination directory {str(dest)!r} must be an absolute path")
     if dest.exists() and not dest.is_dir():
         raise UsageError(
             f"destination {str(dest)!r} exists and is not a directory; pick another --dir"
         )
+
+
+def _prepare(spec: JobSpec, checked_dirs: set[Path]) -> dict[str, Any]:
+    canonical = canonical_url(spec.url)
+    dest = Path(spec.dest_dir).expanduser()
+    if dest not in checked_dirs:
+        _check_dest(dest)
+        checked_dirs.add(dest)
     name = names.check_requested(spec.name) if spec.name is not None else None
     digest = check_sha256(spec.sha256) if spec.sha256 is not None else None
     dest_s = str(dest)
@@ -110,7 +116,8 @@ def add(ledger: Ledger, specs: Sequence[JobSpec], *, by: str = "cli") -> list[Ad
 
     Every spec is validated before anything is written, so bad input changes nothing.
     """
-    prepared = [_prepare(s) for s in specs]
+    checked: set[Path] = set()
+    prepared = [_prepare(s, checked) for s in specs]
     results: list[AddResult] = []
     with ledger.write() as conn:
         ts = now()
