@@ -310,7 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"dltui home holding the ledger, parts and store (env {paths.HOME_ENV}; "
              f"default {paths.default_home()})",
     )
+    # --home is accepted after the sub-command too (`dltui status --home X`), as people type it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kw)  # type: ignore[arg-type]
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("add", help="queue downloads")
     p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs")

@@ -200,3 +200,11 @@ def test_installed_entry_point(tmp_path, dest) -> None:
     status = subprocess.run([exe, "status", "--json"], capture_output=True, text=True, env=env,
                             timeout=60)
     assert json.loads(status.stdout)["url"] == "https://example.com/f"
+
+
+def test_home_option_before_or_after_command(run, tmp_path, dest) -> None:
+    elsewhere = tmp_path / "other-home"
+    assert run("--home", str(elsewhere), "add", "http://example.com/a", "--dir", str(dest))[0] == 0
+    code, out, _ = run("status", "--json", "--home", str(elsewhere))
+    assert code == 0 and json.loads(out)["url"] == "http://example.com/a"
+    assert run("status", "--json")[1] == ""  # the default home is untouched
