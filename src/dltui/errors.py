@@ -8,11 +8,21 @@ Every error carries enough context to be printed as one line for the operator::
     │   ├── InvalidDigest       --sha256 is not 64 hex digits
     │   ├── InvalidName         --name is not a plain file name
     │   ├── UnknownJob          a job id that is not in the ledger
-    │   └── UnknownFlag         a feature flag that does not exist, or a bad value
+    │   ├── UnknownFlag         a feature flag that does not exist, or a bad value
+    │   └── ConfigError         a bad config file, setting or DLTUI_* variable
     ├── LedgerError             the ledger file itself is unusable
     │   └── LedgerTooNew        written by a newer dltui (schema version above ours)
     ├── IllegalTransition       a state change the state machine does not allow
-    └── LeaseLost               a worker wrote to a job it no longer holds
+    ├── LeaseLost               a worker wrote to a job it no longer holds
+    ├── Interrupted             the operator paused or cancelled a running download
+    └── DownloadError           a download attempt failed; ``reason`` is a short code
+        ├── HTTPStatusError     the origin answered with an error status
+        ├── TransportError      connection refused/reset, timeout, truncated body (retryable)
+        ├── RedirectError       too many redirects, or a loop
+        ├── IntegrityError      size or SHA-256 does not match
+        ├── QuotaError          not enough free disk space
+        ├── CircuitOpenError    the host's circuit breaker is open
+        └── ResumeConflict      the origin's answer contradicts the resume plan: start over
 """
 
 from __future__ import annotations
@@ -71,3 +81,85 @@ class LeaseLost(DltuiError):
         self.job_id = job_id
         self.owner = owner
         super().__init__(f"job {job_id}: lease no longer held by {owner}")
+
+
+class ConfigError(UsageError):
+    """A config file, setting or environment variable that cannot be used."""
+
+
+class Interrupted(DltuiError):
+    """A running download stopped because the operator asked (``control`` is pause or cancel)."""
+
+    def __init__(self, control: str) -> None:
+        self.control = control
+        super().__init__(f"interrupted by {control}")
+
+
+class DownloadError(DltuiError):
+    """A download attempt failed. ``reason`` is a short machine code, the message is for people."""
+
+    reason = "error"
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HTTPStatusError(DownloadError):
+    """The origin answered with an error status; 408, 429 and 5xx are worth retrying."""
+
+    reason = "http_status"
+
+    def __init__(
+        self, status: int, phrase: str, url: str, *, retry_after: float | None = None
+    ) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status} {phrase} from {url}", retry_after=retry_after)
+        self.retryable = status in (408, 429) or 500 <= status <= 599
+
+
+class TransportError(DownloadError):
+    """The connection failed or the body was cut short; the next try resumes."""
+
+    reason = "transport"
+    retryable = True
+
+
+class RedirectError(DownloadError):
+    """Too many redirects or a redirect loop."""
+
+    reason = "redirects"
+
+
+class IntegrityError(DownloadError):
+    """The downloaded bytes do not have the expected size or SHA-256."""
+
+    reason = "integrity"
+
+
+class QuotaError(DownloadError):
+    """Not enough free disk space to start."""
+
+    reason = "quota"
+
+
+class CircuitOpenError(DownloadError):
+    """The host failed repeatedly; requests to it wait until ``until`` (epoch seconds)."""
+
+    reason = "circuit_open"
+
+    def __init__(self, host: str, until: float) -> None:
+        self.host = host
+        self.until = until
+        super().__init__(f"circuit open for {host}: too many consecutive failures")
+
+
+class ResumeConflict(DownloadError):
+    """The origin's answer does not fit the resume plan; the part must be discarded."""
+
+    retryable = True
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -73,7 +73,9 @@ class ServerValidators:
     etag: str | None = None
     last_modified: str | None = None
     length: int | None = None
-    accept_ranges: bool = False
+    #: True for ``Accept-Ranges: bytes``, False for ``none``, None when the header is absent
+    #: (many servers honour Range without advertising it).
+    accept_ranges: bool | None = None
 
     @property
     def strong_etag(self) -> str | None:
@@ -135,7 +137,7 @@ class Job:
             etag=self.etag,
             last_modified=self.last_modified,
             length=self.content_length,
-            accept_ranges=bool(self.accept_ranges),
+            accept_ranges=self.accept_ranges,
         )
 
     @property

@@ -1,0 +1,188 @@
+"""Settings: defaults here, then a TOML config file, then ``DLTUI_<NAME>`` environment variables.
+
+Every setting has a docstring-like ``doc`` (shown in the README and ``dltui run --help-settings``).
+Byte sizes accept suffixes as aria2 does: ``512K``, ``10M``, ``2G`` (powers of 1024).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dltui.errors import ConfigError
+
+ENV_PREFIX = "DLTUI_"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _s(default: Any, doc: str, kind: str = "") -> Any:
+    return field(default=default, metadata={"doc": doc, "kind": kind})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of dltui; see each field's ``doc``."""
+
+    workers: int = _s(4, "Downloads that run at once in `dltui run` and the TUI's worker pool.")
+    lease_ttl: float = _s(60.0, "Seconds a worker's lease on a job lasts without a heartbeat.")
+    connect_timeout: float = _s(10.0, "Seconds to wait for a TCP/TLS connection.")
+    read_timeout: float = _s(
+        30.0, "Seconds without a byte from the server before the attempt counts as stalled.")
+    max_redirects: int = _s(10, "Redirects followed per request before giving up.")
+    retries: int = _s(5, "Tries per download for retryable failures (transport errors, "
+                         "timeouts, 408/429/5xx) before the job fails.")
+    backoff_initial: float = _s(0.5, "First retry delay in seconds; it doubles on each retry.")
+    backoff_max: float = _s(30.0, "Longest delay between retries, in seconds.")
+    retry_after_max: float = _s(
+        300.0, "Longest Retry-After from a server that is honoured, in seconds.")
+    checkpoint_bytes: int = _s(
+        8 << 20, "Bytes between checkpoints (fsync + ledger record of the committed offset).",
+        "bytes")
+    checkpoint_interval: float = _s(1.0, "Longest time between checkpoints, in seconds.")
+    control_poll: float = _s(
+        0.25, "How often a running download checks for pause/cancel, in seconds.")
+    preallocate_min: int = _s(
+        16 << 20, "Part files at least this large are preallocated (flag `preallocate`).",
+        "bytes")
+    min_free: int = _s(
+        64 << 20, "A download does not start when free disk space would drop below this.",
+        "bytes")
+    free_margin: float = _s(
+        1.05, "Free space needed, as a multiple of the bytes still to download.")
+    host_requests_per_second: float = _s(
+        0.0, "Requests per second per host (flag `rate_limit`); 0 means no limit.")
+    max_bandwidth: int = _s(
+        0, "Total bytes per second over all downloads (flag `rate_limit`); 0 = no limit.",
+        "bytes")
+    host_bandwidth: int = _s(
+        0, "Bytes per second per host (flag `rate_limit`); 0 means no limit.", "bytes")
+    breaker_threshold: int = _s(
+        5, "Consecutive failures that open a host's circuit breaker.")
+    breaker_cooldown: float = _s(
+        30.0, "Seconds an open circuit waits before letting one request try again.")
+    user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
+    trust_env: bool = _s(
+        True, "Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.")
+    theme: str = _s("dltui-dark", "TUI theme: a built-in Textual theme or one from themes/.")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def docs() -> list[tuple[str, str, str]]:
+    """``(name, default, doc)`` for every setting, for help and the README."""
+    out = []
+    for f in fields(Settings):
+        default = f.default
+        if f.metadata.get("kind") == "bytes":
+            shown = format_size(int(default))
+        else:
+            shown = repr(default) if isinstance(default, str) else str(default).lower()
+        out.append((f.name, shown, f.metadata["doc"]))
+    return out
+
+
+def format_size(n: int) -> str:
+    """``8388608`` -> ``8M``; exact multiples only, else plain bytes."""
+    for suffix in ("T", "G", "M", "K"):
+        unit = _UNITS[suffix.lower()]
+        if n and n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+def parse_size(text: str, *, what: str) -> int:
+    """``10M`` -> 10485760."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ConfigError(f"{what}: {text!r} is not a size; use bytes or a K/M/G suffix")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
+    kind = f.metadata.get("kind")
+    typ = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        if kind == "bytes":
+            result: Any = value if isinstance(value, int) and not isinstance(value, bool) else (
+                parse_size(str(value), what=what))
+        elif typ == "bool":
+            if isinstance(value, bool):
+                result = value
+            elif str(value).strip().lower() in ("1", "true", "yes", "on"):
+                result = True
+            elif str(value).strip().lower() in ("0", "false", "no", "off"):
+                result = False
+            else:
+                raise ValueError(value)
+        elif typ == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            result = int(value)
+        elif typ == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            result = float(value)
+        else:
+            result = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {value!r} is not a valid {typ}") from None
+    if isinstance(result, int | float) and not isinstance(result, bool) and result < 0:
+        raise ConfigError(f"{what}: {value!r} must not be negative")
+    return result
+
+
+_POSITIVE = {"workers", "lease_ttl", "connect_timeout", "read_timeout", "retries",
+             "checkpoint_bytes", "checkpoint_interval", "control_poll", "breaker_threshold"}
+
+
+def load(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    required: bool = False,
+) -> Settings:
+    """Settings from defaults, the TOML file at ``path`` (if it exists) and the environment.
+
+    With ``required`` a missing file is an error (it was named explicitly).
+    """
+    env = os.environ if environ is None else environ
+    by_name = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if required:
+                raise ConfigError(f"config file {path} does not exist") from None
+            raw = {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        section = raw.get("dltui", raw)
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: [dltui] must be a table")
+        for key, value in section.items():
+            name = key.replace("-", "_")
+            if name not in by_name:
+                raise ConfigError(
+                    f"config file {path}: unknown setting {key!r}; see the README's settings table"
+                )
+            values[name] = _coerce(by_name[name], value, f"{path}: {key}")
+    for name, f in by_name.items():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            values[name] = _coerce(f, env[var], var)
+    for name in _POSITIVE & values.keys():
+        if not values[name]:
+            raise ConfigError(f"setting {name} must be greater than zero")
+    return Settings(**values)
