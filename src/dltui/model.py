@@ -119,6 +119,7 @@ class Job:
     updated_at: float
     finished_at: float | None
     rev: int
+    not_before: float | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, object]) -> Job:

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Literal
@@ -69,53 +70,104 @@ class Store:
             src.unlink(missing_ok=True)
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, target)
+        # link(2) fails on an existing name: of two jobs finishing the same bytes at once,
+        # exactly one creates the object and the other counts as a duplicate.
+        try:
+            os.link(src, target)
+        except FileExistsError:
+            src.unlink(missing_ok=True)
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            os.replace(src, target)
+        else:
+            src.unlink()
         if fsync:
             fsync_dir(target.parent)
         return True
 
     def is_materialized(self, sha256: str, dest: Path) -> bool:
         """True when ``dest`` holds this object: the same inode, or the same bytes."""
-        obj = self.object_path(sha256)
-        try:
-            d = dest.stat()
-            o = obj.stat()
-        except FileNotFoundError:
-            return dest.is_file() and sha256_file(dest) == sha256
-        if (d.st_dev, d.st_ino) == (o.st_dev, o.st_ino):
-            return True
-        return d.st_size == o.st_size and sha256_file(dest) == sha256
+        return _holds(dest, sha256, self.object_path(sha256))
 
     def materialize(self, sha256: str, dest: Path, *, fsync: bool = True) -> Materialized:
         """Make ``dest`` hold the object: hardlink, or copy when links cannot cross devices.
 
-        Both go through a temp file in ``dest``'s directory and an atomic rename, so ``dest``
-        is never seen half-written. The caller picks a ``dest`` that is free or already ours.
+        Never overwrites: ``dest`` holding other content raises FileExistsError, so two
+        finishing jobs can race for one name and the loser simply picks the next. A copy is
+        written to a temp file first, so ``dest`` is never seen half-written.
         """
         obj = self.object_path(sha256)
         if not obj.is_file():
             raise FileNotFoundError(f"store object {sha256} is missing from {self.root}")
-        if dest.exists() and self.is_materialized(sha256, dest):
-            return "present"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_beside(dest)
-        how: Materialized = "hardlink"
-        try:
-            try:
-                os.link(obj, tmp)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                how = "copy"
-                with open(obj, "rb") as src, open(tmp, "wb") as out:
-                    shutil.copyfileobj(src, out, HASH_CHUNK)
-                    out.flush()
-                    if fsync:
-                        os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if fsync:
-            fsync_dir(dest.parent)
+        how = place(obj, dest, sha256, keep_source=True, fsync=fsync)
+        if how == "taken":
+            raise FileExistsError(f"{dest} exists with other content")
         return how
+
+
+def _holds(dest: Path, sha256: str, source: Path | None) -> bool:
+    """True when ``dest`` (not a symlink) already holds these bytes."""
+    try:
+        d = os.lstat(dest)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(d.st_mode):
+        return False
+    if source is not None:
+        try:
+            s = os.stat(source)
+        except FileNotFoundError:
+            s = None
+        if s is not None and (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino):
+            return True
+        if s is not None and s.st_size != d.st_size:
+            return False
+    return sha256_file(dest) == sha256
+
+
+def place(
+    source: Path, dest: Path, sha256: str, *, keep_source: bool, fsync: bool = True
+) -> Materialized | Literal["taken"]:
+    """Put ``source``'s bytes at ``dest`` without ever clobbering it.
+
+    Hardlinks when possible, else copies through a temp file; the final step is always
+    ``link(2)``, which fails on an existing name. Returns ``present`` when ``dest`` already
+    holds the bytes, ``taken`` when it holds something else (or is not a regular file).
+    Without ``keep_source`` the source is removed once ``dest`` holds the bytes.
+    """
+    if os.path.lexists(dest):
+        if _holds(dest, sha256, source):
+            if not keep_source:
+                source.unlink(missing_ok=True)
+            return "present"
+        return "taken"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    how: Materialized = "hardlink"
+    try:
+        os.link(source, dest)
+    except FileExistsError:
+        return place(source, dest, sha256, keep_source=keep_source, fsync=fsync)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        how = "copy"
+        tmp = _temp_beside(dest)
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, HASH_CHUNK)
+                out.flush()
+                if fsync:
+                    os.fsync(out.fileno())
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                return place(source, dest, sha256, keep_source=keep_source, fsync=fsync)
+        finally:
+            tmp.unlink(missing_ok=True)
+    if not keep_source:
+        source.unlink(missing_ok=True)
+    if fsync:
+        fsync_dir(dest.parent)
+    return how

@@ -42,8 +42,14 @@ def test_materialize_copies_across_devices(tmp_path, monkeypatch) -> None:
     store = Store(tmp_path / "store")
     sha = _put(store, tmp_path, b"x" * 5000)
 
+    real_link = os.link
+    store_root = str(tmp_path / "store")
+
     def no_cross_device_links(src, dst):
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
+        # The store is "another filesystem": links out of it fail, links within a dir work.
+        if str(src).startswith(store_root):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst)
 
     monkeypatch.setattr(os, "link", no_cross_device_links)
     dest = tmp_path / "other" / "copy.bin"
@@ -65,3 +71,17 @@ def test_is_materialized_detects_other_content(tmp_path) -> None:
     other = tmp_path / "other"
     other.write_bytes(b"two")
     assert not store.is_materialized(sha, other)
+
+
+def test_materialize_never_clobbers(tmp_path) -> None:
+    store = Store(tmp_path / "store")
+    sha = _put(store, tmp_path, b"mine")
+    dest = tmp_path / "taken.bin"
+    dest.write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError):
+        store.materialize(sha, dest)
+    assert dest.read_bytes() == b"someone else's"
+    link = tmp_path / "link.bin"
+    link.symlink_to(store.object_path(sha))
+    with pytest.raises(FileExistsError):  # a symlink is never taken for our file
+        store.materialize(sha, link)

@@ -37,7 +37,7 @@ WRITABLE = frozenset(
         "file_name", "control", "attempts", "lease_owner", "lease_until", "heartbeat_at",
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
-        "error", "finished_at",
+        "error", "finished_at", "not_before",
     }
 )
 
@@ -184,6 +184,30 @@ def changed_since(ledger: Ledger, rev: int, limit: int = 10_000) -> list[Job]:
         "SELECT * FROM jobs WHERE rev > ? ORDER BY rev LIMIT ?", (rev, limit)
     ).fetchall()
     return [Job.from_row(dict(r)) for r in rows]
+
+
+def find_stored(ledger: Ledger, canonical: str) -> Job | None:
+    """The newest FINALIZED job for this URL, whose object may be reused (decision ``cached``)."""
+    row = ledger.conn.execute(
+        "SELECT * FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
+        "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
+        (canonical,),
+    ).fetchone()
+    return Job.from_row(dict(row)) if row else None
+
+
+def pending_work(ledger: Ledger) -> tuple[int, int]:
+    """(queued jobs that will run, active jobs): what keeps ``run --until-idle`` going."""
+    from dltui.model import ACTIVE_STATES
+
+    active = [s.value for s in ACTIVE_STATES]
+    queued = ledger.conn.execute(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'PLANNED' AND control = 'run'"
+    ).fetchone()[0]
+    running = ledger.conn.execute(
+        f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(active))})", active
+    ).fetchone()[0]
+    return int(queued), int(running)
 
 
 def current_rev(ledger: Ledger) -> int:

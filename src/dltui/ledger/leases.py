@@ -137,7 +137,9 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
                                fields=clear, previous_owner=row["lease_owner"])
             return _take(conn, job_id, owner, ttl, at)
         row = conn.execute(
-            "SELECT id FROM jobs WHERE state = 'PLANNED' AND control = 'run' ORDER BY id LIMIT 1"
+            "SELECT id FROM jobs WHERE state = 'PLANNED' AND control = 'run' "
+            "AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT 1",
+            (at,),
         ).fetchone()
         if row is None:
             return None

@@ -99,9 +99,15 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_not_before(db: sqlite_utils.Database) -> None:
+    # A job re-queued behind an open circuit breaker or a long Retry-After waits until then.
+    db["jobs"].add_column("not_before", float)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
+    ("not_before", _m002_not_before),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

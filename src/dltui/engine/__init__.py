@@ -1,0 +1,40 @@
+"""The download engine: HTTP and files only (httpx, tenacity, pyrate-limiter).
+
+It knows nothing of the ledger or the UI; ``dltui.worker`` joins it to the ledger.
+"""
+
+from dltui.engine.client import make_client, mapped_errors
+from dltui.engine.finalize import resolve_name
+from dltui.engine.policy import CircuitBreaker, HostLimit, RateLimits, retrying
+from dltui.engine.precheck import Precheck, precheck
+from dltui.engine.resume import (
+    Mode,
+    PartState,
+    ResumeDecision,
+    check_response,
+    confirm_prefix,
+    decide,
+)
+from dltui.engine.stream import Checkpoint, StreamOptions, StreamResult, fetch
+
+__all__ = [
+    "Checkpoint",
+    "CircuitBreaker",
+    "HostLimit",
+    "Mode",
+    "PartState",
+    "Precheck",
+    "RateLimits",
+    "ResumeDecision",
+    "StreamOptions",
+    "StreamResult",
+    "check_response",
+    "confirm_prefix",
+    "decide",
+    "fetch",
+    "make_client",
+    "mapped_errors",
+    "precheck",
+    "resolve_name",
+    "retrying",
+]

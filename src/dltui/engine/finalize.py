@@ -1,0 +1,98 @@
+"""Finalization: verify the part, promote it into the store, materialise it at the destination.
+
+The two effects, ``promote`` (FINALIZE) and ``link`` / ``place_part`` (LINK), are idempotent:
+run again after a crash they find their work done and report ``applied: False``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dltui import names
+from dltui.engine.headers import filename_from_url
+from dltui.errors import IntegrityError
+from dltui.store import Store, fsync_dir, place
+
+MAX_NAME_TRIES = 10_000
+
+
+def resolve_name(requested: str | None, disposition: str | None, url: str) -> str:
+    """``--name``, else Content-Disposition, else the URL's last segment; always sanitised."""
+    if requested:
+        return names.sanitize(requested)
+    for raw in (disposition, filename_from_url(url)):
+        if raw:
+            name = names.sanitize(raw, fallback="")
+            if name:
+                return name
+    return names.FALLBACK_NAME
+
+
+def verify(size: int, sha256: str, *, expected_size: int | None,
+           expected_sha256: str | None) -> None:
+    """Raise IntegrityError when the bytes are not what was promised."""
+    if expected_size is not None and size != expected_size:
+        raise IntegrityError(f"size mismatch: got {size} bytes, the server declared "
+                             f"{expected_size}")
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise IntegrityError(f"SHA-256 mismatch: got {sha256}, expected {expected_sha256}")
+
+
+def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, Any]:
+    """FINALIZE effect: move the verified part into the store (or drop it as a duplicate)."""
+    if not part.exists():
+        if store.has(sha256):
+            return {"applied": False, "deduped": False, "object": str(store.object_path(sha256))}
+        raise IntegrityError(f"part file {part} vanished before finalizing")
+    if fsync:
+        with open(part, "rb+") as fh:
+            os.fsync(fh.fileno())
+    created = store.promote(part, sha256, fsync=fsync)
+    return {"applied": True, "deduped": not created, "object": str(store.object_path(sha256))}
+
+
+def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
+    yield dest_dir / name
+    for n in range(1, MAX_NAME_TRIES):
+        yield dest_dir / names.numbered(name, n)
+
+
+def _inside(dest_dir: Path, path: Path) -> bool:
+    return os.path.realpath(path.parent) == os.path.realpath(dest_dir)
+
+
+def _place_first_free(source: Path, sha256: str, dest_dir: Path, name: str, *,
+                      keep_source: bool, fsync: bool) -> dict[str, Any]:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for candidate in _candidates(dest_dir, name):
+        if not _inside(dest_dir, candidate):
+            continue
+        how = place(source, candidate, sha256, keep_source=keep_source, fsync=fsync)
+        if how != "taken":
+            return {"applied": how != "present", "how": how, "dest": str(candidate)}
+    raise IntegrityError(f"no free file name for {name!r} in {dest_dir}")
+
+
+def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool) -> dict[str, Any]:
+    """LINK effect with the store: hardlink (or copy) the object to the first free name."""
+    result = _place_first_free(store.object_path(sha256), sha256, dest_dir, name,
+                               keep_source=True, fsync=fsync)
+    if fsync:
+        fsync_dir(dest_dir)
+    return result
+
+
+def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
+               fsync: bool) -> dict[str, Any]:
+    """LINK effect without the store (flag ``dedupe`` off): move the part itself into place."""
+    if not part.exists():
+        for candidate in _candidates(dest_dir, name):
+            if not os.path.lexists(candidate):
+                break
+            if place(candidate, candidate, sha256, keep_source=True) == "present":
+                return {"applied": False, "how": "present", "dest": str(candidate)}
+        raise IntegrityError(f"part file {part} vanished before it reached {dest_dir}")
+    return _place_first_free(part, sha256, dest_dir, name, keep_source=False, fsync=fsync)

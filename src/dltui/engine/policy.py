@@ -1,0 +1,269 @@
+"""Retries (tenacity), per-host request and bandwidth limits (pyrate-limiter), circuit breakers.
+
+All three are shared by every worker thread of a process and can be reconfigured while they run.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tenacity
+from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
+
+from dltui.config import Settings
+from dltui.errors import CircuitOpenError, DownloadError, Interrupted
+
+_WAIT_SLICE = 0.1  # how long one limiter wait blocks before re-checking cancellation
+
+
+# -- retries ---------------------------------------------------------------------------------
+def backoff_delay(settings: Settings, attempt: int, retry_after: float | None) -> float:
+    """Seconds before retry number ``attempt`` (1-based): Retry-After when the server gave one
+    (capped at ``retry_after_max``), else exponential backoff with jitter."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), settings.retry_after_max)
+    base = min(settings.backoff_max, settings.backoff_initial * (2 ** (attempt - 1)))
+    return base * random.uniform(0.5, 1.0)
+
+
+def retrying(
+    settings: Settings,
+    *,
+    enabled: bool,
+    cancel: threading.Event,
+    control: Callable[[], str],
+    before_sleep: Callable[[BaseException, float, int], None] | None = None,
+) -> tenacity.Retrying:
+    """A tenacity ``Retrying`` for one download attempt.
+
+    Retries DownloadErrors marked retryable, up to ``settings.retries`` tries (one when the
+    ``retries`` flag is off). Sleeps on ``cancel`` so pause/cancel cut a backoff short.
+    """
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return backoff_delay(settings, state.attempt_number, retry_after)
+
+    def sleep(seconds: float) -> None:
+        if cancel.wait(seconds):
+            raise Interrupted(control())
+
+    def log(state: tenacity.RetryCallState) -> None:
+        if before_sleep is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                delay = state.next_action.sleep if state.next_action else 0.0
+                before_sleep(exc, delay, state.attempt_number)
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(settings.retries if enabled else 1),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, DownloadError) and e.retryable
+        ),
+        wait=wait,
+        sleep=sleep,
+        before_sleep=log,
+        reraise=True,
+    )
+
+
+# -- rate limits -----------------------------------------------------------------------------
+def _bandwidth_limiter(bytes_per_second: int) -> Limiter:
+    # GCRA keeps one number per rate; a log bucket would store one entry per byte.
+    return Limiter(StateBucket([Rate(bytes_per_second, Duration.SECOND)], algorithm=GCRA()))
+
+
+def _request_limiter(per_second: float) -> Limiter:
+    # Express fractional rates (0.5/s) over a longer interval so the limit stays an integer.
+    if per_second >= 1:
+        return Limiter(StateBucket([Rate(int(per_second), Duration.SECOND)], algorithm=GCRA()))
+    return Limiter(StateBucket([Rate(1, int(1000 / per_second))], algorithm=GCRA()))
+
+
+@dataclass(frozen=True, slots=True)
+class HostLimit:
+    """Limits for one host; 0 means no limit, None means use the default."""
+
+    requests_per_second: float | None = None
+    bandwidth: int | None = None
+
+
+class RateLimits:
+    """Requests/s per host and bytes/s globally and per host, changeable while in use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._lock = threading.Lock()
+        self._default = HostLimit(settings.host_requests_per_second, settings.host_bandwidth)
+        self._global_bw = settings.max_bandwidth
+        self._overrides: dict[str, HostLimit] = {}
+        self._req: dict[str, Limiter] = {}
+        self._bw: dict[str, Limiter] = {}
+        self._global: Limiter | None = None
+        self.enabled = True
+        self._rebuild_global()
+
+    def _rebuild_global(self) -> None:
+        self._global = _bandwidth_limiter(self._global_bw) if self._global_bw > 0 else None
+
+    def configure(
+        self,
+        *,
+        global_bandwidth: int | None = None,
+        default: HostLimit | None = None,
+        hosts: dict[str, HostLimit] | None = None,
+    ) -> None:
+        """Change limits; running downloads feel the change on their next chunk."""
+        with self._lock:
+            if global_bandwidth is not None and global_bandwidth != self._global_bw:
+                self._global_bw = global_bandwidth
+                self._rebuild_global()
+            if default is not None and default != self._default:
+                self._default = default
+                self._req.clear()
+                self._bw.clear()
+            if hosts is not None and hosts != self._overrides:
+                self._overrides = dict(hosts)
+                self._req.clear()
+                self._bw.clear()
+
+    def limits_for(self, host: str) -> tuple[float, int]:
+        """Effective (requests/s, bytes/s) for a host; 0 means unlimited."""
+        override = self._overrides.get(host, HostLimit())
+        rps = override.requests_per_second
+        bw = override.bandwidth
+        return (
+            self._default.requests_per_second or 0.0 if rps is None else rps,
+            self._default.bandwidth or 0 if bw is None else bw,
+        )
+
+    @property
+    def global_bandwidth(self) -> int:
+        """Total bytes/s over all downloads; 0 means unlimited."""
+        return self._global_bw
+
+    def _host_limiters(self, host: str) -> tuple[Limiter | None, Limiter | None]:
+        with self._lock:
+            rps, bw = self.limits_for(host)
+            req = self._req.get(host)
+            if req is None and rps > 0:
+                req = self._req[host] = _request_limiter(rps)
+            band = self._bw.get(host)
+            if band is None and bw > 0:
+                band = self._bw[host] = _bandwidth_limiter(bw)
+            return req, band
+
+    @staticmethod
+    def _acquire(limiter: Limiter, weight: int, cancel: threading.Event, control: Callable[[], str],
+                 cap: int) -> None:
+        remaining = weight
+        while remaining > 0:
+            piece = min(remaining, cap)
+            while not limiter.try_acquire("dltui", weight=piece, blocking=True,
+                                          timeout=_WAIT_SLICE):
+                if cancel.is_set():
+                    raise Interrupted(control())
+            remaining -= piece
+
+    def request(self, host: str, cancel: threading.Event, control: Callable[[], str]) -> None:
+        """Wait until one more request to ``host`` fits its requests/s limit."""
+        if not self.enabled:
+            return
+        req, _ = self._host_limiters(host)
+        if req is not None:
+            self._acquire(req, 1, cancel, control, 1)
+
+    def bandwidth(self, host: str, nbytes: int, cancel: threading.Event,
+                  control: Callable[[], str]) -> None:
+        """Charge ``nbytes`` to the global and the host's bandwidth budget, waiting as needed."""
+        if not self.enabled:
+            return
+        _, band = self._host_limiters(host)
+        if band is not None:
+            self._acquire(band, nbytes, cancel, control, max(1, self.limits_for(host)[1]))
+        glob = self._global
+        if glob is not None:
+            self._acquire(glob, nbytes, cancel, control, max(1, self._global_bw))
+
+
+# -- circuit breaker -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """One host's breaker as the TUI shows it."""
+
+    host: str
+    state: str  # closed | open | half_open
+    failures: int
+    open_until: float | None
+    last_error: str | None
+
+
+class CircuitBreaker:
+    """Per host: opens after ``threshold`` consecutive failures, lets one trial through after
+    ``cooldown`` seconds (half-open), and closes again on a success."""
+
+    def __init__(
+        self, threshold: int, cooldown: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.enabled = True
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+        self._trial: set[str] = set()
+        self._last_error: dict[str, str] = {}
+
+    def before_request(self, host: str) -> None:
+        """Raise CircuitOpenError while the host's circuit is open."""
+        if not self.enabled:
+            return
+        with self._lock:
+            until = self._open_until.get(host)
+            if until is None:
+                return
+            now = self._clock()
+            if now < until:
+                raise CircuitOpenError(host, until)
+            if host in self._trial:  # half-open: one trial at a time
+                raise CircuitOpenError(host, now + min(self.cooldown, 5.0))
+            self._trial.add(host)
+
+    def success(self, host: str) -> None:
+        """A request to the host worked: close its circuit."""
+        with self._lock:
+            self._failures.pop(host, None)
+            self._open_until.pop(host, None)
+            self._trial.discard(host)
+
+    def failure(self, host: str, error: str) -> None:
+        """A request to the host failed in a way that blames the host."""
+        with self._lock:
+            self._last_error[host] = error
+            count = self._failures.get(host, 0) + 1
+            self._failures[host] = count
+            if host in self._trial or count >= self.threshold:
+                self._open_until[host] = self._clock() + self.cooldown
+                self._trial.discard(host)
+
+    def snapshot(self) -> list[BreakerState]:
+        """Every host the breaker has seen."""
+        with self._lock:
+            now = self._clock()
+            out = []
+            for host in sorted(set(self._failures) | set(self._open_until)):
+                until = self._open_until.get(host)
+                if until is None:
+                    state = "closed"
+                elif host in self._trial or now >= until:
+                    state = "half_open"
+                else:
+                    state = "open"
+                out.append(BreakerState(host, state, self._failures.get(host, 0), until,
+                                        self._last_error.get(host)))
+            return out

@@ -1,0 +1,304 @@
+"""Streaming a GET into the part file: rolling SHA-256, checkpoints, cancellation, limits."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from dltui.engine.client import mapped_errors
+from dltui.engine.headers import parse_retry_after, validators_from
+from dltui.engine.policy import RateLimits
+from dltui.engine.resume import (
+    PREFIX_BYTES,
+    Mode,
+    ResumeDecision,
+    Wire,
+    check_response,
+    same_object,
+)
+from dltui.errors import HTTPStatusError, Interrupted, LeaseLost, ResumeConflict, TransportError
+from dltui.model import ServerValidators
+
+_READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a checkpoint records: bytes safely in the part and what they came from."""
+
+    bytes_committed: int
+    prefix_hash: str | None
+    validators: ServerValidators
+
+
+class StreamHooks(Protocol):
+    """How the stream reports to its caller (the worker writes these to the ledger)."""
+
+    def checkpoint(self, cp: Checkpoint) -> None:
+        """Persist a checkpoint; may raise LeaseLost."""
+
+    def progress(self, done: int, total: int | None) -> None:
+        """Bytes in the part so far (called per chunk; keep it cheap)."""
+
+    def wire(self, decision: ResumeDecision) -> None:
+        """The origin's answer changed the resume decision (e.g. ``range_ignored``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """Knobs for one stream, from settings and live flags."""
+
+    fsync: bool = True
+    preallocate: bool = True
+    preallocate_min: int = 16 << 20
+    checkpoint_bytes: int = 8 << 20
+    checkpoint_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """A complete part: its size, SHA-256 and the validators of the bytes in it."""
+
+    size: int
+    sha256: str
+    prefix_hash: str | None
+    validators: ServerValidators
+    decision: ResumeDecision
+    requested: bool
+
+
+class PartFile:
+    """A part file opened for appending, with the SHA-256 of everything in it."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(self.fd).st_size < offset:
+                raise ResumeConflict("part_missing",
+                                     f"part {path} is shorter than the {offset} committed bytes")
+            # A preallocated or half-written tail means nothing: only committed bytes count.
+            os.ftruncate(self.fd, offset)
+            self.hasher = hashlib.sha256()
+            self.prefix = hashlib.sha256()
+            self.size = 0
+            self._seed(offset)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _seed(self, offset: int) -> None:
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        while self.size < offset:
+            data = os.read(self.fd, min(_READ_CHUNK, offset - self.size))
+            if not data:
+                raise ResumeConflict("part_missing", f"part {self.path} ended while re-reading")
+            self._account(data)
+
+    def _account(self, data: bytes | memoryview) -> None:
+        self.hasher.update(data)
+        if self.size < PREFIX_BYTES:
+            self.prefix.update(data[: PREFIX_BYTES - self.size])
+        self.size += len(data)
+
+    @property
+    def prefix_hash(self) -> str | None:
+        """SHA-256 of the first 64 KiB, once that many bytes are in (else None)."""
+        return self.prefix.hexdigest() if self.size >= PREFIX_BYTES else None
+
+    def write(self, data: bytes) -> None:
+        """Append bytes and fold them into the hashes."""
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self._account(data)
+
+    def reset(self) -> None:
+        """Drop every byte: the part starts over."""
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.hasher = hashlib.sha256()
+        self.prefix = hashlib.sha256()
+        self.size = 0
+
+    def preallocate(self, total: int) -> None:
+        """Reserve disk space for the whole object (best effort)."""
+        if total <= self.size or not hasattr(os, "posix_fallocate"):
+            return
+        try:
+            os.posix_fallocate(self.fd, self.size, total - self.size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+    def sync(self) -> None:
+        """fsync the part."""
+        os.fsync(self.fd)
+
+    def trim(self) -> None:
+        """Cut preallocated space beyond the written bytes."""
+        if os.fstat(self.fd).st_size != self.size:
+            os.ftruncate(self.fd, self.size)
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        os.close(self.fd)
+
+
+def prefix_hash_of(path: Path) -> str | None:
+    """SHA-256 of the first 64 KiB of a file, or None when it is shorter."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(PREFIX_BYTES)
+    except FileNotFoundError:
+        return None
+    return hashlib.sha256(data).hexdigest() if len(data) == PREFIX_BYTES else None
+
+
+def server_prefix_hash(client: httpx.Client, url: str) -> str | None:
+    """SHA-256 of the origin's first 64 KiB, asked for with a Range request."""
+    with mapped_errors(url), client.stream(
+        "GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}
+    ) as resp:
+        if resp.status_code not in (200, 206):
+            return None
+        digest = hashlib.sha256()
+        got = 0
+        for chunk in resp.iter_raw():
+            take = chunk[: PREFIX_BYTES - got]
+            digest.update(take)
+            got += len(take)
+            if got >= PREFIX_BYTES:
+                break
+    return digest.hexdigest() if got == PREFIX_BYTES else None
+
+
+def _merge(response: ServerValidators, expected: ServerValidators) -> ServerValidators:
+    return ServerValidators(
+        etag=response.etag or expected.etag,
+        last_modified=response.last_modified or expected.last_modified,
+        length=response.length if response.length is not None else expected.length,
+        accept_ranges=response.accept_ranges if response.accept_ranges is not None
+        else expected.accept_ranges,
+    )
+
+
+def _error_for(resp: httpx.Response, url: str) -> HTTPStatusError:
+    return HTTPStatusError(
+        resp.status_code, resp.reason_phrase, url,
+        retry_after=parse_retry_after(resp.headers.get("retry-after"), time.time()),
+    )
+
+
+def fetch(
+    client: httpx.Client,
+    url: str,
+    part_path: Path,
+    decision: ResumeDecision,
+    *,
+    expected: ServerValidators,
+    options: StreamOptions,
+    hooks: StreamHooks,
+    cancel: threading.Event,
+    control: Callable[[], str],
+    limits: RateLimits | None = None,
+    host: str = "",
+) -> StreamResult:
+    """Download ``url`` into ``part_path`` as ``decision`` says and return the complete part.
+
+    Checkpoints every ``checkpoint_bytes`` or ``checkpoint_interval`` (fsync first when asked),
+    and once more when it stops for any reason but a lost lease, so a retry or a restart
+    resumes from the last byte written. ``cancel`` is checked on every chunk.
+    """
+    offset = decision.offset if decision.mode is Mode.RESUME else 0
+    part = PartFile(part_path, offset)
+    state = {"validators": expected, "committed": offset}
+    last_cp = time.monotonic()
+
+    def checkpoint() -> None:
+        nonlocal last_cp
+        if options.fsync:
+            part.sync()
+        hooks.checkpoint(Checkpoint(part.size, part.prefix_hash, state["validators"]))
+        state["committed"] = part.size
+        last_cp = time.monotonic()
+
+    def done(requested: bool) -> StreamResult:
+        part.trim()
+        checkpoint()
+        return StreamResult(part.size, part.hasher.hexdigest(), part.prefix_hash,
+                            state["validators"], decision, requested)
+
+    try:
+        if offset and expected.length is not None and offset == expected.length:
+            return done(requested=False)
+        headers: dict[str, str] = {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if decision.if_range:
+                headers["If-Range"] = decision.if_range
+        if limits is not None:
+            limits.request(host, cancel, control)
+        with mapped_errors(url), client.stream("GET", url, headers=headers) as resp:
+            status = resp.status_code
+            if status not in (200, 206, 416):
+                raise _error_for(resp, url)
+            verdict = check_response(offset, status, resp.headers.get("content-range"),
+                                     expected.length if offset else None)
+            if verdict.action is Wire.COMPLETE:
+                return done(requested=True)
+            if verdict.action is Wire.DISCARD:
+                part.reset()
+                checkpoint()
+                raise ResumeConflict(verdict.reason or "discard", verdict.detail)
+            got = validators_from(resp.headers, status=status)
+            if offset and verdict.action is Wire.CONTINUE and same_object(expected, got) is False:
+                part.reset()
+                checkpoint()
+                raise ResumeConflict("validators_mismatch",
+                                     "the object changed between the precheck and the download")
+            if verdict.action is Wire.RESTART:
+                part.reset()
+                decision = ResumeDecision(Mode.FRESH, 0, verdict.reason or "range_ignored")
+                hooks.wire(decision)
+            state["validators"] = got if verdict.action is Wire.RESTART else _merge(got, expected)
+            total = state["validators"].length
+            if options.preallocate and total is not None and total >= options.preallocate_min:
+                part.preallocate(total)
+            for chunk in resp.iter_raw():
+                if cancel.is_set():
+                    raise Interrupted(control())
+                if limits is not None:
+                    limits.bandwidth(host, len(chunk), cancel, control)
+                part.write(chunk)
+                hooks.progress(part.size, total)
+                if (part.size - state["committed"] >= options.checkpoint_bytes
+                        or time.monotonic() - last_cp >= options.checkpoint_interval):
+                    checkpoint()
+            if total is not None and part.size != total:
+                raise TransportError(
+                    f"body ended at byte {part.size} of {total} declared ({url})")
+            return done(requested=True)
+    except LeaseLost:
+        raise
+    except BaseException:
+        if part.size != state["committed"]:
+            try:
+                part.trim()
+                checkpoint()
+            except LeaseLost:
+                pass
+        raise
+    finally:
+        part.close()

@@ -1,0 +1,490 @@
+"""Where the engine meets the ledger: lease a job, run its steps as exactly-once ops, release.
+
+A :class:`WorkerPool` runs N worker threads and one keeper thread. Workers lease jobs and carry
+them through HEAD / STREAM / FINALIZE / LINK; the keeper renews their leases (the heartbeat),
+watches the ledger for pause/cancel and re-reads flags, so operator intent from any process lands
+within ``control_poll`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dltui import paths
+from dltui.config import Settings
+from dltui.engine import finalize, policy, quota, resume, stream
+from dltui.engine.client import make_client
+from dltui.engine.precheck import Precheck, precheck
+from dltui.errors import (
+    CircuitOpenError,
+    DltuiError,
+    DownloadError,
+    HTTPStatusError,
+    IllegalTransition,
+    IntegrityError,
+    Interrupted,
+    LeaseLost,
+    TransportError,
+)
+from dltui.ledger import Ledger, events, flags, jobs, leases, ops
+from dltui.model import ACTIVE_STATES, Job, JobState, ServerValidators
+from dltui.store import Store
+
+_ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
+
+
+@dataclass
+class PoolStats:
+    """Counters a front end shows; updated by worker threads without locks (ints only)."""
+
+    finished: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+class JobRun:
+    """One leased job being worked on by one worker thread."""
+
+    def __init__(self, pool: WorkerPool, job: Job, owner: str) -> None:
+        self.pool = pool
+        self.job = job
+        self.owner = owner
+        self.cancel = threading.Event()
+        self.stop_reason: str | None = None
+        self.state = job.state
+        self.bytes_now = job.bytes_committed
+        self.total: int | None = job.bytes_total
+        self.last_renew = time.monotonic()
+        self.part = paths.part_path(pool.ledger.home, job.id)
+        self.flags = dict(pool.flags)
+        self.host = urlsplit(job.canonical_url).hostname or ""
+        self._tries = 0
+
+    # -- control ----------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Ask the download to stop at its next chunk: pause, cancel, shutdown or lost."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.cancel.set()
+
+    def control(self) -> str:
+        return self.stop_reason or "pause"
+
+    # -- ledger helpers ---------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        return self.pool.ledger
+
+    def _advance(self, to: JobState, **fields: Any) -> None:
+        """Move forward through the active states (a retry never moves back)."""
+        if self.state in _ORDER and to in _ORDER and _ORDER.index(to) <= _ORDER.index(self.state):
+            if fields:
+                self.job = jobs.update(self.ledger, self.job.id, owner=self.owner, **fields)
+            return
+        self.job = jobs.transition(self.ledger, self.job.id, to, owner=self.owner,
+                                   fields=fields or None)
+        self.state = to
+
+    def _update(self, **fields: Any) -> None:
+        self.job = jobs.update(self.ledger, self.job.id, owner=self.owner, **fields)
+
+    def _event(self, kind: str, **data: Any) -> None:
+        events.record(self.ledger, kind, self.job.id, **data)
+
+    # -- stream hooks -----------------------------------------------------------------------
+    def checkpoint(self, cp: stream.Checkpoint) -> None:
+        v = cp.validators
+        self._update(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
+                     etag=v.etag, last_modified=v.last_modified, content_length=v.length,
+                     accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
+                     bytes_total=v.length)
+        self.flags = dict(self.pool.flags)
+
+    def progress(self, done: int, total: int | None) -> None:
+        self.pool.stats.bytes += done - self.bytes_now
+        self.bytes_now = done
+        self.total = total
+
+    def wire(self, decision: resume.ResumeDecision) -> None:
+        self._record_decision(decision)
+
+    # -- the pipeline -----------------------------------------------------------------------
+    def run(self) -> None:
+        """Carry the job as far as it goes; every outcome ends in a ledger state."""
+        try:
+            retrying = policy.retrying(
+                self.pool.settings, enabled=self.flags["retries"], cancel=self.cancel,
+                control=self.control, before_sleep=self._on_retry,
+            )
+            for attempt in retrying:
+                with attempt:
+                    self._try_once()
+        except Interrupted:
+            self._stopped()
+        except LeaseLost:
+            pass  # another worker (or the reconciler) owns the job now; write nothing
+        except CircuitOpenError as exc:
+            self._requeue(f"{exc}; retrying after the cool-down", not_before=exc.until)
+        except DownloadError as exc:
+            self._fail(exc)
+        except DltuiError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug must not strand the job in an active state
+            self._event("internal_error", error=repr(exc), traceback=traceback.format_exc())
+            self._fail(exc, prefix="internal error: ")
+        finally:
+            leases.release(self.ledger, self.job.id, self.owner)
+
+    def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
+        self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
+                    attempt=attempt, delay=round(delay, 3))
+        with contextlib.suppress(LeaseLost):
+            self._update(error=f"{exc} (try {attempt}, retrying in {delay:.1f}s)")
+
+    def _try_once(self) -> None:
+        self._tries += 1
+        pool = self.pool
+        if self.flags["circuit_breaker"]:
+            pool.breaker.before_request(self.host)
+        try:
+            self._download()
+        except (TransportError, HTTPStatusError) as exc:
+            blames_host = isinstance(exc, TransportError) or exc.status >= 500
+            if blames_host and self.flags["circuit_breaker"]:
+                pool.breaker.failure(self.host, str(exc))
+            raise
+        else:
+            pool.breaker.success(self.host)
+
+    def _op(self, kind: str, fn: Any, **key: Any) -> Any:
+        return ops.run_effect(self.ledger, ops.op_key(kind, self.job.id, **key), fn,
+                              job_id=self.job.id, kind=kind, owner=self.owner,
+                              attempt=self.job.attempts, args=key.get("args"))
+
+    def _download(self) -> None:
+        pool, job = self.pool, self.job
+        url = job.url
+        try_key = {"attempt": job.attempts, "try": self._tries}
+        pre = Precheck(**_unjson(self._op("HEAD", lambda: _json(precheck(pool.client, url)),
+                                          **try_key)))
+        recorded = job.validators
+        server = pre.validators if pre.head_ok else recorded
+        name = job.requested_name or finalize.resolve_name(None, pre.disposition_name, pre.url)
+        fields: dict[str, Any] = {"file_name": name, "error": None}
+        if pre.head_ok:
+            fields.update(etag=server.etag, last_modified=server.last_modified,
+                          content_length=server.length, bytes_total=server.length,
+                          accept_ranges=None if server.accept_ranges is None
+                          else int(server.accept_ranges))
+        self._advance(JobState.PRECHECKED, **fields)
+        if not pre.head_ok:
+            self._event("precheck_fallback", note=pre.note)
+
+        cached_sha, cached_validators = self._cached_object()
+        part_state = self._part_state(recorded)
+        decision = resume.decide(
+            server, part_state, resume_enabled=self.flags["resume"],
+            prefix_check_enabled=self.flags["verify_prefix"], cached=cached_validators,
+        )
+        if decision.needs_prefix_check:
+            theirs = stream.server_prefix_hash(pool.client, url)
+            decision = resume.confirm_prefix(
+                decision, theirs is not None and part_state is not None
+                and theirs == part_state.prefix_hash)
+        self._record_decision(decision)
+
+        if decision.mode is resume.Mode.CACHED and cached_sha is not None:
+            self._link_and_finish(cached_sha, name)
+            return
+        if decision.mode is not resume.Mode.RESUME:
+            self.part.unlink(missing_ok=True)
+            if job.bytes_committed:
+                self._update(bytes_committed=0, prefix_hash=None)
+        remaining = None if server.length is None else server.length - decision.offset
+        quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining, pool.settings)
+        self._advance(JobState.STREAMING)
+        result = stream.StreamResult(**_unjson(self._op(
+            "STREAM", lambda: _json(self._fetch(url, decision, server)), **try_key)))
+        try:
+            finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
+                            expected_sha256=job.expected_sha256)
+        except IntegrityError:
+            if job.expected_sha256 and result.sha256 != job.expected_sha256:
+                # The origin serves other bytes than promised: keep nothing of them.
+                self.part.unlink(missing_ok=True)
+                self._update(bytes_committed=0, prefix_hash=None)
+                raise
+            self.part.unlink(missing_ok=True)
+            self._update(bytes_committed=0, prefix_hash=None)
+            raise TransportError(f"size check failed for {url}; downloading again") from None
+        self._advance(JobState.FINALIZING, sha256=result.sha256)
+        self._link_and_finish(result.sha256, name)
+
+    def _fetch(self, url: str, decision: resume.ResumeDecision,
+               server: ServerValidators) -> stream.StreamResult:
+        s = self.pool.settings
+        options = stream.StreamOptions(
+            fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
+            preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
+            checkpoint_interval=s.checkpoint_interval,
+        )
+        return stream.fetch(
+            self.pool.client, url, self.part, decision, expected=server, options=options,
+            hooks=self, cancel=self.cancel, control=self.control,
+            limits=self.pool.limits if self.flags["rate_limit"] else None, host=self.host,
+        )
+
+    def _cached_object(self) -> tuple[str | None, ServerValidators | None]:
+        """A stored object this job may reuse: its own (after a crash) or its URL's."""
+        store = self.pool.store
+        job = self.job
+        if job.sha256 and store.has(job.sha256) and job.bytes_committed == job.bytes_total:
+            return job.sha256, job.validators
+        if not self.flags["dedupe"]:
+            return None, None
+        other = jobs.find_stored(self.ledger, job.canonical_url)
+        if other is not None and other.sha256 and store.has(other.sha256):
+            return other.sha256, other.validators
+        return None, None
+
+    def _part_state(self, recorded: ServerValidators) -> resume.PartState | None:
+        committed = self.job.bytes_committed
+        if committed <= 0:
+            return None
+        try:
+            size = self.part.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size < committed:
+            self._event("decision", mode="fresh", reason="part_missing",
+                        detail=f"part has {max(size, 0)} of {committed} committed bytes")
+            return None
+        return resume.PartState(committed, self.job.prefix_hash, recorded)
+
+    def _record_decision(self, decision: resume.ResumeDecision) -> None:
+        self._update(decision=decision.mode.value, decision_reason=decision.reason)
+        self._event("decision", mode=decision.mode.value, reason=decision.reason,
+                    offset=decision.offset, detail=decision.describe())
+
+    def _link_and_finish(self, sha: str, name: str) -> None:
+        pool, job = self.pool, self.job
+        dest_dir = Path(job.dest_dir)
+        fsync = self.flags["fsync"]
+        store = pool.store
+        if self.flags["dedupe"] or (store.has(sha) and not self.part.exists()):
+            part = self.part
+            ops.run_effect(
+                self.ledger, ops.op_key("FINALIZE", job.id, sha256=sha),
+                lambda: finalize.promote(store, part, sha, fsync=fsync),
+                job_id=job.id, kind="FINALIZE", owner=self.owner, attempt=job.attempts,
+                args={"sha256": sha},
+                verify=lambda r: store.has(sha) and not part.exists(),
+            )
+            placed = ops.run_effect(
+                self.ledger, ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir)),
+                lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync),
+                job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
+                args={"sha256": sha, "dest": str(dest_dir / name)},
+                verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
+            )
+        else:
+            part = self.part
+            placed = ops.run_effect(
+                self.ledger, ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir)),
+                lambda: finalize.place_part(part, sha, dest_dir, name, fsync=fsync),
+                job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
+                args={"sha256": sha, "dest": str(dest_dir / name)},
+            )
+        self.job = jobs.transition(
+            self.ledger, job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
+            fields={"final_path": placed["dest"], "sha256": sha, "error": None,
+                    "bytes_committed": self.job.bytes_total or self.job.bytes_committed,
+                    "lease_owner": None, "lease_until": None, "heartbeat_at": None},
+            dest=placed["dest"], how=placed.get("how"),
+        )
+        self.state = JobState.FINALIZED
+        self.part.unlink(missing_ok=True)
+        pool.stats.finished += 1
+
+    # -- endings ----------------------------------------------------------------------------
+    def _end(self, to: JobState, reason: str, **fields: Any) -> None:
+        fields.update(lease_owner=None, lease_until=None, heartbeat_at=None)
+        with contextlib.suppress(LeaseLost, IllegalTransition):
+            jobs.transition(self.ledger, self.job.id, to, owner=self.owner, reason=reason,
+                            fields=fields)
+
+    def _stopped(self) -> None:
+        reason = self.stop_reason or "pause"
+        if reason == "cancel":
+            self.part.unlink(missing_ok=True)
+            self._end(JobState.CANCELLED, "operator", bytes_committed=0, prefix_hash=None)
+        elif reason == "pause":
+            self._end(JobState.PAUSED, "operator")
+        elif reason == "shutdown":
+            # Not the operator's pause: the job goes back to the queue and the next run resumes it.
+            self._end(JobState.PLANNED, "worker shutdown")
+
+    def _requeue(self, message: str, *, not_before: float) -> None:
+        self._end(JobState.PLANNED, "circuit_open", error=message, not_before=not_before)
+
+    def _fail(self, exc: BaseException, prefix: str = "") -> None:
+        tries = f" (after {self._tries} tries)" if self._tries > 1 else ""
+        code = getattr(exc, "reason", "error")
+        self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
+        self.pool.stats.failed += 1
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return dataclasses.asdict(value) | {"__type__": type(value).__name__}
+
+
+def _unjson(data: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the nested value objects of a Precheck / StreamResult stored as JSON."""
+    out = {k: v for k, v in data.items() if k != "__type__"}
+    if isinstance(out.get("validators"), dict):
+        out["validators"] = ServerValidators(**out["validators"])
+    if isinstance(out.get("decision"), dict):
+        d = out["decision"]
+        out["decision"] = resume.ResumeDecision(resume.Mode(d["mode"]), d["offset"], d["reason"],
+                                                d.get("if_range"), d.get("needs_prefix_check",
+                                                                         False))
+    return out
+
+
+class WorkerPool:
+    """N worker threads plus a keeper, all sharing one httpx client, limits and breakers."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, *, workers: int | None = None) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.size = workers if workers is not None else settings.workers
+        self.store = Store(paths.store_dir(ledger.home))
+        self.client = make_client(settings, connections=max(self.size, 1) * 2)
+        self.limits = policy.RateLimits(settings)
+        self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
+                                             settings.breaker_cooldown)
+        self.flags: dict[str, bool] = flags.values(ledger)
+        self.stats = PoolStats()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._active: dict[int, JobRun] = {}
+        self._threads: list[threading.Thread] = []
+        self._keeper: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker threads and the keeper."""
+        self._stop.clear()
+        self._keeper = threading.Thread(target=self._keep, name="dltui-keeper", daemon=True)
+        self._keeper.start()
+        for i in range(self.size):
+            t = threading.Thread(target=self._loop, name=f"dltui-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop: active downloads checkpoint and go back to the queue; then join the threads."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            for run in self._active.values():
+                run.request_stop("shutdown")
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self._keeper is not None:
+            self._keeper.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+        self.client.close()
+
+    def active(self) -> list[JobRun]:
+        """The jobs being worked on now."""
+        with self._lock:
+            return list(self._active.values())
+
+    def idle(self) -> bool:
+        """True when nothing is queued to run and no job is held by a live lease anywhere."""
+        queued, running = jobs.pending_work(self.ledger)
+        if queued:
+            return False
+        if not running:
+            return True
+        now = time.time()
+        return not any(
+            leases.lease_is_live(j.lease_owner, j.lease_until, now)
+            for j in jobs.list_jobs(self.ledger, ACTIVE_STATES)
+        )
+
+    def run_until_idle(self, poll: float = 0.2) -> None:
+        """Work until :meth:`idle`, then stop."""
+        self.start()
+        try:
+            while not self._stop.wait(poll):
+                if not self.active() and self.idle():
+                    break
+        finally:
+            self.stop()
+
+    # -- threads ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        owner = leases.owner_id()
+        while not self._stop.is_set():
+            try:
+                job = leases.lease_next(self.ledger, owner, self.settings.lease_ttl)
+            except DltuiError:
+                job = None
+            if job is None:
+                self._wake.wait(0.25)
+                self._wake.clear()
+                continue
+            run = JobRun(self, job, owner)
+            with self._lock:
+                self._active[job.id] = run
+            try:
+                run.run()
+            finally:
+                with self._lock:
+                    self._active.pop(job.id, None)
+
+    def _keep(self) -> None:
+        ttl = self.settings.lease_ttl
+        last_flags = 0.0
+        while not self._stop.wait(self.settings.control_poll):
+            now = time.monotonic()
+            if now - last_flags >= 1.0:
+                last_flags = now
+                with contextlib.suppress(DltuiError):
+                    self.flags = flags.values(self.ledger)
+                    self.limits.enabled = self.flags["rate_limit"]
+                    self.breaker.enabled = self.flags["circuit_breaker"]
+            runs = self.active()
+            if not runs:
+                continue
+            ids = [r.job.id for r in runs]
+            rows = self.ledger.conn.execute(
+                f"SELECT id, control, lease_owner FROM jobs WHERE id IN "
+                f"({','.join('?' * len(ids))})", ids,
+            ).fetchall()
+            by_id = {r["id"]: r for r in rows}
+            for run in runs:
+                row = by_id.get(run.job.id)
+                if row is None or row["lease_owner"] != run.owner:
+                    run.request_stop("lost")
+                    continue
+                if row["control"] in ("pause", "cancel"):
+                    run.request_stop(row["control"])
+                if now - run.last_renew >= ttl / 3:
+                    try:
+                        leases.renew(self.ledger, run.job.id, run.owner, ttl)
+                        run.last_renew = now
+                    except LeaseLost:
+                        run.request_stop("lost")
