@@ -55,3 +55,48 @@ def dump(path: Path) -> list[tuple]:
         return out
     finally:
         conn.close()
+
+
+# -- engine fixtures ---------------------------------------------------------------------------
+from dltui.config import Settings  # noqa: E402
+from dltui.origin import Origin  # noqa: E402
+
+#: Fast, deterministic settings for tests: no proxies from the environment, short timeouts.
+TEST_SETTINGS = Settings(
+    trust_env=False,
+    read_timeout=2.0,
+    connect_timeout=2.0,
+    backoff_initial=0.05,
+    backoff_max=0.2,
+    retry_after_max=1.5,
+    retries=4,
+    checkpoint_interval=0.2,
+    control_poll=0.05,
+    lease_ttl=10.0,
+    min_free=0,
+    breaker_threshold=50,
+)
+
+#: The same settings as DLTUI_* variables, for `dltui run` subprocesses.
+TEST_ENV = {
+    "DLTUI_TRUST_ENV": "0",
+    "DLTUI_READ_TIMEOUT": "2",
+    "DLTUI_CONNECT_TIMEOUT": "2",
+    "DLTUI_BACKOFF_INITIAL": "0.05",
+    "DLTUI_BACKOFF_MAX": "0.2",
+    "DLTUI_RETRY_AFTER_MAX": "1.5",
+    "DLTUI_CHECKPOINT_INTERVAL": "0.2",
+    "DLTUI_CONTROL_POLL": "0.05",
+    "DLTUI_MIN_FREE": "0",
+}
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    with Origin() as o:
+        yield o
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return TEST_SETTINGS

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from dltui import __version__, paths
+from dltui import __version__, config, paths
 from dltui.errors import DltuiError, IllegalTransition, UsageError
 from dltui.ledger import Ledger, flags, jobs, reconcile
 from dltui.model import Job, JobState
@@ -290,6 +293,65 @@ def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_OK
 
 
+# -- run ---------------------------------------------------------------------------------------
+def _rate(n: float) -> str:
+    return _human_bytes(int(n)) + "/s"
+
+
+def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Run the worker pool headless; stop on SIGINT/SIGTERM (jobs go back to the queue)."""
+    from dltui.worker import WorkerPool
+
+    settings = _settings(args)
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    tty = sys.stderr.isatty()
+    report = reconcile.reconcile(ledger, by="run")
+    if report.total and tty:
+        summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
+        sys.stderr.write(f"dltui run: reconciled: {summary}\n")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    pool = WorkerPool(ledger, settings, workers=workers)
+    pool.start()
+    last_bytes, last_t = 0, time.monotonic()
+    try:
+        while not stop.wait(0.5):
+            if tty:
+                now = time.monotonic()
+                rate = (pool.stats.bytes - last_bytes) / max(now - last_t, 1e-6)
+                last_bytes, last_t = pool.stats.bytes, now
+                counts = jobs.counts(ledger)
+                sys.stderr.write(
+                    f"\r\x1b[Kdltui run: {len(pool.active())} active, "
+                    f"{counts[JobState.PLANNED]} queued, {counts[JobState.FINALIZED]} done, "
+                    f"{counts[JobState.FAILED]} failed, {_rate(rate)}"
+                )
+                sys.stderr.flush()
+            if args.until_idle and not pool.active() and pool.idle():
+                break
+    finally:
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+        pool.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.is_set() and tty:
+        sys.stderr.write("dltui run: stopped; active downloads were checkpointed and requeued\n")
+    return EXIT_FAILURE if pool.stats.failed and args.until_idle else EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    explicit = args.config is not None or paths.CONFIG_ENV in os.environ
+    path = args.config if args.config is not None else paths.default_config_path()
+    return config.load(path, required=explicit)
+
+
 # -- wiring ------------------------------------------------------------------------------------
 def _job_id(text: str) -> int:
     try:
@@ -313,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --home is accepted after the sub-command too (`dltui status --home X`), as people type it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help=f"TOML settings file (env {paths.CONFIG_ENV}; default {paths.default_config_path()})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add = sub.add_parser
 
@@ -347,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
         p.add_argument("--all", action="store_true", help="every job it applies to")
         p.set_defaults(func=cmd_control)
+
+    p = sub.add_parser("run", help="download queued jobs headless (the worker pool)")
+    p.add_argument("-w", "--workers", type=int, metavar="N",
+                   help="concurrent downloads (default: the workers setting, 4)")
+    p.add_argument("--until-idle", action="store_true",
+                   help="exit when nothing is queued and no job is held by a live worker")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("reconcile", help="heal expired leases, interrupted ops, vanished files")
     p.add_argument("--dry-run", action="store_true", help="report what would be done")

@@ -76,6 +76,7 @@ class RequestRecord:
     path: str
     headers: dict[str, str]
     status: int
+    ts: float = 0.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, status: int) -> None:
         self.server.origin.log.append(
             RequestRecord(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                          status)
+                          status, time.monotonic())
         )
 
     def _simple(
@@ -265,6 +266,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     origin: Origin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-response is routine here (pauses, kills, timeouts).
+        pass
 
 
 class Origin:

@@ -338,6 +338,8 @@ class JobRun:
     def _fail(self, exc: BaseException, prefix: str = "") -> None:
         tries = f" (after {self._tries} tries)" if self._tries > 1 else ""
         code = getattr(exc, "reason", "error")
+        if self.job.bytes_committed == 0:
+            self.part.unlink(missing_ok=True)  # nothing worth resuming: leave no empty part
         self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
         self.pool.stats.failed += 1
 

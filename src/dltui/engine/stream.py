@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -257,6 +258,8 @@ def fetch(
             verdict = check_response(offset, status, resp.headers.get("content-range"),
                                      expected.length if offset else None)
             if verdict.action is Wire.COMPLETE:
+                # The 416's "bytes */N" is the object's real length, whatever was declared.
+                state["validators"] = dataclasses.replace(expected, length=part.size)
                 return done(requested=True)
             if verdict.action is Wire.DISCARD:
                 part.reset()
