@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -60,6 +61,7 @@ def filename_from_disposition(value: str | None) -> str | None:
         if m:
             charset = m.group(1).lower()
             try:
+                codecs.lookup(charset)  # unquote only decodes when there are escapes
                 return unquote(m.group(2), encoding=charset, errors="strict")
             except (LookupError, UnicodeDecodeError):
                 pass

@@ -237,7 +237,7 @@ class CircuitBreaker:
     def success(self, host: str) -> None:
         """A request to the host worked: close its circuit."""
         with self._lock:
-            self._failures.pop(host, None)
+            self._failures[host] = 0  # keep the host listed, closed
             self._open_until.pop(host, None)
             self._trial.discard(host)
 
