@@ -42,7 +42,11 @@ def verify(size: int, sha256: str, *, expected_size: int | None,
 
 
 def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, Any]:
-    """FINALIZE effect: move the verified part into the store (or drop it as a duplicate)."""
+    """FINALIZE effect: move the verified part into the store (or drop it as a duplicate).
+
+    ``applied`` says whether this run created the store object; a replay after a crash, or a
+    part whose bytes were already stored, reports False.
+    """
     if not part.exists():
         if store.has(sha256):
             return {"applied": False, "deduped": False, "object": str(store.object_path(sha256))}
@@ -51,7 +55,7 @@ def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, 
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
     created = store.promote(part, sha256, fsync=fsync)
-    return {"applied": True, "deduped": not created, "object": str(store.object_path(sha256))}
+    return {"applied": created, "deduped": not created, "object": str(store.object_path(sha256))}
 
 
 def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
