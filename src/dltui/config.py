@@ -70,7 +70,6 @@ class Settings:
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.")
-    theme: str = _s("dltui-dark", "TUI theme: a built-in Textual theme or one from themes/.")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""

@@ -208,3 +208,23 @@ def test_home_option_before_or_after_command(run, tmp_path, dest) -> None:
     code, out, _ = run("status", "--json", "--home", str(elsewhere))
     assert code == 0 and json.loads(out)["url"] == "http://example.com/a"
     assert run("status", "--json")[1] == ""  # the default home is untouched
+
+
+def test_run_rejects_bad_settings(run, tmp_path, monkeypatch) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("workers = 'lots'\n")
+    code, _, err = run("--config", str(cfg), "run", "--until-idle")
+    assert code == 2 and "not a valid int" in err and err.count("\n") == 1
+    code, _, err = run("run", "--until-idle", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "does not exist" in err
+    monkeypatch.setenv("DLTUI_READ_TIMEOUT", "soon")
+    code, _, err = run("run", "--until-idle")
+    assert code == 2 and "DLTUI_READ_TIMEOUT" in err
+    monkeypatch.delenv("DLTUI_READ_TIMEOUT")
+    code, _, err = run("run", "--until-idle", "--workers", "0")
+    assert code == 2 and "--workers" in err
+
+
+def test_run_until_idle_on_an_empty_ledger(run) -> None:
+    code, _, err = run("run", "--until-idle")
+    assert code == 0 and err == ""

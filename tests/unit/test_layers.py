@@ -15,7 +15,8 @@ MODULES = sorted(
     m.name for m in pkgutil.walk_packages(dltui.__path__, prefix="dltui.")
     if m.name != "dltui.__main__"
 )
-STDLIB_ONLY = {"dltui.model", "dltui.errors", "dltui.urls", "dltui.names", "dltui.store"}
+STDLIB_ONLY = {"dltui.model", "dltui.errors", "dltui.urls", "dltui.names", "dltui.store",
+               "dltui.config", "dltui.origin"}
 THIRD_PARTY = ("textual", "httpx", "sqlite_utils", "tenacity", "pyrate_limiter", "rich")
 
 
