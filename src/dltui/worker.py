@@ -202,6 +202,8 @@ class JobRun:
         self._record_decision(decision)
 
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
+            if self.state is JobState.STREAMING:  # a retry found the object stored meanwhile
+                self._advance(JobState.FINALIZING, sha256=cached_sha)
             self._link_and_finish(cached_sha, name)
             return
         if decision.mode is not resume.Mode.RESUME:

@@ -198,8 +198,6 @@ def find_stored(ledger: Ledger, canonical: str) -> Job | None:
 
 def pending_work(ledger: Ledger) -> tuple[int, int]:
     """(queued jobs that will run, active jobs): what keeps ``run --until-idle`` going."""
-    from dltui.model import ACTIVE_STATES
-
     active = [s.value for s in ACTIVE_STATES]
     queued = ledger.conn.execute(
         "SELECT COUNT(*) FROM jobs WHERE state = 'PLANNED' AND control = 'run'"
