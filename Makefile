@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dltui --help
+	$(BIN)/dltui demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -346,6 +346,44 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_FAILURE if pool.stats.failed and args.until_idle else EXIT_OK
 
 
+def _tui(args: argparse.Namespace) -> int:
+    """``dltui`` with no command: the TUI, with in-process workers unless ``--workers 0``."""
+    home = (args.home if args.home is not None else paths.default_home()).expanduser()
+    try:
+        settings = _settings(args)
+        if args.workers is not None and args.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+        overrides = flags.env_overrides(os.environ)
+        with Ledger(home) as ledger:
+            for name, value in overrides.items():
+                flags.set_flag(ledger, name, value, by="env")
+    except UsageError as exc:
+        sys.stderr.write(f"dltui: error: {exc}\n")
+        return EXIT_USAGE
+    except DltuiError as exc:
+        sys.stderr.write(f"dltui: error: {exc}\n")
+        return EXIT_FAILURE
+    from dltui.tui.app import DltuiApp
+
+    DltuiApp(home, settings, workers=args.workers, theme=args.theme).run()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A loopback origin, a demo ledger under a temp home, and the TUI with workers running."""
+    from dltui import demo
+    from dltui.tui.app import DltuiApp
+
+    settings = _settings(args).replace(trust_env=False, retries=8, backoff_max=2.0)
+    origin, home, dest = demo.start(args.demo_dir)
+    try:
+        DltuiApp(home, settings, workers=args.workers or 3, theme=args.theme).run()
+    finally:
+        origin.stop()
+    sys.stderr.write(f"dltui demo: ledger in {home}, files in {dest}\n")
+    return EXIT_OK
+
+
 def _settings(args: argparse.Namespace) -> config.Settings:
     explicit = args.config is not None or paths.CONFIG_ENV in os.environ
     path = args.config if args.config is not None else paths.default_config_path()
@@ -376,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--theme", metavar="NAME", default=None,
+                        help="TUI theme (dltui-dark, dltui-light, dltui-high-contrast, …)")
+    parser.add_argument("-w", "--workers", type=int, metavar="N", default=None,
+                        help="TUI: downloads run by the TUI itself (0: only watch and steer)")
     parser.add_argument(
         "--config", type=Path, default=None,
         help=f"TOML settings file (env {paths.CONFIG_ENV}; default {paths.default_config_path()})",
@@ -422,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit when nothing is queued and no job is held by a live worker")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("demo", help="try dltui: a local origin, sample downloads, the TUI")
+    p.add_argument("--dir", dest="demo_dir", type=Path, default=None,
+                   help="keep the demo's ledger and files here (default: a new temp dir)")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("reconcile", help="heal expired leases, interrupted ops, vanished files")
     p.add_argument("--dry-run", action="store_true", help="report what would be done")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -439,10 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+        return _tui(args)
     home = args.home if args.home is not None else paths.default_home()
     prog = f"dltui {args.command}"
+    if args.func is cmd_demo:
+        try:
+            return cmd_demo(args)
+        except UsageError as exc:
+            sys.stderr.write(f"{prog}: error: {exc}\n")
+            return EXIT_USAGE
     try:
         overrides = flags.env_overrides(os.environ)
         with Ledger(home.expanduser()) as ledger:

@@ -70,6 +70,8 @@ class Settings:
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.")
+    theme: str = _s("dltui-dark", "TUI theme: one from themes/, the user's themes folder, or a "
+                                  "built-in Textual theme.")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""

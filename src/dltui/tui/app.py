@@ -1,0 +1,409 @@
+"""The dltui Textual app: reads everything from the ledger, writes operator intent back to it.
+
+It never speaks HTTP. A poll thread reads only rows whose ``rev`` moved and posts them as a
+message; in-process workers (if any) are a :class:`~dltui.worker.WorkerPool` that, like every
+other worker, talks to the app only through the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Footer, Input, Tab, Tabs
+
+from dltui import paths
+from dltui.config import Settings
+from dltui.errors import DltuiError
+from dltui.ledger import Ledger, events, jobs, ops, reconcile
+from dltui.ledger.events import Event
+from dltui.ledger.ops import Op
+from dltui.model import Job, JobState
+from dltui.tui.model import JobBook, SortKey
+from dltui.tui.model import Tab as BookTab
+from dltui.tui.screens.add import AddScreen
+from dltui.tui.screens.confirm import ConfirmScreen
+from dltui.tui.screens.flags import FlagsScreen
+from dltui.tui.screens.help import HelpScreen
+from dltui.tui.screens.reconcile import ReconcileScreen, summary
+from dltui.tui.screens.workers import WorkersScreen
+from dltui.tui.themes import DEFAULT_THEME, load_themes
+from dltui.tui.widgets.detail import DetailPane
+from dltui.tui.widgets.job_table import JobTable
+from dltui.tui.widgets.summary import Summary
+
+TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
+
+
+@dataclass
+class Polled(Message):
+    """Rows that changed since the last poll, plus the selected job's ops and events."""
+
+    changed: list[Job]
+    now: float
+    detail: tuple[int, list[Op], list[Event]] | None = None
+    rev: int = 0
+
+
+@dataclass
+class Notice(Message):
+    """A line for the operator from a background action."""
+
+    text: str
+    severity: str = "information"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class DltuiApp(App[None]):
+    """Watch and steer every download under one dltui home."""
+
+    CSS_PATH = "dltui.tcss"
+    TITLE = "dltui"
+    BINDINGS = [
+        Binding("a", "add", "Add"),
+        Binding("p", "pause_resume", "Pause/Resume"),
+        Binding("r", "retry", "Retry"),
+        Binding("x", "cancel", "Cancel"),
+        Binding("R", "reconcile", "Reconcile"),
+        Binding("f", "flags", "Flags"),
+        Binding("w", "workers", "Workers"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("d", "toggle_detail", "Detail", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+        *[Binding(str(i + 1), f"tab('{tab.value}')", tab.value, show=False)
+          for i, tab in enumerate(BookTab)],
+    ]
+
+    def __init__(
+        self,
+        home: Path,
+        settings: Settings | None = None,
+        *,
+        workers: int | None = None,
+        theme: str | None = None,
+        poll_interval: float | None = 0.5,
+        clock: Callable[[], float] = time.time,
+        display_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.home = Path(home)
+        self.settings = settings or Settings()
+        self.worker_count = self.settings.workers if workers is None else workers
+        self.theme_name = theme or self.settings.theme or DEFAULT_THEME
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.display_path = display_path or str(paths.ledger_path(self.home))
+        self.book = JobBook(clock=clock)
+        self.ledger: Ledger | None = None
+        self.pool = None  # type: ignore[var-annotated]
+        self._stop = threading.Event()
+        self._detail_job: int | None = None
+        self.show_detail = True
+
+    # -- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Summary(self.display_path, str(os.getpid()))
+        yield Tabs(*[Tab(tab.value, id=TAB_IDS[tab]) for tab in BookTab], id="tabs")
+        yield JobTable(self.book, id="job-table", clock=self.clock)
+        yield DetailPane(clock=self.clock)
+        yield Input(placeholder="filter: text in the name or URL, or a job id; Esc clears",
+                    id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        loaded = load_themes()
+        for theme in loaded.themes.values():
+            self.register_theme(theme)
+        for problem in loaded.errors:
+            self.notify(problem, title="Theme not loaded", severity="warning", timeout=10)
+        if self.theme_name in self.available_themes:
+            self.theme = self.theme_name
+        else:
+            self.notify(f"unknown theme {self.theme_name!r}; using {DEFAULT_THEME}",
+                        severity="warning")
+            self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes \
+                else "textual-dark"
+        self.ledger = Ledger(self.home)
+        self.sub_title = self.display_path
+        if self.worker_count > 0:
+            self._start_pool(self.worker_count)
+        self.query_one(JobTable).focus()
+        if self.poll_interval is None:
+            self._poll_once()
+        else:
+            self._poll_loop()
+
+    # -- the poll ---------------------------------------------------------------------------
+    def _read(self, ledger: Ledger, rev: int, detail_job: int | None) -> Polled:
+        changed = jobs.changed_since(ledger, rev, limit=1_000_000)
+        detail = None
+        if detail_job is not None:
+            detail = (detail_job, ops.for_job(ledger, detail_job),
+                      events.for_job(ledger, detail_job, limit=20))
+        return Polled(changed, self.clock(), detail, changed[-1].rev if changed else rev)
+
+    def _poll_once(self) -> None:
+        assert self.ledger is not None
+        self._apply(self._read(self.ledger, self.book.rev, self._detail_job), tick=False)
+
+    @work(thread=True, exclusive=True, group="poll")
+    def _poll_loop(self) -> None:
+        ledger = Ledger(self.home, migrate=False)
+        rev = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = self._read(ledger, rev, self._detail_job)
+                except DltuiError as exc:
+                    self.post_message(Notice(f"ledger read failed: {exc}", "error"))
+                else:
+                    rev = message.rev
+                    self.post_message(message)
+                self._stop.wait(self.poll_interval or 0.5)
+        finally:
+            ledger.close()
+
+    def on_polled(self, message: Polled) -> None:
+        self._apply(message, tick=True)
+
+    def _apply(self, message: Polled, *, tick: bool) -> None:
+        book = self.book
+        book.apply(message.changed, message.now)
+        if tick:
+            book.tick(message.now)
+        table = self.query_one(JobTable)
+        table.reload()
+        self.query_one(Summary).update_from(book, self._own_workers())
+        tabs = self.query_one(Tabs)
+        for tab, tab_id in TAB_IDS.items():
+            tabs.query_one(f"#{tab_id}", Tab).label = f"{tab.value} {book.tab_count(tab)}"
+        self._show_detail(message.detail)
+
+    def _show_detail(self, detail: tuple[int, list[Op], list[Event]] | None) -> None:
+        pane = self.query_one(DetailPane)
+        job_id = self.query_one(JobTable).current
+        if job_id is None:
+            pane.show(None, [], [], [])
+            return
+        job = self.book.jobs.get(job_id)
+        op_list, event_list = ([], [])
+        if detail is not None and detail[0] == job_id:
+            op_list, event_list = detail[1], detail[2]
+        pane.show(job, op_list, event_list, self.book.job_history(job_id))
+
+    def on_job_table_highlighted(self, message: JobTable.Highlighted) -> None:
+        self._detail_job = message.job_id
+        if self.ledger is not None and message.job_id is not None:
+            # Show the row at once; the poll brings fresh ops and events.
+            self._show_detail((message.job_id, ops.for_job(self.ledger, message.job_id),
+                               events.for_job(self.ledger, message.job_id, limit=20)))
+
+    def on_job_table_activated(self, message: JobTable.Activated) -> None:
+        self.action_toggle_detail()
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity)  # type: ignore[arg-type]
+
+    # -- workers in this process ------------------------------------------------------------
+    def _own_workers(self) -> int:
+        return self.pool.size if self.pool is not None else 0
+
+    def _start_pool(self, count: int) -> None:
+        from dltui.worker import WorkerPool
+
+        assert self.ledger is not None
+        reconcile.reconcile(self.ledger, by="tui")
+        self.pool = WorkerPool(self.ledger, self.settings, workers=count)
+        self.pool.start()
+
+    @work(thread=True, exclusive=True, group="pool")
+    def _resize_pool(self, count: int) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
+        if count > 0:
+            self._start_pool(count)
+        self.post_message(Notice(f"{count} worker(s) running in this process"
+                                 if count else "in-process workers stopped"))
+
+    # -- operator actions -------------------------------------------------------------------
+    @work(thread=True, group="actions")
+    def _act(self, verb: str, ids: list[int]) -> None:
+        ledger = Ledger(self.home, migrate=False)
+        done, refused = [], []
+        try:
+            for job_id in ids:
+                job = jobs.find(ledger, job_id)
+                if job is None:
+                    continue
+                try:
+                    if verb == "toggle":
+                        action = jobs.resume if job.state is JobState.PAUSED or \
+                            job.control.value == "pause" else jobs.pause
+                    else:
+                        action = {"retry": jobs.retry, "cancel": jobs.cancel}[verb]
+                    done.append(f"#{job_id} {action(ledger, job_id, by='tui')}")
+                except DltuiError as exc:
+                    refused.append(str(exc))
+        finally:
+            ledger.close()
+        if done:
+            self.post_message(Notice("; ".join(done[:4]) + (" …" if len(done) > 4 else "")))
+        for text in refused[:3]:
+            self.post_message(Notice(text, "warning"))
+
+    def _targets(self) -> list[int]:
+        table = self.query_one(JobTable)
+        ids = table.targets()
+        if not ids:
+            self.notify("no job selected", severity="warning")
+        return ids
+
+    def action_pause_resume(self) -> None:
+        if ids := self._targets():
+            self._act("toggle", ids)
+
+    def action_retry(self) -> None:
+        if ids := self._targets():
+            self._act("retry", ids)
+
+    def action_cancel(self) -> None:
+        ids = self._targets()
+        if not ids:
+            return
+        what = f"job #{ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act("cancel", ids)
+                self.query_one(JobTable).selected.clear()
+
+        self.push_screen(ConfirmScreen(f"Cancel {what} and delete the partial data?",
+                                       yes="Cancel jobs"), answered)
+
+    def action_add(self) -> None:
+        def added(specs: list[jobs.JobSpec] | None) -> None:
+            if specs:
+                self._add(specs)
+
+        self.push_screen(AddScreen(os.getcwd()), added)
+
+    @work(thread=True, group="actions")
+    def _add(self, specs: list[jobs.JobSpec]) -> None:
+        ledger = Ledger(self.home, migrate=False)
+        try:
+            results = jobs.add(ledger, specs, by="tui")
+        except DltuiError as exc:
+            self.post_message(Notice(str(exc), "error"))
+            return
+        finally:
+            ledger.close()
+        new = sum(r.created for r in results)
+        old = len(results) - new
+        tail = f", {old} already queued" if old else ""
+        self.post_message(Notice(f"added {new} job(s){tail}"))
+
+    def action_reconcile(self) -> None:
+        assert self.ledger is not None
+
+        def finished(report: object) -> None:
+            if report is not None:
+                self.notify(f"reconciled: {summary(report)}")  # type: ignore[arg-type]
+
+        self.push_screen(ReconcileScreen(self.ledger), finished)
+
+    def action_flags(self) -> None:
+        assert self.ledger is not None
+        self.push_screen(FlagsScreen(self.ledger))
+
+    def action_workers(self) -> None:
+        def chosen(count: int | None) -> None:
+            if count is not None and count != self._own_workers():
+                self._resize_pool(count)
+
+        self.push_screen(WorkersScreen(self._own_workers()), chosen)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_tab(self, name: str) -> None:
+        self.query_one(Tabs).active = TAB_IDS[BookTab(name)]
+
+    @on(Tabs.TabActivated)
+    def _tab_changed(self, event: Tabs.TabActivated) -> None:
+        for tab, tab_id in TAB_IDS.items():
+            if event.tab.id == tab_id:
+                self.book.set_view(tab=tab)
+        self.query_one(JobTable).reload()
+        self.query_one(JobTable).focus()
+
+    def action_sort(self) -> None:
+        keys = list(SortKey)
+        nxt = keys[(keys.index(self.book.sort) + 1) % len(keys)]
+        self.book.set_view(sort=nxt)
+        self.query_one(JobTable).reload()
+        self.notify(f"sorted by {nxt.value}" + (" (reversed)" if self.book.reverse else ""),
+                    timeout=2)
+
+    def action_reverse(self) -> None:
+        self.book.set_view(reverse=not self.book.reverse)
+        self.query_one(JobTable).reload()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.book.set_view(text=event.value)
+        self.query_one(JobTable).reload()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.remove_class("visible")
+        self.query_one(JobTable).focus()
+
+    def on_key(self, event: object) -> None:
+        box = self.query_one("#filter", Input)
+        if getattr(event, "key", None) == "escape" and box.has_focus:
+            box.value = ""
+            box.remove_class("visible")
+            self.query_one(JobTable).focus()
+
+    def action_toggle_detail(self) -> None:
+        self.show_detail = not self.show_detail
+        self.query_one(DetailPane).display = self.show_detail
+
+    def action_quit_app(self) -> None:
+        running = len(self.pool.active()) if self.pool is not None else 0
+        if not running:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(
+            f"{running} download(s) run in this process. Quit? They stop at a checkpoint and "
+            "go back to the queue; nothing is lost.", yes="Quit"), answered)
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        if self.pool is not None:
+            self.pool.stop()
+        if self.ledger is not None:
+            self.ledger.close()

@@ -1,0 +1,206 @@
+"""What the TUI shows, computed from ledger rows: no widgets here, so it is cheap to test.
+
+Rates come from ``bytes_committed`` deltas between polls, so they are right for workers in any
+process, not only the TUI's own.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from dltui.ledger.leases import lease_is_live
+from dltui.model import ACTIVE_STATES, Job, JobState
+
+RATE_WINDOW = 5.0  # seconds of history behind a rate
+HISTORY = 120  # samples kept for sparklines (one per poll)
+
+
+class Tab(enum.StrEnum):
+    """The job table's filters."""
+
+    ALL = "All"
+    ACTIVE = "Active"
+    QUEUED = "Queued"
+    DONE = "Done"
+    FAILED = "Failed"
+
+
+TAB_STATES: dict[Tab, frozenset[JobState] | None] = {
+    Tab.ALL: None,
+    Tab.ACTIVE: frozenset(ACTIVE_STATES),
+    Tab.QUEUED: frozenset({JobState.PLANNED, JobState.PAUSED}),
+    Tab.DONE: frozenset({JobState.FINALIZED}),
+    Tab.FAILED: frozenset({JobState.FAILED, JobState.CANCELLED}),
+}
+
+
+class SortKey(enum.StrEnum):
+    """Orders the `s` key cycles through."""
+
+    ID = "id"
+    NAME = "name"
+    STATE = "state"
+    PROGRESS = "progress"
+    SIZE = "size"
+    RATE = "rate"
+
+
+@dataclass
+class _Samples:
+    points: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def add(self, t: float, value: int) -> None:
+        self.points.append((t, value))
+
+    def rate(self, now: float) -> float:
+        pts = [p for p in self.points if now - p[0] <= RATE_WINDOW]
+        if len(pts) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = pts[0], pts[-1]
+        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+
+
+class JobBook:
+    """Every job the TUI knows, their rates, and the visible order under a tab/filter/sort."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.jobs: dict[int, Job] = {}
+        self.rev = 0
+        self._samples: dict[int, _Samples] = {}
+        self._job_history: dict[int, deque[float]] = {}
+        self.total_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+        self.tab = Tab.ALL
+        self.text = ""
+        self.sort = SortKey.ID
+        self.reverse = False
+        self._order: list[int] | None = None
+
+    # -- updates ----------------------------------------------------------------------------
+    def apply(self, changed: Iterable[Job], now: float | None = None) -> set[int]:
+        """Fold in changed rows from a poll; returns the ids whose row changed."""
+        t = self.clock() if now is None else now
+        ids: set[int] = set()
+        reorder = False
+        for job in changed:
+            old = self.jobs.get(job.id)
+            self.jobs[job.id] = job
+            self.rev = max(self.rev, job.rev)
+            ids.add(job.id)
+            if old is None or old.state != job.state or self.sort is not SortKey.ID:
+                reorder = True
+            if job.state in ACTIVE_STATES:
+                self._samples.setdefault(job.id, _Samples()).add(t, job.bytes_committed)
+        if reorder:
+            self._order = None
+        return ids
+
+    def tick(self, now: float | None = None) -> None:
+        """Record one point of throughput history (call once per poll)."""
+        t = self.clock() if now is None else now
+        total = 0.0
+        for job_id, samples in list(self._samples.items()):
+            job = self.jobs.get(job_id)
+            if job is None or job.state not in ACTIVE_STATES:
+                if samples.points and t - samples.points[-1][0] > RATE_WINDOW:
+                    del self._samples[job_id]
+                continue
+            samples.add(t, job.bytes_committed)
+            r = samples.rate(t)
+            total += r
+            self._job_history.setdefault(job_id, deque([0.0] * 60, maxlen=60)).append(r)
+        self.total_history.append(total)
+
+    # -- reads ------------------------------------------------------------------------------
+    def rate(self, job_id: int) -> float:
+        """Bytes per second of one job over the last few seconds."""
+        job = self.jobs.get(job_id)
+        samples = self._samples.get(job_id)
+        if job is None or samples is None or job.state not in ACTIVE_STATES:
+            return 0.0
+        return samples.rate(self.clock())
+
+    def eta(self, job_id: int) -> float | None:
+        """Seconds left at the current rate, or None."""
+        job = self.jobs[job_id]
+        rate = self.rate(job_id)
+        if not job.bytes_total or rate <= 0:
+            return None
+        return max(0.0, (job.bytes_total - job.bytes_committed) / rate)
+
+    def job_history(self, job_id: int) -> list[float]:
+        """The job's recent rates, for its sparkline."""
+        return list(self._job_history.get(job_id, [0.0] * 60))
+
+    @property
+    def total_rate(self) -> float:
+        """Bytes per second over every active job."""
+        return self.total_history[-1] if self.total_history else 0.0
+
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state."""
+        out = dict.fromkeys(JobState, 0)
+        for job in self.jobs.values():
+            out[job.state] += 1
+        return out
+
+    def tab_count(self, tab: Tab) -> int:
+        """Jobs a tab shows, ignoring the text filter."""
+        states = TAB_STATES[tab]
+        if states is None:
+            return len(self.jobs)
+        return sum(1 for j in self.jobs.values() if j.state in states)
+
+    def live_owners(self) -> set[str]:
+        """Owners (host:pid:start:thread) holding a live lease right now."""
+        now = self.clock()
+        dead: dict[str, bool] = {}
+        return {j.lease_owner for j in self.jobs.values()
+                if j.state in ACTIVE_STATES and j.lease_owner
+                and lease_is_live(j.lease_owner, j.lease_until, now, dead)}
+
+    # -- the visible order ------------------------------------------------------------------
+    def set_view(self, *, tab: Tab | None = None, text: str | None = None,
+                 sort: SortKey | None = None, reverse: bool | None = None) -> None:
+        """Change what is shown; the order is recomputed lazily."""
+        if tab is not None:
+            self.tab = tab
+        if text is not None:
+            self.text = text.strip().lower()
+        if sort is not None:
+            self.sort = sort
+        if reverse is not None:
+            self.reverse = reverse
+        self._order = None
+
+    def _key(self) -> Callable[[Job], object]:
+        if self.sort is SortKey.NAME:
+            return lambda j: (j.display_name.lower(), j.id)
+        if self.sort is SortKey.STATE:
+            return lambda j: (j.state.value, j.id)
+        if self.sort is SortKey.PROGRESS:
+            return lambda j: (j.bytes_committed / j.bytes_total if j.bytes_total else 0.0, j.id)
+        if self.sort is SortKey.SIZE:
+            return lambda j: (j.bytes_total or 0, j.id)
+        if self.sort is SortKey.RATE:
+            return lambda j: (self.rate(j.id), j.id)
+        return lambda j: j.id
+
+    def order(self) -> list[int]:
+        """Visible job ids, in display order."""
+        if self._order is None:
+            states = TAB_STATES[self.tab]
+            text = self.text
+            rows = [
+                j for j in self.jobs.values()
+                if (states is None or j.state in states)
+                and (not text or text in j.display_name.lower() or text in j.url.lower()
+                     or text == str(j.id))
+            ]
+            rows.sort(key=self._key(), reverse=self.reverse)  # type: ignore[arg-type]
+            self._order = [j.id for j in rows]
+        return self._order

@@ -1,0 +1,91 @@
+"""The add modal: URLs, a directory, optionally a name and digest; same checks as `dltui add`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static, TextArea
+
+from dltui import names
+from dltui.errors import UsageError
+from dltui.ledger import jobs
+from dltui.urls import canonical_url
+
+
+def build_specs(urls_text: str, directory: str, name: str, digest: str) -> list[jobs.JobSpec]:
+    """Validate the form the way `dltui add` validates its arguments; raise UsageError."""
+    urls = [line.strip() for line in urls_text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+    if not urls:
+        raise UsageError("no URLs given; paste one URL per line")
+    for url in urls:
+        canonical_url(url)
+    dest = Path(directory.strip() or ".").expanduser()
+    if not dest.is_absolute():
+        dest = Path.cwd() / dest
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"destination {str(dest)!r} exists and is not a directory")
+    name_value = name.strip() or None
+    digest_value = digest.strip() or None
+    if name_value is not None:
+        names.check_requested(name_value)
+    if digest_value is not None:
+        jobs.check_sha256(digest_value)
+    if len(urls) > 1 and (name_value or digest_value):
+        option = "a name" if name_value else "a SHA-256"
+        raise UsageError(f"{option} applies to a single URL, but {len(urls)} were given")
+    return [jobs.JobSpec(u, dest, name_value, digest_value) for u in urls]
+
+
+class AddScreen(ModalScreen[list[jobs.JobSpec] | None]):
+    """Collect and validate new downloads; dismisses with the specs, or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Add")]
+
+    def __init__(self, default_dir: str) -> None:
+        super().__init__()
+        self.default_dir = default_dir
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="add-dialog"):
+            yield Static("Add downloads", classes="dialog-title")
+            yield Label("URLs, one per line")
+            yield TextArea(id="add-urls", soft_wrap=False)
+            yield Label("Directory")
+            yield Input(self.default_dir, id="add-dir")
+            with Horizontal(classes="add-row"):
+                yield Input(placeholder="file name (one URL only)", id="add-name")
+                yield Input(placeholder="expected SHA-256 (optional)", id="add-sha")
+            yield Static("", id="add-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Add  ^s", variant="primary", id="add-ok")
+                yield Button("Cancel", id="add-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#add-urls", TextArea).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_submit(self) -> None:
+        try:
+            specs = build_specs(
+                self.query_one("#add-urls", TextArea).text,
+                self.query_one("#add-dir", Input).value,
+                self.query_one("#add-name", Input).value,
+                self.query_one("#add-sha", Input).value,
+            )
+        except UsageError as exc:
+            self.query_one("#add-error", Static).update(f"[b red]✗[/] {exc}")
+            return
+        self.dismiss(specs)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "add-ok":
+            self.action_submit()
+        else:
+            self.dismiss(None)

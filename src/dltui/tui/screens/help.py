@@ -1,0 +1,50 @@
+"""The `?` screen: every key."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("a", "add URLs"),
+    ("p", "pause / resume the selected jobs"),
+    ("r", "retry the selected failed jobs"),
+    ("x", "cancel the selected jobs (asks first)"),
+    ("space", "select / unselect the job under the cursor"),
+    ("enter, d", "show / hide the detail pane"),
+    ("1 … 5", "All / Active / Queued / Done / Failed"),
+    ("/", "filter by text (Esc clears)"),
+    ("s, S", "cycle the sort order / reverse it"),
+    ("R", "reconcile: dry run first, then apply"),
+    ("f", "feature flags"),
+    ("w", "start, stop or resize the in-process workers"),
+    ("↑ ↓ PgUp PgDn Home End", "move"),
+    ("ctrl+p", "command palette (themes, …)"),
+    ("?", "this help"),
+    ("q", "quit (running downloads stop at a checkpoint)"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and what they do."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, text in KEYS:
+            table.add_row(key, text)
+        with Vertical(classes="dialog", id="help-dialog"):
+            yield Static("dltui keys", classes="dialog-title")
+            with VerticalScroll():
+                yield Static(table)
+            yield Static("Esc closes", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,72 @@
+"""Themes from TOML files: the shipped ``themes/`` folder and the user's; bad files are reported."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import platformdirs
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+DEFAULT_THEME = "dltui-dark"
+_COLOR_KEYS = {"primary", "secondary", "warning", "error", "success", "accent", "foreground",
+               "background", "surface", "panel", "boost"}
+_ALLOWED = {f.name for f in fields(Theme)}
+
+
+def theme_dirs() -> list[Path]:
+    """Where themes are looked for, later folders overriding earlier ones."""
+    here = Path(__file__).resolve()
+    return [
+        here.parents[3] / "themes",  # a source checkout (editable install)
+        Path(sys.prefix) / "share" / "dltui" / "themes",  # a wheel install
+        Path(platformdirs.user_config_dir("dltui", appauthor=False)) / "themes",
+    ]
+
+
+@dataclass
+class ThemeLoad:
+    """Themes that loaded, and one message per file that did not."""
+
+    themes: dict[str, Theme] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_theme(path: Path) -> Theme:
+    """One theme file; raises ValueError naming the file and the problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"theme {path.name}: {exc}") from None
+    unknown = set(data) - _ALLOWED
+    if unknown:
+        raise ValueError(f"theme {path.name}: unknown keys {', '.join(sorted(unknown))}")
+    if not isinstance(data.get("name"), str) or not data.get("name"):
+        raise ValueError(f"theme {path.name}: needs a name")
+    if "primary" not in data:
+        raise ValueError(f"theme {path.name}: needs a primary colour")
+    for key in _COLOR_KEYS & set(data):
+        try:
+            Color.parse(data[key])
+        except (ColorParseError, TypeError):
+            raise ValueError(f"theme {path.name}: {key} = {data[key]!r} is not a colour") from None
+    return Theme(**data)
+
+
+def load_themes(dirs: list[Path] | None = None) -> ThemeLoad:
+    """Every ``*.toml`` theme in ``dirs``."""
+    out = ThemeLoad()
+    for directory in dirs if dirs is not None else theme_dirs():
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                theme = parse_theme(path)
+            except ValueError as exc:
+                out.errors.append(str(exc))
+                continue
+            out.themes[theme.name] = theme
+    return out

@@ -1,0 +1,119 @@
+"""The detail pane: everything the ledger knows about the selected job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Sparkline, Static
+
+from dltui.engine.resume import REASONS
+from dltui.ledger.events import Event
+from dltui.ledger.ops import Op
+from dltui.model import Job
+from dltui.tui import format as fmt
+from dltui.tui.format import STATE_STYLE
+
+
+def _clock(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _event_text(event: Event) -> str:
+    d = event.data
+    if event.kind == "state":
+        return f"{d.get('from')} → {d.get('to')}" + (f" ({d['reason']})" if d.get("reason") else "")
+    if event.kind == "decision":
+        return f"{d.get('mode')}: {d.get('reason')}"
+    if event.kind == "retry":
+        return f"retry {d.get('attempt')} in {d.get('delay')}s: {d.get('error')}"
+    return ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("traceback",))[:120]
+
+
+class DetailPane(VerticalScroll):
+    """URL, validators, part, decision, lease, ops, events, error and a rate sparkline."""
+
+    DEFAULT_CSS = """
+    DetailPane { height: 45%; border-top: solid $primary; background: $surface; padding: 0 1; }
+    DetailPane Sparkline { height: 2; margin: 0 0 1 0; }
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(id="detail")
+        self._clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-head")
+        yield Sparkline([0.0], id="detail-spark")
+        yield Static(id="detail-body")
+
+    def show(self, job: Job | None, ops: list[Op], events: list[Event],
+             history: list[float]) -> None:
+        """Render one job (or an empty hint)."""
+        head = self.query_one("#detail-head", Static)
+        body = self.query_one("#detail-body", Static)
+        if job is None:
+            head.update(Text("No job selected.", style="dim"))
+            body.update("")
+            return
+        now = self._clock()
+        title = Text.assemble((f"#{job.id} ", "bold"), (job.display_name, "bold"), "  ",
+                              (job.state.value, STATE_STYLE[job.state]))
+        if job.control.value != "run":
+            title.append(f"  ({job.control.value} requested)", "yellow")
+        head.update(title)
+        self.query_one("#detail-spark", Sparkline).data = history or [0.0]
+
+        facts = Table.grid(padding=(0, 1))
+        facts.add_column(style="dim", no_wrap=True)
+        facts.add_column(overflow="fold")
+        facts.add_row("URL", job.url)
+        facts.add_row("Into", job.final_path or f"{job.dest_dir}/")
+        v = job.validators
+        ranges = {True: "bytes", False: "none", None: "?"}[v.accept_ranges]
+        facts.add_row("Server", f"ETag {v.etag or '-'} · Last-Modified {v.last_modified or '-'} "
+                                f"· length {fmt.size(v.length)} · ranges {ranges}")
+        facts.add_row("Part", f"{job.bytes_committed:,} of "
+                              f"{'?' if job.bytes_total is None else f'{job.bytes_total:,}'} "
+                              f"bytes committed · prefix {(job.prefix_hash or '-')[:16]}")
+        if job.decision:
+            reason = REASONS.get(job.decision_reason or "", job.decision_reason or "")
+            facts.add_row("Decision", Text.assemble((job.decision, "bold"), f": {reason}"))
+        if job.lease_owner:
+            left = (job.lease_until or now) - now
+            facts.add_row("Lease", f"{job.lease_owner} · {max(0, int(left))}s left · "
+                                   f"heartbeat {_clock(job.heartbeat_at)}")
+        facts.add_row("Attempts", str(job.attempts))
+        if job.sha256:
+            facts.add_row("SHA-256", job.sha256)
+        if job.error:
+            facts.add_row(Text("Error", style="bold red"), Text(job.error, style="red"))
+
+        op_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        for name in ("op", "status", "runs", "started", "took"):
+            op_table.add_column(name)
+        for op in ops[-8:]:
+            took = "-" if op.finished_at is None or op.started_at is None else \
+                f"{op.finished_at - op.started_at:.2f}s"
+            style = {"done": "green", "failed": "red", "started": "yellow"}.get(op.status, "")
+            op_table.add_row(op.kind, Text(op.status, style=style), str(op.runs),
+                             _clock(op.started_at), took)
+
+        ev_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        ev_table.add_column("time")
+        ev_table.add_column("event")
+        ev_table.add_column("", overflow="fold")
+        for event in events[-10:]:
+            ev_table.add_row(_clock(event.ts), event.kind, _event_text(event))
+
+        group = Table.grid()
+        group.add_row(facts)
+        group.add_row(Text("Ops", style="bold underline"))
+        group.add_row(op_table if ops else Text("none yet", style="dim"))
+        group.add_row(Text("Events", style="bold underline"))
+        group.add_row(ev_table if events else Text("none yet", style="dim"))
+        body.update(group)
