@@ -58,6 +58,26 @@ def sources_of(target: JobState | str) -> frozenset[JobState]:
     return frozenset(s for s, targets in TRANSITIONS.items() if t in targets)
 
 
+#: Every resume-decision reason code, with the sentence shown to operators.
+REASONS: dict[str, str] = {
+    "no_part": "nothing downloaded yet",
+    "resume_disabled": "the resume flag is off; starting over",
+    "no_ranges": "the server does not accept byte ranges",
+    "validators_match": "the server's strong ETag matches the part",
+    "validators_mismatch": "the object changed on the server since the part was written",
+    "weak_etag": "only a weak ETag: checking the first 64 KiB before resuming",
+    "validators_missing": "no strong validator: checking the first 64 KiB before resuming",
+    "prefix_ok": "the server's first 64 KiB match the part",
+    "prefix_mismatch": "the server's first 64 KiB differ from the part",
+    "no_prefix": "no strong validator and the prefix check is off or impossible",
+    "not_modified": "the object is already in the store and unchanged",
+    "range_ignored": "the server ignored the range and sent the whole object",
+    "bad_content_range": "the server sent a different byte range than asked",
+    "range_not_satisfiable": "the server says the part already holds every byte",
+    "part_missing": "the part file is shorter than the ledger records",
+}
+
+
 class Control(enum.StrEnum):
     """What the operator wants a job to do; workers honour it at the next checkpoint."""
 

@@ -11,10 +11,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
-from dltui.engine.resume import REASONS
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
-from dltui.model import Job
+from dltui.model import REASONS, Job
 from dltui.tui import format as fmt
 from dltui.tui.format import STATE_STYLE
 
