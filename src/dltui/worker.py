@@ -34,7 +34,7 @@ from dltui.errors import (
     LeaseLost,
     TransportError,
 )
-from dltui.ledger import Ledger, events, flags, jobs, leases, ops
+from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops
 from dltui.model import ACTIVE_STATES, Job, JobState, ServerValidators
 from dltui.store import Store
 
@@ -146,6 +146,8 @@ class JobRun:
     def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
         self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
                     attempt=attempt, delay=round(delay, 3))
+        if getattr(exc, "retry_after", None) is not None:
+            self.pool.note_retry_after(self.host, time.time() + delay, str(exc))
         with contextlib.suppress(LeaseLost):
             self._update(error=f"{exc} (try {attempt}, retrying in {delay:.1f}s)")
 
@@ -383,6 +385,8 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._keeper: threading.Thread | None = None
         self._wake = threading.Event()
+        self._retry_after: dict[str, tuple[float, str]] = {}
+        self._published: dict[str, tuple[object, ...]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -409,6 +413,39 @@ class WorkerPool:
             self._keeper.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         self.client.close()
+
+    def note_retry_after(self, host: str, until: float, error: str) -> None:
+        """A server asked us to wait; shown as a countdown on the hosts screen."""
+        with self._lock:
+            self._retry_after[host] = (until, error)
+
+    def _sync_hosts(self) -> None:
+        """Apply the ledger's limits to running downloads; publish what we know of hosts."""
+        stored = hosts.limits(self.ledger)
+        glob = stored.get(hosts.GLOBAL)
+        self.limits.configure(
+            global_bandwidth=glob.bandwidth if glob is not None and glob.bandwidth is not None
+            else self.settings.max_bandwidth,
+            hosts={h: policy.HostLimit(r.requests_per_second, r.bandwidth)
+                   for h, r in stored.items() if h != hosts.GLOBAL},
+        )
+        now = time.time()
+        with self._lock:
+            retry = dict(self._retry_after)
+        report = []
+        for b in self.breaker.snapshot():
+            until, error = retry.pop(b.host, (None, None))
+            report.append(hosts.HostStatus(b.host, b.state, b.failures, b.open_until, until,
+                                           b.last_error or error, now))
+        report.extend(hosts.HostStatus(h, "closed", 0, None, until, error, now)
+                      for h, (until, error) in retry.items())
+        fresh = [s for s in report
+                 if self._published.get(s.host) != (s.breaker, s.failures, s.open_until,
+                                                     s.retry_after_until, s.last_error)]
+        hosts.publish(self.ledger, fresh)
+        for s in fresh:
+            self._published[s.host] = (s.breaker, s.failures, s.open_until,
+                                       s.retry_after_until, s.last_error)
 
     def active(self) -> list[JobRun]:
         """The jobs being worked on now."""
@@ -470,6 +507,7 @@ class WorkerPool:
                     self.flags = flags.values(self.ledger)
                     self.limits.enabled = self.flags["rate_limit"]
                     self.breaker.enabled = self.flags["circuit_breaker"]
+                    self._sync_hosts()
             runs = self.active()
             if not runs:
                 continue

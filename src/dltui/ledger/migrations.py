@@ -104,10 +104,26 @@ def _m002_not_before(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("not_before", float)
 
 
+def _m003_hosts(db: sqlite_utils.Database) -> None:
+    # Limits the operator sets per host ("*" holds the global bandwidth), and what workers
+    # report about each host, so every process sees the same breaker and Retry-After state.
+    db["host_limits"].create(
+        {"host": str, "requests_per_second": float, "bandwidth": int, "updated_at": float,
+         "updated_by": str},
+        pk="host",
+    )
+    db["host_status"].create(
+        {"host": str, "breaker": str, "failures": int, "open_until": float,
+         "retry_after_until": float, "last_error": str, "updated_at": float},
+        pk="host",
+    )
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
     ("not_before", _m002_not_before),
+    ("hosts", _m003_hosts),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

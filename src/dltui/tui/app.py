@@ -21,9 +21,9 @@ from textual.message import Message
 from textual.widgets import Footer, Input, Tab, Tabs
 
 from dltui import paths
-from dltui.config import Settings
+from dltui.config import Settings, format_size
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, events, jobs, ops, reconcile
+from dltui.ledger import Ledger, events, hosts, jobs, ops, reconcile
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import Job, JobState
@@ -33,6 +33,7 @@ from dltui.tui.screens.add import AddScreen
 from dltui.tui.screens.confirm import ConfirmScreen
 from dltui.tui.screens.flags import FlagsScreen
 from dltui.tui.screens.help import HelpScreen
+from dltui.tui.screens.hosts import HostsScreen, step_bandwidth
 from dltui.tui.screens.reconcile import ReconcileScreen, summary
 from dltui.tui.screens.workers import WorkersScreen
 from dltui.tui.themes import DEFAULT_THEME, load_themes
@@ -75,6 +76,9 @@ class DltuiApp(App[None]):
         Binding("R", "reconcile", "Reconcile"),
         Binding("f", "flags", "Flags"),
         Binding("w", "workers", "Workers"),
+        Binding("h", "hosts", "Hosts"),
+        Binding("plus", "bandwidth(1)", "Faster", show=False),
+        Binding("minus", "bandwidth(-1)", "Slower", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
@@ -333,6 +337,19 @@ class DltuiApp(App[None]):
                 self._resize_pool(count)
 
         self.push_screen(WorkersScreen(self._own_workers()), chosen)
+
+    def action_hosts(self) -> None:
+        assert self.ledger is not None
+        self.push_screen(HostsScreen(self.ledger, self.book, self.settings, self.clock))
+
+    def action_bandwidth(self, direction: int) -> None:
+        assert self.ledger is not None
+        stored = hosts.global_bandwidth(self.ledger)
+        current = self.settings.max_bandwidth if stored is None else stored
+        new = step_bandwidth(current, direction)
+        hosts.set_global_bandwidth(self.ledger, new, by="tui")
+        self.notify(f"global bandwidth: {'unlimited' if not new else format_size(new) + '/s'}",
+                    timeout=2)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

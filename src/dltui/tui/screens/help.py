@@ -22,6 +22,8 @@ KEYS = [
     ("R", "reconcile: dry run first, then apply"),
     ("f", "feature flags"),
     ("w", "start, stop or resize the in-process workers"),
+    ("h", "hosts: limits, use, circuit breakers, Retry-After; e edits, g global"),
+    ("+ / -", "raise / lower the global bandwidth limit"),
     ("↑ ↓ PgUp PgDn Home End", "move"),
     ("ctrl+p", "command palette (themes, …)"),
     ("?", "this help"),

@@ -1,0 +1,206 @@
+"""The hosts screen: limits, current use, breaker state and Retry-After per host; edit limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Label, Static
+
+from dltui.config import Settings, format_size, parse_size
+from dltui.errors import ConfigError
+from dltui.ledger import Ledger, hosts
+from dltui.model import ACTIVE_STATES
+from dltui.tui import format as fmt
+from dltui.tui.model import JobBook
+
+#: The steps `+` and `-` move the global bandwidth limit through (0 = unlimited, the top).
+BANDWIDTH_STEPS = [256 << 10, 512 << 10, 1 << 20, 2 << 20, 5 << 20, 10 << 20, 20 << 20,
+                   50 << 20, 100 << 20, 0]
+
+
+def step_bandwidth(current: int, direction: int) -> int:
+    """The next limit up (+1) or down (-1) from ``current`` (0 means unlimited)."""
+    if current == 0:
+        return 0 if direction > 0 else BANDWIDTH_STEPS[-2]
+    finite = BANDWIDTH_STEPS[:-1]
+    if direction > 0:
+        return next((s for s in finite if s > current), 0)
+    return next((s for s in reversed(finite) if s < current), finite[0])
+
+
+def _limit(value: float | None, default: float, size: bool) -> str:
+    shown = default if value is None else value
+    text = "none" if not shown else (f"{format_size(int(shown))}/s" if size else f"{shown:g}/s")
+    return text + ("" if value is None else " *")
+
+
+class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
+    """Edit one host's limits (blank means the default setting)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, host: str, rps: float | None, bandwidth: int | None,
+                 global_only: bool = False) -> None:
+        super().__init__()
+        self.host = host
+        self.rps = rps
+        self.bandwidth = bandwidth
+        self.global_only = global_only
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="limit-dialog"):
+            title = "Global bandwidth" if self.global_only else f"Limits for {self.host}"
+            yield Static(title, classes="dialog-title")
+            if not self.global_only:
+                yield Label("Requests per second (blank: default, 0: none)")
+                yield Input("" if self.rps is None else f"{self.rps:g}", id="limit-rps")
+            yield Label("Bandwidth in bytes/s, e.g. 10M (blank: default, 0: none)")
+            yield Input("" if self.bandwidth is None else format_size(self.bandwidth),
+                        id="limit-bw")
+            yield Static("", id="limit-error")
+            yield Static("Enter saves · Esc cancels", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+
+    def on_input_submitted(self) -> None:
+        try:
+            rps: float | None = None
+            if not self.global_only:
+                text = self.query_one("#limit-rps", Input).value.strip()
+                rps = float(text) if text else None
+                if rps is not None and rps < 0:
+                    raise ValueError
+            bw_text = self.query_one("#limit-bw", Input).value.strip()
+            bandwidth = parse_size(bw_text, what="bandwidth") if bw_text else None
+        except (ValueError, ConfigError):
+            self.query_one("#limit-error", Static).update(
+                "[b red]✗[/] use a number (requests/s) and a size like 512K or 10M")
+            return
+        self.dismiss((rps, bandwidth))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HostsScreen(ModalScreen[None]):
+    """One row per host with active jobs, limits or a reported status."""
+
+    BINDINGS = [
+        Binding("escape,h,q", "close", "Close"),
+        Binding("e", "edit", "Edit limits"),
+        Binding("g", "edit_global", "Global bandwidth"),
+    ]
+
+    def __init__(self, ledger: Ledger, book: JobBook, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.ledger = ledger
+        self.book = book
+        self.settings = settings
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="hosts-dialog"):
+            yield Static("Hosts", classes="dialog-title")
+            yield Static(id="hosts-global")
+            yield DataTable(id="hosts-table", cursor_type="row", zebra_stripes=True)
+            yield Static("e edit the host's limits · g global bandwidth · * set here, not by "
+                         "default · Esc closes", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("host", "active", "req/s", "bandwidth", "using", "breaker",
+                          "retry-after", "last error")
+        self.refresh_rows()
+        self.set_interval(1.0, self.refresh_rows)
+        table.focus()
+
+    def _active_by_host(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for job in self.book.jobs.values():
+            if job.state in ACTIVE_STATES:
+                host = urlsplit(job.canonical_url).hostname or "?"
+                out.setdefault(host, []).append(job.id)
+        return out
+
+    def refresh_rows(self) -> None:
+        """Re-read limits and statuses; keep the cursor on its host."""
+        table = self.query_one(DataTable)
+        stored = hosts.limits(self.ledger)
+        status = hosts.statuses(self.ledger)
+        active = self._active_by_host()
+        now = self.clock()
+        glob = stored.get(hosts.GLOBAL)
+        gbw = glob.bandwidth if glob is not None and glob.bandwidth is not None \
+            else self.settings.max_bandwidth
+        self.query_one("#hosts-global", Static).update(
+            f"Global bandwidth: [b]{'none' if not gbw else format_size(gbw) + '/s'}[/]   "
+            f"total now: [b]{fmt.rate(self.book.total_rate)}[/]")
+        names = sorted((set(active) | set(stored) | set(status)) - {hosts.GLOBAL})
+        current = None
+        if table.row_count and table.cursor_row < table.row_count:
+            current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        for host in names:
+            limit = stored.get(host)
+            st = status.get(host)
+            using = sum(self.book.rate(j) for j in active.get(host, []))
+            breaker = st.breaker if st else "closed"
+            if st and st.breaker == "open" and st.open_until:
+                breaker = f"open {max(0, int(st.open_until - now))}s"
+            wait = "-"
+            if st and st.retry_after_until and st.retry_after_until > now:
+                wait = f"{int(st.retry_after_until - now) + 1}s"
+            table.add_row(
+                host, str(len(active.get(host, []))),
+                _limit(limit.requests_per_second if limit else None,
+                       self.settings.host_requests_per_second, size=False),
+                _limit(limit.bandwidth if limit else None, self.settings.host_bandwidth,
+                       size=True),
+                fmt.rate(using), breaker, wait, (st.last_error or "-") if st else "-",
+                key=host,
+            )
+        if current in names:
+            table.move_cursor(row=names.index(current))
+
+    def _selected_host(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    def action_edit(self) -> None:
+        host = self._selected_host()
+        if host is None:
+            self.notify("no host yet: hosts appear once jobs run", severity="warning")
+            return
+        limit = hosts.limits(self.ledger).get(host)
+
+        def saved(result: tuple[float | None, int | None] | None) -> None:
+            if result is not None:
+                hosts.set_limit(self.ledger, host, requests_per_second=result[0],
+                                bandwidth=result[1], by="tui")
+                self.notify(f"limits for {host} saved; workers apply them within a second")
+                self.refresh_rows()
+
+        self.app.push_screen(LimitScreen(host, limit.requests_per_second if limit else None,
+                                         limit.bandwidth if limit else None), saved)
+
+    def action_edit_global(self) -> None:
+        def saved(result: tuple[float | None, int | None] | None) -> None:
+            if result is not None:
+                hosts.set_global_bandwidth(self.ledger, result[1], by="tui")
+                self.refresh_rows()
+
+        self.app.push_screen(LimitScreen(hosts.GLOBAL, None, hosts.global_bandwidth(self.ledger),
+                                         global_only=True), saved)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
