@@ -56,14 +56,15 @@ class AddScreen(ModalScreen[list[jobs.JobSpec] | None]):
             yield Label("URLs, one per line")
             yield TextArea(id="add-urls", soft_wrap=False)
             yield Label("Directory")
-            yield Input(self.default_dir, id="add-dir")
+            yield Input(self.default_dir, id="add-dir", compact=True)
             with Horizontal(classes="add-row"):
-                yield Input(placeholder="file name (one URL only)", id="add-name")
-                yield Input(placeholder="expected SHA-256 (optional)", id="add-sha")
+                yield Input(placeholder="file name (one URL only)", id="add-name", compact=True)
+                yield Input(placeholder="expected SHA-256 (optional)", id="add-sha",
+                            compact=True)
             yield Static("", id="add-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Add  ^s", variant="primary", id="add-ok")
-                yield Button("Cancel", id="add-cancel")
+                yield Button("Add  ^s", variant="primary", id="add-ok", compact=True)
+                yield Button("Cancel", id="add-cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#add-urls", TextArea).focus()

@@ -23,8 +23,8 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self.question, classes="dialog-text")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.yes, variant="error", id="yes")
-                yield Button("No", id="no")
+                yield Button(self.yes, variant="error", id="yes", compact=True)
+                yield Button("No", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

@@ -59,10 +59,11 @@ class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
             yield Static(title, classes="dialog-title")
             if not self.global_only:
                 yield Label("Requests per second (blank: default, 0: none)")
-                yield Input("" if self.rps is None else f"{self.rps:g}", id="limit-rps")
+                yield Input("" if self.rps is None else f"{self.rps:g}", id="limit-rps",
+                            compact=True)
             yield Label("Bandwidth in bytes/s, e.g. 10M (blank: default, 0: none)")
             yield Input("" if self.bandwidth is None else format_size(self.bandwidth),
-                        id="limit-bw")
+                        id="limit-bw", compact=True)
             yield Static("", id="limit-error")
             yield Static("Enter saves · Esc cancels", classes="dialog-hint")
 

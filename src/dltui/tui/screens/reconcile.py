@@ -35,8 +35,9 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
             with VerticalScroll():
                 yield Static("", id="reconcile-actions")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply", variant="warning", id="reconcile-apply", disabled=True)
-                yield Button("Close", id="reconcile-close")
+                yield Button("Apply", variant="warning", id="reconcile-apply", disabled=True,
+                             compact=True)
+                yield Button("Close", id="reconcile-close", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#reconcile-close", Button).focus()

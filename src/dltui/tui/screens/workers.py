@@ -23,7 +23,7 @@ class WorkersScreen(ModalScreen[int | None]):
             yield Static("In-process workers", classes="dialog-title")
             yield Static(f"Running now: {self.current}. Enter a number (0 stops them; their "
                          "downloads stop at a checkpoint and go back to the queue).")
-            yield Input(str(self.current), id="workers-count", type="integer")
+            yield Input(str(self.current), id="workers-count", type="integer", compact=True)
             yield Static("", id="workers-error")
 
     def on_mount(self) -> None:
