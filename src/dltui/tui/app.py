@@ -19,6 +19,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Input, Tab, Tabs
+from textual.worker import get_current_worker
 
 from dltui import paths
 from dltui.config import Settings, format_size
@@ -113,6 +114,7 @@ class DltuiApp(App[None]):
         self.pool = None  # type: ignore[var-annotated]
         self._stop = threading.Event()
         self._detail_job: int | None = None
+        self._labelled = False
         self.show_detail = True
 
     # -- layout -----------------------------------------------------------------------------
@@ -126,6 +128,12 @@ class DltuiApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # App.query_one searches the screen on top; modals must not hide the main widgets.
+        self.table = self.query_one(JobTable)
+        self.summary = self.query_one(Summary)
+        self.tabs = self.query_one(Tabs)
+        self.detail = self.query_one(DetailPane)
+        self.filter_box = self.query_one("#filter", Input)
         loaded = load_themes()
         for theme in loaded.themes.values():
             self.register_theme(theme)
@@ -142,7 +150,7 @@ class DltuiApp(App[None]):
         self.sub_title = self.display_path
         if self.worker_count > 0:
             self._start_pool(self.worker_count)
-        self.query_one(JobTable).focus()
+        self.table.focus()
         if self.poll_interval is None:
             self._poll_once()
         else:
@@ -165,8 +173,9 @@ class DltuiApp(App[None]):
     def _poll_loop(self) -> None:
         ledger = Ledger(self.home, migrate=False)
         rev = 0
+        me = get_current_worker()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not me.is_cancelled:
                 try:
                     message = self._read(ledger, rev, self._detail_job)
                 except DltuiError as exc:
@@ -186,17 +195,23 @@ class DltuiApp(App[None]):
         book.apply(message.changed, message.now)
         if tick:
             book.tick(message.now)
-        table = self.query_one(JobTable)
-        table.reload()
-        self.query_one(Summary).update_from(book, self._own_workers())
-        tabs = self.query_one(Tabs)
-        for tab, tab_id in TAB_IDS.items():
-            tabs.query_one(f"#{tab_id}", Tab).label = f"{tab.value} {book.tab_count(tab)}"
+        if message.changed or not self._labelled:
+            self._labelled = True
+            self.table.reload()
+            # Setting a tab's label restarts the underline animation: only when counts move.
+            for tab, tab_id in TAB_IDS.items():
+                label = f"{tab.value} {book.tab_count(tab)}"
+                widget = self.tabs.query_one(f"#{tab_id}", Tab)
+                if widget.label_text != label:
+                    widget.label = label
+        elif book.rates_active():
+            self.table.refresh()  # rates and ETAs move even when no row changed
+        self.summary.update_from(book, self._own_workers())
         self._show_detail(message.detail)
 
     def _show_detail(self, detail: tuple[int, list[Op], list[Event]] | None) -> None:
-        pane = self.query_one(DetailPane)
-        job_id = self.query_one(JobTable).current
+        pane = self.detail
+        job_id = self.table.current
         if job_id is None:
             pane.show(None, [], [], [])
             return
@@ -268,7 +283,7 @@ class DltuiApp(App[None]):
             self.post_message(Notice(text, "warning"))
 
     def _targets(self) -> list[int]:
-        table = self.query_one(JobTable)
+        table = self.table
         ids = table.targets()
         if not ids:
             self.notify("no job selected", severity="warning")
@@ -291,7 +306,7 @@ class DltuiApp(App[None]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self._act("cancel", ids)
-                self.query_one(JobTable).selected.clear()
+                self.table.selected.clear()
 
         self.push_screen(ConfirmScreen(f"Cancel {what} and delete the partial data?",
                                        yes="Cancel jobs"), answered)
@@ -355,54 +370,54 @@ class DltuiApp(App[None]):
         self.push_screen(HelpScreen())
 
     def action_tab(self, name: str) -> None:
-        self.query_one(Tabs).active = TAB_IDS[BookTab(name)]
+        self.tabs.active = TAB_IDS[BookTab(name)]
 
     @on(Tabs.TabActivated)
     def _tab_changed(self, event: Tabs.TabActivated) -> None:
         for tab, tab_id in TAB_IDS.items():
             if event.tab.id == tab_id:
                 self.book.set_view(tab=tab)
-        self.query_one(JobTable).reload()
-        self.query_one(JobTable).focus()
+        self.table.reload()
+        self.table.focus()
 
     def action_sort(self) -> None:
         keys = list(SortKey)
         nxt = keys[(keys.index(self.book.sort) + 1) % len(keys)]
         self.book.set_view(sort=nxt)
-        self.query_one(JobTable).reload()
+        self.table.reload()
         self.notify(f"sorted by {nxt.value}" + (" (reversed)" if self.book.reverse else ""),
                     timeout=2)
 
     def action_reverse(self) -> None:
         self.book.set_view(reverse=not self.book.reverse)
-        self.query_one(JobTable).reload()
+        self.table.reload()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.add_class("visible")
         box.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.book.set_view(text=event.value)
-        self.query_one(JobTable).reload()
+        self.table.reload()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
         if not event.value:
             event.input.remove_class("visible")
-        self.query_one(JobTable).focus()
+        self.table.focus()
 
     def on_key(self, event: object) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if getattr(event, "key", None) == "escape" and box.has_focus:
             box.value = ""
             box.remove_class("visible")
-            self.query_one(JobTable).focus()
+            self.table.focus()
 
     def action_toggle_detail(self) -> None:
         self.show_detail = not self.show_detail
-        self.query_one(DetailPane).display = self.show_detail
+        self.detail.display = self.show_detail
 
     def action_quit_app(self) -> None:
         running = len(self.pool.active()) if self.pool is not None else 0

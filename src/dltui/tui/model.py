@@ -136,6 +136,10 @@ class JobBook:
         """The job's recent rates, for its sparkline."""
         return list(self._job_history.get(job_id, [0.0] * 60))
 
+    def rates_active(self) -> bool:
+        """True while any job has recent throughput samples (its rate or ETA may change)."""
+        return bool(self._samples)
+
     @property
     def total_rate(self) -> float:
         """Bytes per second over every active job."""

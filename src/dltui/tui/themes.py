@@ -50,8 +50,10 @@ def parse_theme(path: Path) -> Theme:
         raise ValueError(f"theme {path.name}: needs a primary colour")
     for key in _COLOR_KEYS & set(data):
         try:
+            if not isinstance(data[key], str):
+                raise TypeError
             Color.parse(data[key])
-        except (ColorParseError, TypeError):
+        except (ColorParseError, TypeError, ValueError):
             raise ValueError(f"theme {path.name}: {key} = {data[key]!r} is not a colour") from None
     return Theme(**data)
 

@@ -16,7 +16,7 @@ KEYS = [
     ("x", "cancel the selected jobs (asks first)"),
     ("space", "select / unselect the job under the cursor"),
     ("enter, d", "show / hide the detail pane"),
-    ("1 … 5", "All / Active / Queued / Done / Failed"),
+    ("1 2 3 4 5", "tabs: All / Active / Queued / Done / Failed"),
     ("/", "filter by text (Esc clears)"),
     ("s, S", "cycle the sort order / reverse it"),
     ("R", "reconcile: dry run first, then apply"),

@@ -107,7 +107,9 @@ class JobTable(ScrollView, can_focus=True):
     def reload(self) -> None:
         """Recompute the visible rows after the book changed; keep the cursor on its job."""
         order = self.book.order()
-        self.virtual_size = Size(self.size.width, len(order) + 1)
+        size = Size(self.size.width, len(order) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
         if self.cursor_job is not None and (
             self.cursor >= len(order) or order[self.cursor] != self.cursor_job
         ):

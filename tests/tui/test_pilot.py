@@ -1,0 +1,328 @@
+"""Every key, driven through a real app on a real ledger, checked in the ledger afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dltui import paths
+from dltui.ledger import Ledger, events, flags, hosts, jobs
+from dltui.model import JobState
+from dltui.origin import Resource
+from dltui.tui.app import DltuiApp
+from dltui.tui.screens.confirm import ConfirmScreen
+from dltui.tui.screens.reconcile import ReconcileScreen
+from tests.conftest import TEST_ENV, TEST_SETTINGS, force_state
+from tests.engine.helpers import blob
+
+MiB = 1 << 20
+
+
+def make(home: Path, workers: int = 0) -> DltuiApp:
+    return DltuiApp(home, TEST_SETTINGS, workers=workers, poll_interval=0.1)
+
+
+async def until(pilot, predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def add(home: Path, dest: Path, *urls: str) -> list[int]:
+    with Ledger(home) as led:
+        return [r.job.id for r in jobs.add(led, [jobs.JobSpec(u, dest) for u in urls])]
+
+
+def state(home: Path, job_id: int) -> JobState:
+    with Ledger(home) as led:
+        return jobs.get(led, job_id).state
+
+
+def job(home: Path, job_id: int):
+    with Ledger(home) as led:
+        return jobs.get(led, job_id)
+
+
+async def test_pause_key_keeps_the_part_and_resume_finishes(home, dest, origin) -> None:
+    data = blob(6 * MiB)
+    [job_id] = add(home, dest, origin.add("/slow.bin", Resource(data=data, rate=2 * MiB)))
+    app = make(home, workers=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.book.jobs.get(job_id) is not None
+                    and app.book.jobs[job_id].bytes_committed > 0)
+        await pilot.press("p")
+        await until(pilot, lambda: state(home, job_id) is JobState.PAUSED)
+        paused = job(home, job_id)
+        assert 0 < paused.bytes_committed < len(data)
+        assert paths.part_path(home, job_id).stat().st_size >= paused.bytes_committed
+        await pilot.press("p")
+        await until(pilot, lambda: state(home, job_id) is JobState.FINALIZED, timeout=30)
+    assert Path(job(home, job_id).final_path).read_bytes() == data
+    assert origin.requests("/slow.bin", "GET")[-1].headers["range"] == \
+        f"bytes={paused.bytes_committed}-"
+
+
+async def test_retry_key_turns_failed_into_finalized(home, dest, origin) -> None:
+    [job_id] = add(home, dest, origin.add("/later.bin", Resource(status=404)))
+    app = make(home, workers=1)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: state(home, job_id) is JobState.FAILED)
+        origin.add("/later.bin", blob(100_000))  # the file appears on the server
+        await until(pilot, lambda: getattr(app.book.jobs.get(job_id), "state", None)
+                    is JobState.FAILED)
+        await pilot.press("r")
+        await until(pilot, lambda: state(home, job_id) is JobState.FINALIZED)
+
+
+async def test_reconcile_key_heals_an_expired_lease(home, dest) -> None:
+    [job_id] = add(home, dest, "http://127.0.0.1:9/never")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.STREAMING, lease_owner="gone:1:1:w", lease_until=1.0)
+    app = make(home)
+    async with app.run_test() as pilot:
+        await pilot.press("R")
+        screen = app.screen
+        assert isinstance(screen, ReconcileScreen)
+        apply = screen.query_one("#reconcile-apply")
+        await until(pilot, lambda: not apply.disabled)
+        await pilot.click("#reconcile-apply")
+        await until(pilot, lambda: screen.result is not None)
+        assert screen.result.counts["lease_expired"] == 1
+        await pilot.press("escape")
+    assert state(home, job_id) is JobState.PLANNED
+    with Ledger(home) as led:
+        logged = events.recent(led, kind="reconcile")
+        assert [e.data["dry_run"] for e in logged] == [True, False]
+
+
+async def test_flag_switch_is_stored_and_audited(home) -> None:
+    app = make(home)
+    async with app.run_test() as pilot:
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.focused.id == "flag-circuit_breaker"
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("escape")
+    with Ledger(home) as led:
+        assert flags.get(led, "circuit_breaker") is False
+        audit = events.recent(led, kind="flag")[-1].data
+        assert audit == {"name": "circuit_breaker", "old": True, "new": False, "by": "tui"}
+
+
+async def test_add_modal_validates_then_adds(home, tmp_path) -> None:
+    app = make(home)
+    target = tmp_path / "incoming"
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await pilot.press(*"ftp://example.org/x")
+        dir_input = app.screen.query_one("#add-dir")
+        dir_input.value = str(target)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = str(app.screen.query_one("#add-error").render())
+        assert "unsupported scheme 'ftp:'" in error
+        area = app.screen.query_one("#add-urls")
+        area.text = "https://example.org/a.iso\nhttps://example.org/b.iso\n"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+    with Ledger(home) as led:
+        assert [(j.url, j.dest_dir) for j in jobs.list_jobs(led)] == [
+            ("https://example.org/a.iso", str(target)), ("https://example.org/b.iso", str(target))]
+
+
+async def test_cancel_asks_first(home, dest) -> None:
+    [job_id] = add(home, dest, "https://example.org/c.iso")
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: job_id in app.book.jobs)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert state(home, job_id) is JobState.PLANNED
+        await pilot.press("x")
+        await pilot.press("y")
+        await until(pilot, lambda: state(home, job_id) is JobState.CANCELLED)
+
+
+async def test_multi_select_applies_to_every_selected_job(home, dest) -> None:
+    ids = add(home, dest, *[f"https://example.org/{n}" for n in "abcd"])
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 4)
+        # Space selects and moves down, as in mutt: select 1, step over 2, select 3.
+        await pilot.press("space", "down", "space")
+        assert app.table.selected == {ids[0], ids[2]}
+        await pilot.press("p")
+        await until(pilot, lambda: state(home, ids[2]) is JobState.PAUSED)
+        assert [state(home, i) for i in ids] == [JobState.PAUSED, JobState.PLANNED,
+                                                 JobState.PAUSED, JobState.PLANNED]
+
+
+async def test_filter_tabs_and_sort(home, dest) -> None:
+    ids = add(home, dest, "https://e.org/zeta.iso", "https://e.org/alpha.iso",
+              "https://e.org/beta.tar")
+    with Ledger(home) as led:
+        force_state(led, ids[2], JobState.FAILED, error="boom")
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 3)
+        await pilot.press("slash", *"iso")
+        await pilot.pause()
+        assert app.book.order() == [ids[0], ids[1]]
+        await pilot.press("enter")
+        await pilot.press("s")  # id -> name
+        await pilot.pause()
+        assert app.book.order() == [ids[1], ids[0]]
+        await pilot.press("slash", "escape")
+        await pilot.press("5")  # Failed tab
+        await pilot.pause()
+        assert app.book.order() == [ids[2]]
+        await pilot.press("1")
+        await pilot.pause()
+        assert len(app.book.order()) == 3
+
+
+async def test_workers_key_starts_resizes_and_stops(home) -> None:
+    app = make(home)
+    async with app.run_test() as pilot:
+        await pilot.press("w")
+        await pilot.press("backspace", "2", "enter")
+        await until(pilot, lambda: app.pool is not None and app.pool.size == 2)
+        await pilot.press("w")
+        await pilot.press("backspace", "0", "enter")
+        await until(pilot, lambda: app.pool is None)
+
+
+async def test_hosts_screen_edits_limits_and_bandwidth_keys(home, dest, origin) -> None:
+    add(home, dest, origin.add("/h.bin", Resource(data=blob(8 * MiB), rate=MiB)))
+    app = make(home, workers=1)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: any(j.state is JobState.STREAMING
+                                       for j in app.book.jobs.values()))
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press(*"5", "tab", "ctrl+a", *"2M", "enter")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.press("minus")
+        await pilot.pause()
+        with Ledger(home) as led:
+            stored = hosts.limits(led)
+            assert stored["127.0.0.1"].requests_per_second == 5.0
+            assert stored["127.0.0.1"].bandwidth == 2 * MiB
+            assert hosts.global_bandwidth(led) == 100 * MiB
+        # The running worker picks the host limit up within a second.
+        await until(pilot, lambda: app.pool.limits.limits_for("127.0.0.1") == (5.0, 2 * MiB),
+                    timeout=5)
+        await pilot.press("plus")
+        await pilot.pause()
+        with Ledger(home) as led:
+            assert hosts.global_bandwidth(led) == 0
+
+
+async def test_quit_asks_while_downloads_run_and_requeues_them(home, dest, origin) -> None:
+    [job_id] = add(home, dest, origin.add("/q.bin", Resource(data=blob(8 * MiB), rate=MiB)))
+    app = make(home, workers=1)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: state(home, job_id) is JobState.STREAMING)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause()
+    after = job(home, job_id)
+    assert after.state is JobState.PLANNED and after.lease_owner is None
+    assert paths.part_path(home, job_id).exists()
+
+
+async def test_help_screen(home) -> None:
+    app = make(home)
+    async with app.run_test() as pilot:
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "Screen"
+
+
+async def test_tui_follows_a_separate_dltui_run(home, dest, origin) -> None:
+    [job_id] = add(home, dest, origin.add("/x.bin", Resource(data=blob(6 * MiB), rate=2 * MiB)))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "dltui", "run", "--until-idle"],
+        env={**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}, stderr=subprocess.DEVNULL,
+    )
+    try:
+        app = make(home, workers=0)
+        seen: list[tuple[JobState, int]] = []
+        async with app.run_test() as pilot:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = app.book.jobs.get(job_id)
+                if row is not None:
+                    seen.append((row.state, row.bytes_committed))
+                    if row.state is JobState.FINALIZED:
+                        break
+                await pilot.pause(0.1)
+            assert app.book.total_history, "no throughput recorded"
+            summary = str(app.query_one("#summary-line1").render())
+            assert "0 here" in summary
+    finally:
+        runner.wait(timeout=30)
+    states = [s for s, _ in seen]
+    progress = sorted({b for _, b in seen})
+    assert JobState.STREAMING in states and states[-1] is JobState.FINALIZED
+    assert len(progress) >= 3, f"bytes never moved between polls: {progress}"
+
+
+async def test_broken_theme_file_is_reported_not_fatal(home, tmp_path, monkeypatch) -> None:
+    config = tmp_path / "xdg"
+    (config / "dltui" / "themes").mkdir(parents=True)
+    (config / "dltui" / "themes" / "broken.toml").write_text('name = "broken"\nprimary = 12\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    app = make(home)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+        assert any("broken.toml" in n for n in notes)
+        assert app.theme == "dltui-dark"
+
+
+@pytest.mark.parametrize("theme", ["dltui-light", "dltui-high-contrast", "nord"])
+async def test_themes_are_selectable(home, theme) -> None:
+    app = DltuiApp(home, TEST_SETTINGS, workers=0, poll_interval=None, theme=theme)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.theme == theme
+
+
+async def test_unknown_theme_falls_back_with_a_notice(home) -> None:
+    app = DltuiApp(home, TEST_SETTINGS, workers=0, poll_interval=None, theme="no-such")
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.theme == "dltui-dark"
+        assert any("no-such" in n.message for n in app._notifications)
+
+
+def test_asyncio_mode_is_auto() -> None:
+    assert asyncio.iscoroutinefunction(test_help_screen)
+
+
+def test_help_lists_every_key() -> None:
+    from dltui.tui.screens.help import KEYS
+
+    listed = " ".join(k for k, _ in KEYS)
+    names = {"slash": "/", "question_mark": "?", "plus": "+", "minus": "-"}
+    for binding in DltuiApp.BINDINGS:
+        for key in binding.key.split(","):
+            shown = names.get(key, key)
+            assert shown in listed, f"help does not mention {shown!r} ({binding.description})"
