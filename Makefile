@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-all lint bench bench-ledger clean
+.PHONY: run test test-all lint bench bench-ledger bench-tui screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -25,10 +25,16 @@ test: lint
 test-all: lint
 	$(BIN)/pytest -m ''
 
-bench: bench-ledger
+bench: bench-ledger bench-tui
 
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
+
+bench-tui: $(STAMP)
+	$(BIN)/python bench/tui.py
+
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.tui.screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -326,3 +326,12 @@ def test_help_lists_every_key() -> None:
         for key in binding.key.split(","):
             shown = names.get(key, key)
             assert shown in listed, f"help does not mention {shown!r} ({binding.description})"
+
+
+async def test_no_color_is_honoured(home, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = DltuiApp(home, TEST_SETTINGS, workers=0, poll_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.no_color
+        assert any(type(f).__name__ in ("Monochrome", "NoColor") for f in app._filters)

@@ -79,6 +79,9 @@ class JobBook:
         self.sort = SortKey.ID
         self.reverse = False
         self._order: list[int] | None = None
+        # Kept up to date by apply(), so polls cost O(changed rows), not O(all jobs).
+        self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
+        self._active: set[int] = set()
 
     # -- updates ----------------------------------------------------------------------------
     def apply(self, changed: Iterable[Job], now: float | None = None) -> set[int]:
@@ -89,6 +92,13 @@ class JobBook:
         for job in changed:
             old = self.jobs.get(job.id)
             self.jobs[job.id] = job
+            if old is not None:
+                self._counts[old.state] -= 1
+            self._counts[job.state] += 1
+            if job.state in ACTIVE_STATES:
+                self._active.add(job.id)
+            else:
+                self._active.discard(job.id)
             self.rev = max(self.rev, job.rev)
             ids.add(job.id)
             if old is None or old.state != job.state or self.sort is not SortKey.ID:
@@ -147,25 +157,22 @@ class JobBook:
 
     def counts(self) -> dict[JobState, int]:
         """Jobs per state."""
-        out = dict.fromkeys(JobState, 0)
-        for job in self.jobs.values():
-            out[job.state] += 1
-        return out
+        return dict(self._counts)
 
     def tab_count(self, tab: Tab) -> int:
         """Jobs a tab shows, ignoring the text filter."""
         states = TAB_STATES[tab]
         if states is None:
             return len(self.jobs)
-        return sum(1 for j in self.jobs.values() if j.state in states)
+        return sum(self._counts[s] for s in states)
 
     def live_owners(self) -> set[str]:
         """Owners (host:pid:start:thread) holding a live lease right now."""
         now = self.clock()
         dead: dict[str, bool] = {}
-        return {j.lease_owner for j in self.jobs.values()
-                if j.state in ACTIVE_STATES and j.lease_owner
-                and lease_is_live(j.lease_owner, j.lease_until, now, dead)}
+        active = (self.jobs[i] for i in self._active)
+        return {j.lease_owner for j in active
+                if j.lease_owner and lease_is_live(j.lease_owner, j.lease_until, now, dead)}
 
     # -- the visible order ------------------------------------------------------------------
     def set_view(self, *, tab: Tab | None = None, text: str | None = None,
