@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test test-all lint bench bench-ledger bench-tui screenshots clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every dependency to the versions the tests (and snapshots) were made with.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "error: '$(PYTHON) -m venv' failed; install the venv module (Debian: apt-get install python3-venv) and retry" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 run: $(STAMP)
