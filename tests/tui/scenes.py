@@ -103,7 +103,7 @@ def build_ledger(home: Path, *, empty: bool = False) -> None:
 def make_app(home: Path) -> DltuiApp:
     """The app as snapshots see it: frozen data, no workers, a fixed clock and path."""
     return DltuiApp(home, workers=0, poll_interval=None, clock=lambda: NOW,
-                    display_path=SHOWN_PATH, theme="dltui-dark")
+                    display_path=SHOWN_PATH, theme="dltui-dark", default_dir="/srv/downloads")
 
 
 @dataclass(frozen=True)

@@ -335,3 +335,18 @@ async def test_no_color_is_honoured(home, monkeypatch) -> None:
         await pilot.pause()
         assert app.no_color
         assert any(type(f).__name__ in ("Monochrome", "NoColor") for f in app._filters)
+
+
+async def test_detail_toggle_and_reverse_sort(home, dest) -> None:
+    ids = add(home, dest, "https://e.org/a", "https://e.org/b")
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+        assert app.detail.display
+        await pilot.press("d")
+        assert not app.detail.display
+        await pilot.press("enter")
+        assert app.detail.display
+        await pilot.press("S")
+        await pilot.pause()
+        assert app.book.order() == [ids[1], ids[0]]

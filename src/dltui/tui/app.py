@@ -100,6 +100,7 @@ class DltuiApp(App[None]):
         poll_interval: float | None = 0.5,
         clock: Callable[[], float] = time.time,
         display_path: str | None = None,
+        default_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.home = Path(home)
@@ -109,6 +110,7 @@ class DltuiApp(App[None]):
         self.poll_interval = poll_interval
         self.clock = clock
         self.display_path = display_path or str(paths.ledger_path(self.home))
+        self.default_dir = default_dir
         self.book = JobBook(clock=clock)
         self.ledger: Ledger | None = None
         self.pool = None  # type: ignore[var-annotated]
@@ -188,6 +190,8 @@ class DltuiApp(App[None]):
             ledger.close()
 
     def on_polled(self, message: Polled) -> None:
+        if self._stop.is_set() or not self.table.is_mounted:
+            return  # shutting down
         self._apply(message, tick=True)
 
     def _apply(self, message: Polled, *, tick: bool) -> None:
@@ -316,7 +320,7 @@ class DltuiApp(App[None]):
             if specs:
                 self._add(specs)
 
-        self.push_screen(AddScreen(os.getcwd()), added)
+        self.push_screen(AddScreen(self.default_dir or os.getcwd()), added)
 
     @work(thread=True, group="actions")
     def _add(self, specs: list[jobs.JobSpec]) -> None:

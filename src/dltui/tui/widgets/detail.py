@@ -44,17 +44,19 @@ class DetailPane(VerticalScroll):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(id="detail")
         self._clock = clock
+        self.head = Static(id="detail-head")
+        self.spark = Sparkline([0.0], id="detail-spark")
+        self.body = Static(id="detail-body")
 
     def compose(self) -> ComposeResult:
-        yield Static(id="detail-head")
-        yield Sparkline([0.0], id="detail-spark")
-        yield Static(id="detail-body")
+        yield self.head
+        yield self.spark
+        yield self.body
 
     def show(self, job: Job | None, ops: list[Op], events: list[Event],
              history: list[float]) -> None:
         """Render one job (or an empty hint)."""
-        head = self.query_one("#detail-head", Static)
-        body = self.query_one("#detail-body", Static)
+        head, body = self.head, self.body
         if job is None:
             head.update(Text("No job selected.", style="dim"))
             body.update("")
@@ -65,7 +67,7 @@ class DetailPane(VerticalScroll):
         if job.control.value != "run":
             title.append(f"  ({job.control.value} requested)", "yellow")
         head.update(title)
-        self.query_one("#detail-spark", Sparkline).data = history or [0.0]
+        self.spark.data = history or [0.0]
 
         facts = Table.grid(padding=(0, 1))
         facts.add_column(style="dim", no_wrap=True)

@@ -27,12 +27,16 @@ class Summary(Horizontal):
         super().__init__()
         self.path = path
         self.own_pid = own_pid
+        # Held directly: a poll can land while the app shuts down and children are unmounted.
+        self.line1 = Static(id="summary-line1")
+        self.line2 = Static(id="summary-line2")
+        self.spark = Sparkline([0.0], id="summary-spark")
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(id="summary-line1")
-            yield Static(id="summary-line2")
-        yield Sparkline([0.0], id="summary-spark")
+            yield self.line1
+            yield self.line2
+        yield self.spark
 
     def update_from(self, book: JobBook, own_workers: int) -> None:
         """Redraw from the book."""
@@ -59,6 +63,6 @@ class Summary(Horizontal):
                 line2.append(f"{n}  ", "bold")
         if not len(line2):
             line2.append("no jobs yet: press a to add URLs", "dim")
-        self.query_one("#summary-line1", Static).update(line1)
-        self.query_one("#summary-line2", Static).update(line2)
-        self.query_one("#summary-spark", Sparkline).data = list(book.total_history)[-48:]
+        self.line1.update(line1)
+        self.line2.update(line2)
+        self.spark.data = list(book.total_history)[-48:]
