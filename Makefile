@@ -26,7 +26,8 @@ test: lint
 test-all: lint
 	$(BIN)/pytest -m ''
 
-bench: bench-ledger bench-tui
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
