@@ -321,9 +321,10 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     pool.start()
     last_bytes, last_t = 0, time.monotonic()
     try:
-        while not stop.wait(0.5):
-            if tty:
-                now = time.monotonic()
+        # Check often (the end of a batch should not wait out a long sleep); print twice a second.
+        while not stop.wait(0.05):
+            now = time.monotonic()
+            if tty and now - last_t >= 0.5:
                 rate = (pool.stats.bytes - last_bytes) / max(now - last_t, 1e-6)
                 last_bytes, last_t = pool.stats.bytes, now
                 counts = jobs.counts(ledger)

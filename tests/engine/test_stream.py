@@ -102,3 +102,37 @@ def test_part_shorter_than_committed_is_a_conflict(client, origin, tmp_path) -> 
     with pytest.raises(ResumeConflict) as info:
         _fetch(client, url, part, ResumeDecision(Mode.RESUME, 500, "validators_match"))
     assert info.value.reason == "part_missing"
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_part_file_hashes_and_writes_in_order(tmp_path, background) -> None:
+    from dltui.engine.stream import PartFile
+
+    data = blob(3 << 20, seed=21)
+    part = PartFile(tmp_path / "p.part", 0, background=background)
+    try:
+        for i in range(0, len(data), 10_000):  # many small chunks: the window must hold order
+            part.write(data[i:i + 10_000])
+        assert part.size == len(data)
+        assert part.sha256 == sha(data)
+        assert part.prefix_hash == hashlib.sha256(data[:PREFIX_BYTES]).hexdigest()
+        part.reset()
+        part.write(b"again")
+        part.trim()
+    finally:
+        part.close()
+    assert (tmp_path / "p.part").read_bytes() == b"again"
+
+
+def test_part_file_resume_seeds_in_background_mode(tmp_path) -> None:
+    from dltui.engine.stream import PartFile
+
+    data = blob(2 << 20, seed=22)
+    (tmp_path / "r.part").write_bytes(data[:700_000])
+    part = PartFile(tmp_path / "r.part", 700_000, background=True)
+    try:
+        assert part.size == 700_000
+        part.write(data[700_000:])
+        assert part.sha256 == sha(data)
+    finally:
+        part.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +66,8 @@ class StreamOptions:
     preallocate_min: int = 16 << 20
     checkpoint_bytes: int = 8 << 20
     checkpoint_interval: float = 1.0
+    #: Objects larger than this are written and hashed on a sink thread.
+    background_min: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +83,21 @@ class StreamResult:
 
 
 class PartFile:
-    """A part file opened for appending, with the SHA-256 of everything in it."""
+    """A part file opened for appending, with the SHA-256 of everything in it.
 
-    def __init__(self, path: Path, offset: int) -> None:
+    With ``background`` the writes and hashing run on a sink thread, in order, while the caller
+    keeps receiving: ``os.write`` and ``hashlib`` release the GIL, so the two overlap. ``size``
+    counts accepted bytes; :meth:`flush` waits until they are all written and hashed.
+    """
+
+    _WINDOW = 64  # chunks in flight before write() waits: bounds memory
+
+    def __init__(self, path: Path, offset: int, *, background: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._sink: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
         try:
             if os.fstat(self.fd).st_size < offset:
                 raise ResumeConflict("part_missing",
@@ -93,40 +107,69 @@ class PartFile:
             self.hasher = hashlib.sha256()
             self.prefix = hashlib.sha256()
             self.size = 0
+            self._hashed = 0
             self._seed(offset)
         except BaseException:
             os.close(self.fd)
             raise
+        if background:
+            self._sink = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltui-sink")
 
     def _seed(self, offset: int) -> None:
         os.lseek(self.fd, 0, os.SEEK_SET)
-        while self.size < offset:
-            data = os.read(self.fd, min(_READ_CHUNK, offset - self.size))
+        while self._hashed < offset:
+            data = os.read(self.fd, min(_READ_CHUNK, offset - self._hashed))
             if not data:
                 raise ResumeConflict("part_missing", f"part {self.path} ended while re-reading")
             self._account(data)
+        self.size = self._hashed
 
     def _account(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
-        if self.size < PREFIX_BYTES:
-            self.prefix.update(data[: PREFIX_BYTES - self.size])
-        self.size += len(data)
+        if self._hashed < PREFIX_BYTES:
+            self.prefix.update(data[: PREFIX_BYTES - self._hashed])
+        self._hashed += len(data)
+        if self._sink is None:
+            self.size = self._hashed
 
-    @property
-    def prefix_hash(self) -> str | None:
-        """SHA-256 of the first 64 KiB, once that many bytes are in (else None)."""
-        return self.prefix.hexdigest() if self.size >= PREFIX_BYTES else None
-
-    def write(self, data: bytes) -> None:
-        """Append bytes and fold them into the hashes."""
+    def _store(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
         self._account(data)
 
+    @property
+    def prefix_hash(self) -> str | None:
+        """SHA-256 of the first 64 KiB, once that many bytes are in (else None)."""
+        self.flush()
+        return self.prefix.hexdigest() if self._hashed >= PREFIX_BYTES else None
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of everything written."""
+        self.flush()
+        return self.hasher.hexdigest()
+
+    def write(self, data: bytes) -> None:
+        """Append bytes and fold them into the hashes (on the sink thread, if any)."""
+        if self._sink is None:
+            self._store(data)
+            return
+        while len(self._pending) >= self._WINDOW:
+            self._pending.popleft().result()
+        self._pending.append(self._sink.submit(self._store, data))
+        self.size += len(data)
+
+    def flush(self) -> None:
+        """Wait until every accepted byte is written and hashed; re-raise a write error."""
+        while self._pending:
+            self._pending.popleft().result()
+
     def reset(self) -> None:
         """Drop every byte: the part starts over."""
+        self.flush()
+        self._hashed = 0
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.hasher = hashlib.sha256()
@@ -144,17 +187,25 @@ class PartFile:
                 raise
 
     def sync(self) -> None:
-        """fsync the part."""
+        """fsync the part (after every accepted byte is written)."""
+        self.flush()
         os.fsync(self.fd)
 
     def trim(self) -> None:
         """Cut preallocated space beyond the written bytes."""
+        self.flush()
         if os.fstat(self.fd).st_size != self.size:
             os.ftruncate(self.fd, self.size)
 
     def close(self) -> None:
-        """Close the descriptor."""
-        os.close(self.fd)
+        """Stop the sink and close the descriptor."""
+        try:
+            with contextlib.suppress(Exception):  # a write error was raised to the caller already
+                self.flush()
+        finally:
+            if self._sink is not None:
+                self._sink.shutdown(wait=True)
+            os.close(self.fd)
 
 
 def prefix_hash_of(path: Path) -> str | None:
@@ -223,12 +274,15 @@ def fetch(
     resumes from the last byte written. ``cancel`` is checked on every chunk.
     """
     offset = decision.offset if decision.mode is Mode.RESUME else 0
-    part = PartFile(part_path, offset)
+    # Small objects finish in one or two chunks: a sink thread would only add latency.
+    big = expected.length is None or expected.length - offset > options.background_min
+    part = PartFile(part_path, offset, background=big)
     state = {"validators": expected, "committed": offset}
     last_cp = time.monotonic()
 
     def checkpoint() -> None:
         nonlocal last_cp
+        part.flush()  # only bytes on disk may be committed
         if options.fsync:
             part.sync()
         hooks.checkpoint(Checkpoint(part.size, part.prefix_hash, state["validators"]))
@@ -238,7 +292,7 @@ def fetch(
     def done(requested: bool) -> StreamResult:
         part.trim()
         checkpoint()
-        return StreamResult(part.size, part.hasher.hexdigest(), part.prefix_hash,
+        return StreamResult(part.size, part.sha256, part.prefix_hash,
                             state["validators"], decision, requested)
 
     try:
