@@ -11,15 +11,15 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 from dltui.errors import LedgerError, LedgerTooNew
 from dltui.ledger._db import now
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from dltui.ledger._db import Ledger
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -145,6 +145,8 @@ def migrate(ledger: Ledger, *, target: int | None = None) -> list[int]:
                     f"ledger {ledger.path} has schema version {version}, but this dltui knows "
                     f"only up to {SCHEMA_VERSION}; upgrade dltui or point --home elsewhere"
                 )
+            if version >= target:
+                return applied  # the common case: nothing to do, no sqlite-utils import
             db = ledger.db
             if not db["migrations"].exists():
                 db["migrations"].create(
