@@ -191,6 +191,24 @@ class PartFile:
         self.flush()
         os.fsync(self.fd)
 
+    @property
+    def background(self) -> bool:
+        """True when writes run on a sink thread."""
+        return self._sink is not None
+
+    def sync_later(self) -> Future[None]:
+        """Queue an fsync behind the writes accepted so far; it runs on the sink thread."""
+        assert self._sink is not None
+        future = self._sink.submit(os.fsync, self.fd)
+        self._pending.append(future)
+        return future
+
+    def prefix_hash_soon(self) -> str | None:
+        """Like :attr:`prefix_hash`, but waits for the sink only while the prefix is unfinished."""
+        if self._hashed >= PREFIX_BYTES:  # the prefix digest never changes after this point
+            return self.prefix.hexdigest()
+        return self.prefix_hash if self.size >= PREFIX_BYTES else None
+
     def trim(self) -> None:
         """Cut preallocated space beyond the written bytes."""
         self.flush()
@@ -277,17 +295,43 @@ def fetch(
     # Small objects finish in one or two chunks: a sink thread would only add latency.
     big = expected.length is None or expected.length - offset > options.background_min
     part = PartFile(part_path, offset, background=big)
-    state = {"validators": expected, "committed": offset}
+    # committed: recorded in the ledger; marked: where the latest checkpoint began.
+    state = {"validators": expected, "committed": offset, "marked": offset}
     last_cp = time.monotonic()
+    # A checkpoint whose fsync runs on the sink thread: (its fsync, what to record once done).
+    pending: tuple[Future[None], Checkpoint] | None = None
 
-    def checkpoint() -> None:
-        nonlocal last_cp
+    def record(cp: Checkpoint) -> None:
+        hooks.checkpoint(cp)
+        state["committed"] = cp.bytes_committed
+
+    def settle(wait: bool) -> None:
+        nonlocal pending
+        if pending is not None and (wait or pending[0].done()):
+            future, cp = pending
+            pending = None
+            future.result()
+            record(cp)
+
+    def checkpoint(final: bool = True) -> None:
+        """Record the bytes in the part as committed, after they are durable.
+
+        Mid-stream with a sink thread the fsync is queued behind the writes and the offset is
+        recorded when it completes, so receiving never waits for the disk; the committed offset
+        then lags one checkpoint, never the other way round.
+        """
+        nonlocal last_cp, pending
+        last_cp = time.monotonic()
+        state["marked"] = part.size
+        settle(wait=True)
+        if not final and options.fsync and part.background:
+            cp = Checkpoint(part.size, part.prefix_hash_soon(), state["validators"])
+            pending = (part.sync_later(), cp)
+            return
         part.flush()  # only bytes on disk may be committed
         if options.fsync:
             part.sync()
-        hooks.checkpoint(Checkpoint(part.size, part.prefix_hash, state["validators"]))
-        state["committed"] = part.size
-        last_cp = time.monotonic()
+        record(Checkpoint(part.size, part.prefix_hash, state["validators"]))
 
     def done(requested: bool) -> StreamResult:
         part.trim()
@@ -340,9 +384,11 @@ def fetch(
                     limits.bandwidth(host, len(chunk), cancel, control)
                 part.write(chunk)
                 hooks.progress(part.size, total)
-                if (part.size - state["committed"] >= options.checkpoint_bytes
+                if pending is not None and pending[0].done():
+                    settle(wait=False)
+                if (part.size - state["marked"] >= options.checkpoint_bytes
                         or time.monotonic() - last_cp >= options.checkpoint_interval):
-                    checkpoint()
+                    checkpoint(final=False)
             if total is not None and part.size != total:
                 raise TransportError(
                     f"body ended at byte {part.size} of {total} declared ({url})")
