@@ -67,6 +67,7 @@ class JobRun:
         self.flags = dict(pool.flags)
         self.host = urlsplit(job.canonical_url).hostname or ""
         self._tries = 0
+        self.released = False  # a terminal transition already cleared the lease
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -141,7 +142,8 @@ class JobRun:
             self._event("internal_error", error=repr(exc), traceback=traceback.format_exc())
             self._fail(exc, prefix="internal error: ")
         finally:
-            leases.release(self.ledger, self.job.id, self.owner)
+            if not self.released:
+                leases.release(self.ledger, self.job.id, self.owner)
 
     def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
         self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
@@ -166,10 +168,20 @@ class JobRun:
         else:
             pool.breaker.success(self.host)
 
-    def _op(self, kind: str, fn: Any, **key: Any) -> Any:
+    def _op(self, kind: str, fn: Any, on_done: Any = None, **key: Any) -> Any:
         return ops.run_effect(self.ledger, ops.op_key(kind, self.job.id, **key), fn,
                               job_id=self.job.id, kind=kind, owner=self.owner,
-                              attempt=self.job.attempts, args=key.get("args"))
+                              attempt=self.job.attempts, args=key.get("args"), on_done=on_done)
+
+    def _streamed(self, conn: Any, result: dict[str, Any]) -> None:
+        """STREAM done: a complete part moves the job to FINALIZING in the same transaction."""
+        length = (result["validators"] or {}).get("length")
+        expected = self.job.expected_sha256
+        if (length is None or length == result["size"]) and \
+                (expected is None or expected == result["sha256"]):
+            self.job = jobs.transition_in(conn, self.job.id, JobState.FINALIZING,
+                                          owner=self.owner, fields={"sha256": result["sha256"]})
+            self.state = JobState.FINALIZING
 
     def _download(self) -> None:
         pool, job = self.pool, self.job
@@ -216,7 +228,8 @@ class JobRun:
         quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining, pool.settings)
         self._advance(JobState.STREAMING)
         result = stream.StreamResult(**_unjson(self._op(
-            "STREAM", lambda: _json(self._fetch(url, decision, server)), **try_key)))
+            "STREAM", lambda: _json(self._fetch(url, decision, server)),
+            on_done=self._streamed, **try_key)))
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
                             expected_sha256=job.expected_sha256)
@@ -229,7 +242,8 @@ class JobRun:
             self.part.unlink(missing_ok=True)
             self._update(bytes_committed=0, prefix_hash=None)
             raise TransportError(f"size check failed for {url}; downloading again") from None
-        self._advance(JobState.FINALIZING, sha256=result.sha256)
+        if self.state is not JobState.FINALIZING:
+            self._advance(JobState.FINALIZING, sha256=result.sha256)
         self._link_and_finish(result.sha256, name)
 
     def _fetch(self, url: str, decision: resume.ResumeDecision,
@@ -274,9 +288,16 @@ class JobRun:
         return resume.PartState(committed, self.job.prefix_hash, recorded)
 
     def _record_decision(self, decision: resume.ResumeDecision) -> None:
-        self._update(decision=decision.mode.value, decision_reason=decision.reason)
-        self._event("decision", mode=decision.mode.value, reason=decision.reason,
-                    offset=decision.offset, detail=decision.describe())
+        with self.ledger.write() as conn:
+            job = jobs.write_row(conn, self.job.id, {"decision": decision.mode.value,
+                                                     "decision_reason": decision.reason},
+                                 "AND lease_owner = ?", (self.owner,))
+            if job is None:
+                raise LeaseLost(self.job.id, self.owner)
+            self.job = job
+            events.append(conn, "decision", self.job.id, mode=decision.mode.value,
+                          reason=decision.reason, offset=decision.offset,
+                          detail=decision.describe())
 
     def _link_and_finish(self, sha: str, name: str) -> None:
         pool, job = self.pool, self.job
@@ -298,6 +319,7 @@ class JobRun:
                 job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha, "dest": str(dest_dir / name)},
                 verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
+                on_done=lambda conn, r: self._finalized(conn, sha, r),
             )
         else:
             part = self.part
@@ -306,17 +328,25 @@ class JobRun:
                 lambda: finalize.place_part(part, sha, dest_dir, name, fsync=fsync),
                 job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha, "dest": str(dest_dir / name)},
+                on_done=lambda conn, r: self._finalized(conn, sha, r),
             )
-        self.job = jobs.transition(
-            self.ledger, job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
+        if self.state is not JobState.FINALIZED:  # the LINK op was already done (a replay)
+            with self.ledger.write() as conn:
+                self._finalized(conn, sha, placed)
+        self.part.unlink(missing_ok=True)
+        pool.stats.finished += 1
+
+    def _finalized(self, conn: Any, sha: str, placed: dict[str, Any]) -> None:
+        """LINK done: the job is FINALIZED in the same transaction, its lease cleared."""
+        self.job = jobs.transition_in(
+            conn, self.job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
             fields={"final_path": placed["dest"], "sha256": sha, "error": None,
                     "bytes_committed": self.job.bytes_total or self.job.bytes_committed,
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )
         self.state = JobState.FINALIZED
-        self.part.unlink(missing_ok=True)
-        pool.stats.finished += 1
+        self.released = True
 
     # -- endings ----------------------------------------------------------------------------
     def _end(self, to: JobState, reason: str, **fields: Any) -> None:
@@ -324,6 +354,7 @@ class JobRun:
         with contextlib.suppress(LeaseLost, IllegalTransition):
             jobs.transition(self.ledger, self.job.id, to, owner=self.owner, reason=reason,
                             fields=fields)
+            self.released = True
 
     def _stopped(self) -> None:
         reason = self.stop_reason or "pause"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,12 +102,16 @@ def run_effect(
     owner: str | None = None,
     attempt: int | None = None,
     verify: Callable[[Any], bool] | None = None,
+    on_done: Callable[[sqlite3.Connection, Any], None] | None = None,
 ) -> Any:
     """Run ``fn`` at most once to completion for ``key`` and return its (JSON) result.
 
     A ``done`` op returns its stored result without calling ``fn`` (unless ``verify(result)`` is
     False, meaning the effect vanished). A ``started`` or ``failed`` op runs ``fn`` again. With
     ``owner``, the op starts only while that owner holds the job's lease (else LeaseLost).
+    ``on_done(conn, result)`` runs inside the transaction that marks the op done, so a state
+    change that follows from the effect commits atomically with it (it is not called when a
+    stored result is returned).
     """
     existing = get(ledger, key)
     if existing and existing.status == OpStatus.DONE and (
@@ -138,13 +143,15 @@ def run_effect(
             )
         raise
     encoded = json.dumps(result, sort_keys=True)
+    decoded = json.loads(encoded)  # a first run and a replay hand back identical values
     with ledger.write() as conn:
         conn.execute(
             "UPDATE ops SET status = 'done', result = ?, finished_at = ? WHERE key = ?",
             (encoded, now(), key),
         )
-    # Return the decoded JSON so a first run and a replay hand back identical values.
-    return json.loads(encoded)
+        if on_done is not None:
+            on_done(conn, decoded)
+    return decoded
 
 
 def settle(ledger: Ledger, key: str, *, done: bool, result: Any = None, error: str = "") -> None:
