@@ -68,6 +68,7 @@ class JobRun:
         self.host = urlsplit(job.canonical_url).hostname or ""
         self._tries = 0
         self.released = False  # a terminal transition already cleared the lease
+        self._head_ok = False
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -116,6 +117,11 @@ class JobRun:
 
     def wire(self, decision: resume.ResumeDecision) -> None:
         self._record_decision(decision)
+
+    def before_body(self, total: int | None) -> None:
+        # The quota check with the length the GET announced (HEAD may have been skipped).
+        quota.check_free_space([self.part.parent, Path(self.job.dest_dir)], total,
+                               self.pool.settings)
 
     # -- the pipeline -----------------------------------------------------------------------
     def run(self) -> None:
@@ -179,16 +185,28 @@ class JobRun:
         expected = self.job.expected_sha256
         if (length is None or length == result["size"]) and \
                 (expected is None or expected == result["sha256"]):
+            fields = {"sha256": result["sha256"]}
+            if not self.job.requested_name and not self._head_ok:  # then the GET names it
+                fields["file_name"] = finalize.resolve_name(None, result["disposition_name"],
+                                                            result["url"] or self.job.url)
             self.job = jobs.transition_in(conn, self.job.id, JobState.FINALIZING,
-                                          owner=self.owner, fields={"sha256": result["sha256"]})
+                                          owner=self.owner, fields=fields)
             self.state = JobState.FINALIZING
 
     def _download(self) -> None:
         pool, job = self.pool, self.job
         url = job.url
         try_key = {"attempt": job.attempts, "try": self._tries}
-        pre = Precheck(**_unjson(self._op("HEAD", lambda: _json(precheck(pool.client, url)),
-                                          **try_key)))
+        cached_sha, cached_validators = self._cached_object()
+        if self._nothing_to_check(cached_sha):
+            # Nothing on disk to resume and nothing stored to reuse: the GET's own headers tell
+            # all a HEAD would, one round trip sooner.
+            pre = Precheck(url=url, status=0, validators=ServerValidators(),
+                           disposition_name=None, head_ok=False, note="skipped")
+        else:
+            pre = Precheck(**_unjson(self._op(
+                "HEAD", lambda: _json(precheck(pool.client, url)), **try_key)))
+        self._head_ok = pre.head_ok
         recorded = job.validators
         server = pre.validators if pre.head_ok else recorded
         name = job.requested_name or finalize.resolve_name(None, pre.disposition_name, pre.url)
@@ -199,10 +217,9 @@ class JobRun:
                           accept_ranges=None if server.accept_ranges is None
                           else int(server.accept_ranges))
         self._advance(JobState.PRECHECKED, **fields)
-        if not pre.head_ok:
+        if not pre.head_ok and pre.note != "skipped":
             self._event("precheck_fallback", note=pre.note)
 
-        cached_sha, cached_validators = self._cached_object()
         part_state = self._part_state(recorded)
         decision = resume.decide(
             server, part_state, resume_enabled=self.flags["resume"],
@@ -242,6 +259,10 @@ class JobRun:
             self.part.unlink(missing_ok=True)
             self._update(bytes_committed=0, prefix_hash=None)
             raise TransportError(f"size check failed for {url}; downloading again") from None
+        if not pre.head_ok and not job.requested_name:
+            name = finalize.resolve_name(None, result.disposition_name, result.url)
+            if name != self.job.file_name:
+                self._update(file_name=name)
         if self.state is not JobState.FINALIZING:
             self._advance(JobState.FINALIZING, sha256=result.sha256)
         self._link_and_finish(result.sha256, name)
@@ -259,6 +280,11 @@ class JobRun:
             hooks=self, cancel=self.cancel, control=self.control,
             limits=self.pool.limits if self.flags["rate_limit"] else None, host=self.host,
         )
+
+    def _nothing_to_check(self, cached_sha: str | None) -> bool:
+        """True for a fresh job: no committed bytes, no part file, no stored object to reuse."""
+        return (self.job.bytes_committed == 0 and cached_sha is None
+                and not self.part.exists())
 
     def _cached_object(self) -> tuple[str | None, ServerValidators | None]:
         """A stored object this job may reuse: its own (after a crash) or its URL's."""

@@ -229,12 +229,38 @@ def test_redirect_loop_fails(ledger, dest, origin, settings) -> None:
 
 
 def test_head_405_falls_back_to_get(ledger, dest, origin, settings) -> None:
-    data = blob(100_000)
-    url = origin.add("/h.bin", Resource(data=data, head_status=405))
+    data = blob(2 * MiB)
+    url = origin.add("/h.bin", Resource(data=data, head_status=405, drop_after=MiB))
     job = fetch_one(ledger, dest, settings, url)
     assert_done(job, data, dest)
+    # The retry has a part to judge, asks HEAD, is refused, and lets If-Range decide.
     assert any(e.kind == "precheck_fallback" for e in events.for_job(ledger, job.id))
     assert job.etag is not None  # validators came from the GET
+    second = origin.requests("/h.bin", "GET")[1]
+    assert second.headers["if-range"] == job.etag and second.status == 206
+
+
+def test_fresh_download_sends_no_head(ledger, dest, origin, settings) -> None:
+    data = blob(300_000)
+    url = origin.add("/fresh.bin", Resource(
+        data=data, content_disposition='attachment; filename="named-by-get.bin"'))
+    job = fetch_one(ledger, dest, settings, url)
+    final = assert_done(job, data, dest)
+    assert origin.requests("/fresh.bin", "HEAD") == []
+    assert final.name == "named-by-get.bin" == job.file_name
+    assert job.etag is not None and job.bytes_total == len(data)
+
+
+def test_quota_is_checked_against_the_announced_length(ledger, dest, origin, settings) -> None:
+    import shutil
+
+    free = shutil.disk_usage(dest).free
+    # More than the disk can hold, announced only by the GET (no HEAD for fresh jobs).
+    url = origin.add("/huge.bin", Resource(data=blob(1000), head_length=None,
+                                           extra_length=free * 2))
+    job = fetch_one(ledger, dest, settings.replace(retries=1), url)
+    assert job.state is JobState.FAILED and "not enough free space" in job.error
+    assert not any(dest.iterdir())
 
 
 def test_head_lying_about_length(ledger, dest, origin, settings) -> None:

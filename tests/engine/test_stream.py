@@ -31,6 +31,9 @@ class Recorder:
     def wire(self, decision) -> None:
         self.decisions.append(decision)
 
+    def before_body(self, total) -> None:
+        self.announced = total
+
 
 @pytest.fixture
 def client():

@@ -19,7 +19,11 @@ from typing import Protocol
 import httpx
 
 from dltui.engine.client import mapped_errors
-from dltui.engine.headers import parse_retry_after, validators_from
+from dltui.engine.headers import (
+    filename_from_disposition,
+    parse_retry_after,
+    validators_from,
+)
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import (
     PREFIX_BYTES,
@@ -56,6 +60,9 @@ class StreamHooks(Protocol):
     def wire(self, decision: ResumeDecision) -> None:
         """The origin's answer changed the resume decision (e.g. ``range_ignored``)."""
 
+    def before_body(self, total: int | None) -> None:
+        """The response is accepted and ``total`` bytes will follow; raise to refuse it."""
+
 
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
@@ -80,6 +87,9 @@ class StreamResult:
     validators: ServerValidators
     decision: ResumeDecision
     requested: bool
+    #: Where the bytes came from after redirects, and the name the server suggested.
+    url: str = ""
+    disposition_name: str | None = None
 
 
 class PartFile:
@@ -333,11 +343,14 @@ def fetch(
             part.sync()
         record(Checkpoint(part.size, part.prefix_hash, state["validators"]))
 
+    origin = {"url": url, "name": None}
+
     def done(requested: bool) -> StreamResult:
         part.trim()
         checkpoint()
         return StreamResult(part.size, part.sha256, part.prefix_hash,
-                            state["validators"], decision, requested)
+                            state["validators"], decision, requested,
+                            origin["url"] or url, origin["name"])
 
     try:
         if offset and expected.length is not None and offset == expected.length:
@@ -375,6 +388,9 @@ def fetch(
                 hooks.wire(decision)
             state["validators"] = got if verdict.action is Wire.RESTART else _merge(got, expected)
             total = state["validators"].length
+            origin["url"] = str(resp.url)
+            origin["name"] = filename_from_disposition(resp.headers.get("content-disposition"))
+            hooks.before_body(None if total is None else total - part.size)
             if options.preallocate and total is not None and total >= options.preallocate_min:
                 part.preallocate(total)
             for chunk in resp.iter_raw():
