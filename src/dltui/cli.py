@@ -17,6 +17,7 @@ from dltui import __version__, config, paths
 from dltui.errors import DltuiError, IllegalTransition, UsageError
 from dltui.ledger import Ledger, flags, jobs, reconcile
 from dltui.model import Job, JobState
+from dltui.units import human_size
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -31,14 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+    return human_size(n, compact=False)
 
 
 def _progress(job: Job) -> str:
@@ -354,16 +348,10 @@ def _tui(args: argparse.Namespace) -> int:
         settings = _settings(args)
         if args.workers is not None and args.workers < 0:
             raise UsageError(f"--workers must be 0 or more, got {args.workers}")
-        overrides = flags.env_overrides(os.environ)
         with Ledger(home) as ledger:
-            for name, value in overrides.items():
-                flags.set_flag(ledger, name, value, by="env")
-    except UsageError as exc:
-        sys.stderr.write(f"dltui: error: {exc}\n")
-        return EXIT_USAGE
+            _apply_env_flags(ledger)
     except DltuiError as exc:
-        sys.stderr.write(f"dltui: error: {exc}\n")
-        return EXIT_FAILURE
+        return _report("dltui", exc)
     from dltui.tui.app import DltuiApp
 
     DltuiApp(home, settings, workers=args.workers, theme=args.theme).run()
@@ -383,6 +371,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         origin.stop()
     sys.stderr.write(f"dltui demo: ledger in {home}, files in {dest}\n")
     return EXIT_OK
+
+
+def _report(prog: str, exc: DltuiError) -> int:
+    """One line on stderr; exit code 2 for bad input, 1 for anything else."""
+    sys.stderr.write(f"{prog}: error: {exc}\n")
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
+
+
+def _apply_env_flags(ledger: Ledger) -> None:
+    """``DLTUI_FLAG_<NAME>=0|1`` set flags when a command starts (audited as ``by=env``)."""
+    for name, value in flags.env_overrides(os.environ).items():
+        flags.set_flag(ledger, name, value, by="env")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -493,23 +493,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is cmd_demo:
         try:
             return cmd_demo(args)
-        except UsageError as exc:
-            sys.stderr.write(f"{prog}: error: {exc}\n")
-            return EXIT_USAGE
+        except DltuiError as exc:
+            return _report(prog, exc)
     try:
-        overrides = flags.env_overrides(os.environ)
+        flags.env_overrides(os.environ)  # a bad DLTUI_FLAG_* fails before the ledger is opened
         with Ledger(home.expanduser()) as ledger:
-            for name, value in overrides.items():
-                flags.set_flag(ledger, name, value, by="env")
+            _apply_env_flags(ledger)
             if args.func is cmd_control:
                 _check_controls(args, ledger)
             return int(args.func(args, ledger, sys.stdout))
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: error: {exc}\n")
-        return EXIT_USAGE
     except DltuiError as exc:
-        sys.stderr.write(f"{prog}: error: {exc}\n")
-        return EXIT_FAILURE
+        return _report(prog, exc)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130

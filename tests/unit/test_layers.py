@@ -16,7 +16,7 @@ MODULES = sorted(
     if m.name != "dltui.__main__"
 )
 STDLIB_ONLY = {"dltui.model", "dltui.errors", "dltui.urls", "dltui.names", "dltui.store",
-               "dltui.config", "dltui.origin"}
+               "dltui.config", "dltui.origin", "dltui.units"}
 THIRD_PARTY = ("textual", "httpx", "sqlite_utils", "tenacity", "pyrate_limiter", "rich")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dltui.model import JobState
+from dltui.units import human_size
 
 STATE_STYLE: dict[JobState, str] = {
     JobState.PLANNED: "dim",
@@ -21,14 +22,7 @@ _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 def size(n: int | None) -> str:
     """``1536`` -> ``1.5K``: compact, at most 6 characters."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    return human_size(n, compact=True)
 
 
 def rate(bps: float) -> str:
