@@ -1,8 +1,8 @@
 """A leasing racer run as a subprocess by the lease tests.
 
 Usage: python -m tests.ledger.racer HOME MODE   (MODE: hold | finish)
-Waits for "go" on stdin, leases until nothing is left, prints the leased ids as JSON, then (in
-hold mode, still holding every lease) waits for stdin to close before exiting.
+Prints "ready", waits for "go" on stdin, leases until nothing is left, prints the leased ids
+as JSON, then (in hold mode, still holding every lease) waits for stdin to close before exiting.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def race(ledger: Ledger, owner: str, mode: str, ttl: float = 3600.0) -> list[int
 def main() -> None:
     home, mode = Path(sys.argv[1]), sys.argv[2]
     ledger = Ledger(home)
+    print("ready", flush=True)  # the parent starts the race once every racer is here
     sys.stdin.readline()
     taken = race(ledger, leases.owner_id(), mode)
     print(json.dumps(taken), flush=True)

@@ -64,7 +64,8 @@ def test_processes_race(ledger, home, dest, mode: str) -> None:
         for _ in range(N_RACERS)
     ]
     try:
-        time.sleep(0.5)  # let every interpreter start before the gun
+        for p in procs:  # a real barrier: every racer has imported and opened the ledger
+            assert p.stdout.readline().strip() == "ready"
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -141,6 +142,7 @@ def test_dead_local_owner_counts_as_expired_at_once(home, ledger, dest) -> None:
         [sys.executable, "-m", "tests.ledger.racer", str(home), "hold"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+    assert proc.stdout.readline().strip() == "ready"
     proc.stdin.write("go\n")
     proc.stdin.flush()
     assert json.loads(proc.stdout.readline()) == [job_id]
