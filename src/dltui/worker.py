@@ -32,6 +32,7 @@ from dltui.errors import (
     IntegrityError,
     Interrupted,
     LeaseLost,
+    QuotaError,
     TransportError,
 )
 from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops
@@ -93,6 +94,20 @@ class JobRun:
             return
         self.job = jobs.transition(self.ledger, self.job.id, to, owner=self.owner,
                                    fields=fields or None)
+        self.state = to
+
+    def _advance_in(self, conn: Any, to: JobState, **fields: Any) -> None:
+        """:meth:`_advance` inside the caller's transaction."""
+        if self.state in _ORDER and to in _ORDER and _ORDER.index(to) <= _ORDER.index(self.state):
+            if fields:
+                job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?",
+                                     (self.owner,))
+                if job is None:
+                    raise LeaseLost(self.job.id, self.owner)
+                self.job = job
+            return
+        self.job = jobs.transition_in(conn, self.job.id, to, owner=self.owner,
+                                      fields=fields or None)
         self.state = to
 
     def _update(self, **fields: Any) -> None:
@@ -174,10 +189,12 @@ class JobRun:
         else:
             pool.breaker.success(self.host)
 
-    def _op(self, kind: str, fn: Any, on_done: Any = None, **key: Any) -> Any:
+    def _op(self, kind: str, fn: Any, on_done: Any = None, on_start: Any = None,
+            **key: Any) -> Any:
         return ops.run_effect(self.ledger, ops.op_key(kind, self.job.id, **key), fn,
                               job_id=self.job.id, kind=kind, owner=self.owner,
-                              attempt=self.job.attempts, args=key.get("args"), on_done=on_done)
+                              attempt=self.job.attempts, args=key.get("args"), on_done=on_done,
+                              on_start=on_start)
 
     def _streamed(self, conn: Any, result: dict[str, Any]) -> None:
         """STREAM done: a complete part moves the job to FINALIZING in the same transaction."""
@@ -216,7 +233,6 @@ class JobRun:
                           content_length=server.length, bytes_total=server.length,
                           accept_ranges=None if server.accept_ranges is None
                           else int(server.accept_ranges))
-        self._advance(JobState.PRECHECKED, **fields)
         if not pre.head_ok and pre.note != "skipped":
             self._event("precheck_fallback", note=pre.note)
 
@@ -226,27 +242,42 @@ class JobRun:
             prefix_check_enabled=self.flags["verify_prefix"], cached=cached_validators,
         )
         if decision.needs_prefix_check:
+            self._advance(JobState.PRECHECKED, **fields)  # the probe is a request of its own
             theirs = stream.server_prefix_hash(pool.client, url)
             decision = resume.confirm_prefix(
                 decision, theirs is not None and part_state is not None
                 and theirs == part_state.prefix_hash)
-        self._record_decision(decision)
 
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
-            if self.state is JobState.STREAMING:  # a retry found the object stored meanwhile
-                self._advance(JobState.FINALIZING, sha256=cached_sha)
+            with self.ledger.write() as conn:
+                self._advance_in(conn, JobState.PRECHECKED, **fields)
+                self._record_decision_in(conn, decision)
+                if self.state is JobState.STREAMING:  # a retry found the object stored
+                    self._advance_in(conn, JobState.FINALIZING, sha256=cached_sha)
             self._link_and_finish(cached_sha, name)
             return
         if decision.mode is not resume.Mode.RESUME:
             self.part.unlink(missing_ok=True)
             if job.bytes_committed:
-                self._update(bytes_committed=0, prefix_hash=None)
+                fields.update(bytes_committed=0, prefix_hash=None)
         remaining = None if server.length is None else server.length - decision.offset
-        quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining, pool.settings)
-        self._advance(JobState.STREAMING)
+        try:
+            quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining,
+                                   pool.settings)
+        except QuotaError:
+            self._advance(JobState.PRECHECKED, **fields)
+            self._record_decision(decision)
+            raise
+
+        def starting(conn: Any) -> None:
+            # PRECHECKED, the decision and STREAMING commit with the op's start: one transaction.
+            self._advance_in(conn, JobState.PRECHECKED, **fields)
+            self._record_decision_in(conn, decision)
+            self._advance_in(conn, JobState.STREAMING)
+
         result = stream.StreamResult(**_unjson(self._op(
             "STREAM", lambda: _json(self._fetch(url, decision, server)),
-            on_done=self._streamed, **try_key)))
+            on_done=self._streamed, on_start=starting, **try_key)))
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
                             expected_sha256=job.expected_sha256)
@@ -315,15 +346,18 @@ class JobRun:
 
     def _record_decision(self, decision: resume.ResumeDecision) -> None:
         with self.ledger.write() as conn:
-            job = jobs.write_row(conn, self.job.id, {"decision": decision.mode.value,
-                                                     "decision_reason": decision.reason},
-                                 "AND lease_owner = ?", (self.owner,))
-            if job is None:
-                raise LeaseLost(self.job.id, self.owner)
-            self.job = job
-            events.append(conn, "decision", self.job.id, mode=decision.mode.value,
-                          reason=decision.reason, offset=decision.offset,
-                          detail=decision.describe())
+            self._record_decision_in(conn, decision)
+
+    def _record_decision_in(self, conn: Any, decision: resume.ResumeDecision) -> None:
+        job = jobs.write_row(conn, self.job.id, {"decision": decision.mode.value,
+                                                 "decision_reason": decision.reason},
+                             "AND lease_owner = ?", (self.owner,))
+        if job is None:
+            raise LeaseLost(self.job.id, self.owner)
+        self.job = job
+        events.append(conn, "decision", self.job.id, mode=decision.mode.value,
+                      reason=decision.reason, offset=decision.offset,
+                      detail=decision.describe())
 
     def _link_and_finish(self, sha: str, name: str) -> None:
         pool, job = self.pool, self.job

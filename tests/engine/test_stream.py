@@ -61,7 +61,9 @@ def test_fresh_download_with_preallocation_and_checkpoints(client, origin, tmp_p
     assert (result.size, result.sha256) == (len(data), sha(data))
     assert part.read_bytes() == data and part.stat().st_size == len(data)
     offsets = [cp.bytes_committed for cp in rec.checkpoints]
-    assert offsets == sorted(offsets) and offsets[-1] == len(data) and len(offsets) >= 8
+    # Every 256 KiB, give or take a chunk: at least one per 512 KiB whatever the chunking.
+    assert offsets == sorted(offsets) and offsets[-1] == len(data)
+    assert len(offsets) >= len(data) // (512 << 10)
     assert rec.checkpoints[-1].prefix_hash == hashlib.sha256(data[:PREFIX_BYTES]).hexdigest()
     assert rec.checkpoints[-1].validators.etag is not None
     assert rec.progress_calls > 0

@@ -146,10 +146,12 @@ async def test_cancel_asks_first(home, dest) -> None:
     async with app.run_test() as pilot:
         await until(pilot, lambda: job_id in app.book.jobs)
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert state(home, job_id) is JobState.PLANNED
         await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: state(home, job_id) is JobState.CANCELLED)
 
@@ -210,10 +212,13 @@ async def test_hosts_screen_edits_limits_and_bandwidth_keys(home, dest, origin) 
         await until(pilot, lambda: any(j.state is JobState.STREAMING
                                        for j in app.book.jobs.values()))
         await pilot.press("h")
-        await pilot.pause()
+        await until(pilot, lambda: type(app.screen).__name__ == "HostsScreen")
+        await until(pilot, lambda: app.screen.table.row_count > 0)
         await pilot.press("e")
-        await pilot.pause()
+        await until(pilot, lambda: type(app.screen).__name__ == "LimitScreen"
+                    and app.focused is not None and app.focused.id == "limit-rps")
         await pilot.press(*"5", "tab", "ctrl+a", *"2M", "enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "HostsScreen")
         await pilot.pause()
         await pilot.press("escape")
         await pilot.press("minus")
@@ -225,7 +230,7 @@ async def test_hosts_screen_edits_limits_and_bandwidth_keys(home, dest, origin) 
             assert hosts.global_bandwidth(led) == 100 * MiB
         # The running worker picks the host limit up within a second.
         await until(pilot, lambda: app.pool.limits.limits_for("127.0.0.1") == (5.0, 2 * MiB),
-                    timeout=5)
+                    timeout=15)
         await pilot.press("plus")
         await pilot.pause()
         with Ledger(home) as led:

@@ -103,15 +103,16 @@ def run_effect(
     attempt: int | None = None,
     verify: Callable[[Any], bool] | None = None,
     on_done: Callable[[sqlite3.Connection, Any], None] | None = None,
+    on_start: Callable[[sqlite3.Connection], None] | None = None,
 ) -> Any:
     """Run ``fn`` at most once to completion for ``key`` and return its (JSON) result.
 
     A ``done`` op returns its stored result without calling ``fn`` (unless ``verify(result)`` is
     False, meaning the effect vanished). A ``started`` or ``failed`` op runs ``fn`` again. With
     ``owner``, the op starts only while that owner holds the job's lease (else LeaseLost).
-    ``on_done(conn, result)`` runs inside the transaction that marks the op done, so a state
-    change that follows from the effect commits atomically with it (it is not called when a
-    stored result is returned).
+    ``on_start(conn)`` and ``on_done(conn, result)`` run inside the transactions that mark the
+    op started and done, so the state changes around an effect commit with it (neither runs
+    when a stored result is returned).
     """
     existing = get(ledger, key)
     if existing and existing.status == OpStatus.DONE and (
@@ -125,6 +126,8 @@ def run_effect(
                 raise UnknownJob(f"no job {job_id} in the ledger")
             if row[0] != owner:
                 raise LeaseLost(job_id, owner)
+        if on_start is not None:
+            on_start(conn)
         conn.execute(
             "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
             "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "

@@ -45,6 +45,7 @@ class AddScreen(ModalScreen[list[jobs.JobSpec] | None]):
     """Collect and validate new downloads; dismisses with the specs, or None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Add")]
+    AUTO_FOCUS = "#add-urls"
 
     def __init__(self, default_dir: str) -> None:
         super().__init__()
@@ -65,9 +66,6 @@ class AddScreen(ModalScreen[list[jobs.JobSpec] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Add  ^s", variant="primary", id="add-ok", compact=True)
                 yield Button("Cancel", id="add-cancel", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#add-urls", TextArea).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

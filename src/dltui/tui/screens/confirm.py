@@ -13,6 +13,8 @@ class ConfirmScreen(ModalScreen[bool]):
     """Ask once; ``y``/Enter confirms, ``n``/Esc declines."""
 
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    # Focus by selector, not in on_mount: a fast key can dismiss the screen before it mounts.
+    AUTO_FOCUS = "#no"
 
     def __init__(self, question: str, yes: str = "Yes") -> None:
         super().__init__()
@@ -25,9 +27,6 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.yes, variant="error", id="yes", compact=True)
                 yield Button("No", id="no", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

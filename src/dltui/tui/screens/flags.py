@@ -17,6 +17,7 @@ class FlagsScreen(ModalScreen[None]):
     """Feature flags; changes reach every worker, in any process, within a second."""
 
     BINDINGS = [Binding("escape,f,q", "close", "Close")]
+    AUTO_FOCUS = "Switch"
 
     def __init__(self, ledger: Ledger) -> None:
         super().__init__()
@@ -42,9 +43,6 @@ class FlagsScreen(ModalScreen[None]):
             return f"default ({'on' if state.default else 'off'})"
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.updated_at or 0))
         return f"set by {state.updated_by} at {when}"
-
-    def on_mount(self) -> None:
-        self.query(Switch).first().focus()
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         name = (event.switch.id or "").removeprefix("flag-")

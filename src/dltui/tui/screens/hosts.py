@@ -67,8 +67,7 @@ class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
             yield Static("", id="limit-error")
             yield Static("Enter saves · Esc cancels", classes="dialog-hint")
 
-    def on_mount(self) -> None:
-        self.query(Input).first().focus()
+    AUTO_FOCUS = "Input"
 
     def on_input_submitted(self) -> None:
         try:
@@ -106,22 +105,23 @@ class HostsScreen(ModalScreen[None]):
         self.book = book
         self.settings = settings
         self.clock = clock
+        self.table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row",
+                                               zebra_stripes=True)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="hosts-dialog"):
             yield Static("Hosts", classes="dialog-title")
             yield Static(id="hosts-global")
-            yield DataTable(id="hosts-table", cursor_type="row", zebra_stripes=True)
+            yield self.table
             yield Static("e edit the host's limits · g global bandwidth · * set here, not by "
                          "default · Esc closes", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("host", "active", "req/s", "bandwidth", "using", "breaker",
-                          "retry-after", "last error")
+        self.table.add_columns("host", "active", "req/s", "bandwidth", "using", "breaker",
+                               "retry-after", "last error")
         self.refresh_rows()
         self.set_interval(1.0, self.refresh_rows)
-        table.focus()
+        self.table.focus()
 
     def _active_by_host(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -133,7 +133,7 @@ class HostsScreen(ModalScreen[None]):
 
     def refresh_rows(self) -> None:
         """Re-read limits and statuses; keep the cursor on its host."""
-        table = self.query_one(DataTable)
+        table = self.table
         stored = hosts.limits(self.ledger)
         status = hosts.statuses(self.ledger)
         active = self._active_by_host()
@@ -172,7 +172,7 @@ class HostsScreen(ModalScreen[None]):
             table.move_cursor(row=names.index(current))
 
     def _selected_host(self) -> str | None:
-        table = self.query_one(DataTable)
+        table = self.table
         if not table.row_count:
             return None
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value

@@ -22,6 +22,7 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
     """Two steps: the dry run, then (on Apply) the real run."""
 
     BINDINGS = [Binding("escape", "close", "Close")]
+    AUTO_FOCUS = "#reconcile-close"
 
     def __init__(self, ledger: Ledger) -> None:
         super().__init__()
@@ -40,7 +41,6 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
                 yield Button("Close", id="reconcile-close", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#reconcile-close", Button).focus()
         self._run(dry_run=True)
 
     @work(thread=True, exclusive=True)

@@ -13,6 +13,7 @@ class WorkersScreen(ModalScreen[int | None]):
     """Ask for a worker count: 0 stops the pool; Esc keeps it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#workers-count"
 
     def __init__(self, current: int) -> None:
         super().__init__()
@@ -25,9 +26,6 @@ class WorkersScreen(ModalScreen[int | None]):
                          "downloads stop at a checkpoint and go back to the queue).")
             yield Input(str(self.current), id="workers-count", type="integer", compact=True)
             yield Static("", id="workers-error")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
