@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 
 class JobState(enum.StrEnum):
@@ -142,14 +143,17 @@ class Job:
     not_before: float | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, object]) -> Job:
-        """Build from a ``jobs`` row as a dict (unknown columns are ignored)."""
-        values = {name: row.get(name) for name in cls.__slots__}  # type: ignore[attr-defined]
-        values["state"] = JobState(values["state"])
-        values["control"] = Control(values["control"])
-        if values["accept_ranges"] is not None:
-            values["accept_ranges"] = bool(values["accept_ranges"])
-        return cls(**values)  # type: ignore[arg-type]
+    def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:
+        """Build from a ``jobs`` row: a dict, or a sequence in :data:`JOB_FIELDS` order (the
+        fast path: the TUI builds 100,000 of these at start-up)."""
+        if isinstance(row, dict):
+            row = [row.get(name) for name in JOB_FIELDS]
+        values = list(row)
+        values[_STATE_AT] = _STATES[values[_STATE_AT]]  # type: ignore[index]
+        values[_CONTROL_AT] = _CONTROLS[values[_CONTROL_AT]]  # type: ignore[index]
+        if values[_RANGES_AT] is not None:
+            values[_RANGES_AT] = bool(values[_RANGES_AT])
+        return cls(*values)  # type: ignore[arg-type]
 
     @property
     def validators(self) -> ServerValidators:
@@ -174,3 +178,12 @@ class Job:
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+#: The jobs columns in Job's field order; SELECT them in this order for Job.from_row.
+JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+_STATE_AT = JOB_FIELDS.index("state")
+_CONTROL_AT = JOB_FIELDS.index("control")
+_RANGES_AT = JOB_FIELDS.index("accept_ranges")
+_STATES = {s.value: s for s in JobState}
+_CONTROLS = {c.value: c for c in Control}

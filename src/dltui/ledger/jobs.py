@@ -18,6 +18,7 @@ from dltui.ledger._db import next_revs, now
 from dltui.model import (
     ACTIVE_STATES,
     FINAL_STATES,
+    JOB_FIELDS,
     TRANSITIONS,
     Control,
     Job,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
 IDEM_KEY_VERSION = 1
+_COLUMNS = ", ".join(JOB_FIELDS)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: Columns a caller may set through :func:`update`; ``state`` only moves via :func:`transition`.
 WRITABLE = frozenset(
@@ -130,42 +132,42 @@ def add(ledger: Ledger, specs: Sequence[JobSpec], *, by: str = "cli") -> list[Ad
                 "created_at, updated_at, rev) "
                 "VALUES (:idem_key, :url, :canonical_url, :dest_dir, :requested_name, "
                 ":file_name, :expected_sha256, 'PLANNED', 'run', 0, 0, :ts, :ts, :rev) "
-                "ON CONFLICT(idem_key) DO NOTHING RETURNING *",
+                f"ON CONFLICT(idem_key) DO NOTHING RETURNING {_COLUMNS}",
                 {**values, "ts": ts, "rev": rev},
             ).fetchone()
             rev += 1
             if row is not None:
-                job = Job.from_row(dict(row))
+                job = Job.from_row(row)
                 events.append(conn, "added", job.id, url=job.url, dest=job.dest_dir, by=by)
                 results.append(AddResult(job, True))
             else:
                 existing = conn.execute(
-                    "SELECT * FROM jobs WHERE idem_key = ?", (values["idem_key"],)
+                    f"SELECT {_COLUMNS} FROM jobs WHERE idem_key = ?", (values["idem_key"],)
                 ).fetchone()
-                results.append(AddResult(Job.from_row(dict(existing)), False))
+                results.append(AddResult(Job.from_row(existing), False))
     return results
 
 
 # -- reads -----------------------------------------------------------------------------------
 def get(ledger: Ledger, job_id: int) -> Job:
     """The job with this id, or UnknownJob."""
-    row = ledger.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
-    return Job.from_row(dict(row))
+    return Job.from_row(row)
 
 
 def find(ledger: Ledger, job_id: int) -> Job | None:
     """The job with this id, or None."""
-    row = ledger.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    return Job.from_row(dict(row)) if row else None
+    row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return Job.from_row(row) if row else None
 
 
 def list_jobs(
     ledger: Ledger, states: Iterable[JobState | str] | None = None, limit: int | None = None
 ) -> list[Job]:
     """Jobs in id order, optionally only those in ``states``."""
-    sql = "SELECT * FROM jobs"
+    sql = f"SELECT {_COLUMNS} FROM jobs"
     params: list[Any] = []
     if states is not None:
         wanted = [JobState(s).value for s in states]
@@ -175,25 +177,25 @@ def list_jobs(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
-    return [Job.from_row(dict(r)) for r in ledger.conn.execute(sql, params).fetchall()]
+    return [Job.from_row(r) for r in ledger.conn.execute(sql, params).fetchall()]
 
 
 def changed_since(ledger: Ledger, rev: int, limit: int = 10_000) -> list[Job]:
     """Jobs whose ``rev`` is above ``rev``, oldest change first: what a poller has not seen."""
     rows = ledger.conn.execute(
-        "SELECT * FROM jobs WHERE rev > ? ORDER BY rev LIMIT ?", (rev, limit)
+        f"SELECT {_COLUMNS} FROM jobs WHERE rev > ? ORDER BY rev LIMIT ?", (rev, limit)
     ).fetchall()
-    return [Job.from_row(dict(r)) for r in rows]
+    return [Job.from_row(r) for r in rows]
 
 
 def find_stored(ledger: Ledger, canonical: str) -> Job | None:
     """The newest FINALIZED job for this URL, whose object may be reused (decision ``cached``)."""
     row = ledger.conn.execute(
-        "SELECT * FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
+        f"SELECT {_COLUMNS} FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
         "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
         (canonical,),
     ).fetchone()
-    return Job.from_row(dict(row)) if row else None
+    return Job.from_row(row) if row else None
 
 
 def pending_work(ledger: Ledger) -> tuple[int, int]:
@@ -233,11 +235,12 @@ def write_row(
     cols = list(sets)
     assignments = ", ".join(f"{c} = ?" for c in cols)
     sql = (
-        f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} RETURNING *"
+        f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} "
+        f"RETURNING {_COLUMNS}"
     )
     rev = next_revs(conn)
     row = conn.execute(sql, [*sets.values(), now(), rev, job_id, *params]).fetchone()
-    return Job.from_row(dict(row)) if row else None
+    return Job.from_row(row) if row else None
 
 
 def _current(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
