@@ -49,3 +49,11 @@ def test_refuses_a_file_that_is_not_sqlite(home: Path) -> None:
     paths.ledger_path(home).write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError, match="file is not a database; check --home"):
         Ledger(home)
+
+
+def test_stored_object_lookup_uses_an_index(ledger) -> None:
+    # jobs.find_stored runs at every job start; it must not scan the finished jobs.
+    plan = " ".join(r[3] for r in ledger.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
+        "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1", ("x",)))
+    assert "canonical_url" in plan, plan

@@ -119,11 +119,18 @@ def _m003_hosts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_url_index(db: sqlite_utils.Database) -> None:
+    # Each job start looks for a stored object of the same URL; without this index that lookup
+    # scanned every finished job, so a long history slowed every new download.
+    db["jobs"].create_index(["canonical_url", "state"])
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
     ("not_before", _m002_not_before),
     ("hosts", _m003_hosts),
+    ("url_index", _m004_url_index),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
