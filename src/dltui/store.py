@@ -89,7 +89,7 @@ class Store:
 
     def is_materialized(self, sha256: str, dest: Path) -> bool:
         """True when ``dest`` holds this object: the same inode, or the same bytes."""
-        return _holds(dest, sha256, self.object_path(sha256))
+        return holds(dest, sha256, self.object_path(sha256))
 
     def materialize(self, sha256: str, dest: Path, *, fsync: bool = True) -> Materialized:
         """Make ``dest`` hold the object: hardlink, or copy when links cannot cross devices.
@@ -107,7 +107,7 @@ class Store:
         return how
 
 
-def _holds(dest: Path, sha256: str, source: Path | None) -> bool:
+def holds(dest: Path, sha256: str, source: Path | None = None) -> bool:
     """True when ``dest`` (not a symlink) already holds these bytes."""
     try:
         d = os.lstat(dest)
@@ -138,7 +138,7 @@ def place(
     Without ``keep_source`` the source is removed once ``dest`` holds the bytes.
     """
     if os.path.lexists(dest):
-        if _holds(dest, sha256, source):
+        if holds(dest, sha256, source):
             if not keep_source:
                 source.unlink(missing_ok=True)
             return "present"

@@ -85,3 +85,20 @@ def test_materialize_never_clobbers(tmp_path) -> None:
     link.symlink_to(store.object_path(sha))
     with pytest.raises(FileExistsError):  # a symlink is never taken for our file
         store.materialize(sha, link)
+
+
+def test_place_part_replay_finds_our_file_by_content(tmp_path) -> None:
+    from dltui.engine.finalize import place_part
+
+    dest = tmp_path / "dl"
+    dest.mkdir()
+    (dest / "f.bin").write_bytes(b"the operator's own file")
+    data = b"our download"
+    sha = hashlib.sha256(data).hexdigest()
+    part = tmp_path / "1.part"
+    part.write_bytes(data)
+    first = place_part(part, sha, dest, "f.bin", fsync=False)
+    assert first["dest"] == str(dest / "f (1).bin") and first["applied"]
+    # A crash after the move: the replay finds the part gone and must find our file, not theirs.
+    again = place_part(part, sha, dest, "f.bin", fsync=False)
+    assert again == {"applied": False, "how": "present", "dest": str(dest / "f (1).bin")}
