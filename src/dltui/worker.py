@@ -88,13 +88,8 @@ class JobRun:
 
     def _advance(self, to: JobState, **fields: Any) -> None:
         """Move forward through the active states (a retry never moves back)."""
-        if self.state in _ORDER and to in _ORDER and _ORDER.index(to) <= _ORDER.index(self.state):
-            if fields:
-                self.job = jobs.update(self.ledger, self.job.id, owner=self.owner, **fields)
-            return
-        self.job = jobs.transition(self.ledger, self.job.id, to, owner=self.owner,
-                                   fields=fields or None)
-        self.state = to
+        with self.ledger.write() as conn:
+            self._advance_in(conn, to, **fields)
 
     def _advance_in(self, conn: Any, to: JobState, **fields: Any) -> None:
         """:meth:`_advance` inside the caller's transaction."""
