@@ -43,9 +43,13 @@ class Settings:
     retry_after_max: float = _s(
         300.0, "Longest Retry-After from a server that is honoured, in seconds.")
     checkpoint_bytes: int = _s(
-        8 << 20, "Bytes between checkpoints (fsync + ledger record of the committed offset).",
+        8 << 20, "Bytes between checkpoints (ledger records of the committed offset).",
         "bytes")
     checkpoint_interval: float = _s(1.0, "Longest time between checkpoints, in seconds.")
+    fsync_interval: float = _s(
+        10.0, "Seconds between checkpoints that also fsync the part (flag `fsync`); 0 fsyncs "
+              "at every checkpoint. Other checkpoints survive a killed process; after a "
+              "reboot a part resumes from its last fsynced checkpoint.")
     control_poll: float = _s(
         0.25, "How often a running download checks for pause/cancel, in seconds.")
     preallocate_min: int = _s(

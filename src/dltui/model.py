@@ -141,6 +141,9 @@ class Job:
     finished_at: float | None
     rev: int
     not_before: float | None = None
+    #: Of ``bytes_committed``, how many were fsynced, and the boot that wrote them.
+    bytes_durable: int | None = None
+    boot_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from dltui import paths
 from dltui.config import Settings
-from dltui.engine import finalize, policy, quota, resume, stream
+from dltui.engine import durability, finalize, policy, quota, resume, stream
 from dltui.engine.client import make_client
 from dltui.engine.precheck import Precheck, precheck
 from dltui.errors import (
@@ -115,6 +115,7 @@ class JobRun:
     def checkpoint(self, cp: stream.Checkpoint) -> None:
         v = cp.validators
         self._update(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
+                     bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
                      etag=v.etag, last_modified=v.last_modified, content_length=v.length,
                      accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
                      bytes_total=v.length)
@@ -299,7 +300,7 @@ class JobRun:
         options = stream.StreamOptions(
             fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
             preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
-            checkpoint_interval=s.checkpoint_interval,
+            checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
         )
         return stream.fetch(
             self.pool.client, url, self.part, decision, expected=server, options=options,
@@ -333,6 +334,15 @@ class JobRun:
             size = self.part.stat().st_size
         except FileNotFoundError:
             size = -1
+        durable = self.job.bytes_durable or 0
+        if self.job.boot_id not in (None, durability.boot_id()) and committed > durable:
+            # Written after the last fsync, before a reboot: those bytes may be lost or garbage.
+            self._event("durable_trim", committed=committed, durable=durable,
+                        detail=f"the host rebooted; trusting the {durable} fsynced bytes "
+                               f"of {committed}")
+            committed = durable
+            if committed <= 0:
+                return None
         if size < committed:
             self._event("decision", mode="fresh", reason="part_missing",
                         detail=f"part has {max(size, 0)} of {committed} committed bytes")

@@ -363,3 +363,35 @@ def test_quota_refuses_to_start(ledger, dest, origin, settings) -> None:
     assert job.state is JobState.FAILED
     assert "not enough free space" in job.error and str(1 << 60) in job.error
     assert origin.requests("/q.bin", "GET") == []
+
+
+@pytest.mark.parametrize("rebooted", [True, False])
+def test_after_a_reboot_only_fsynced_bytes_are_trusted(ledger, home, dest, origin, settings,
+                                                       rebooted) -> None:
+    import hashlib
+
+    import httpx
+
+    from dltui.engine.durability import boot_id
+    from dltui.ledger import jobs
+
+    data = blob(4 * MiB, seed=41)
+    url = origin.add("/boot.bin", data)
+    etag = httpx.head(url).headers["etag"]
+    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
+    job_id = added.job.id
+    committed, durable = 3 * MiB, MiB
+    # What a host crash leaves: bytes written after the last fsync may be zeros.
+    tail = bytes(committed - durable) if rebooted else data[durable:committed]
+    paths.part_path(ledger.home, job_id).parent.mkdir(parents=True, exist_ok=True)
+    paths.part_path(ledger.home, job_id).write_bytes(data[:durable] + tail)
+    jobs.update(ledger, job_id, owner=None, bytes_committed=committed, bytes_durable=durable,
+                boot_id="an-earlier-boot" if rebooted else boot_id(), etag=etag,
+                content_length=len(data), bytes_total=len(data), accept_ranges=1,
+                prefix_hash=hashlib.sha256(data[:65536]).hexdigest())
+    fetch_all(ledger, dest, settings)
+    assert_done(jobs.get(ledger, job_id), data, dest)
+    [get] = origin.requests("/boot.bin", "GET")
+    assert get.headers["range"] == f"bytes={durable if rebooted else committed}-"
+    trims = [e for e in events.for_job(ledger, job_id, 100) if e.kind == "durable_trim"]
+    assert len(trims) == (1 if rebooted else 0)

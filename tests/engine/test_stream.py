@@ -8,9 +8,10 @@ import threading
 import pytest
 
 from dltui.config import Settings
-from dltui.engine import Mode, ResumeDecision, StreamOptions, fetch, make_client
+from dltui.engine import Mode, ResumeDecision, StreamOptions, fetch, make_client, stream
+from dltui.engine.partfile import PartFile
 from dltui.engine.resume import PREFIX_BYTES
-from dltui.errors import Interrupted, ResumeConflict
+from dltui.errors import Interrupted, ResumeConflict, TransportError
 from dltui.model import ServerValidators
 from dltui.origin import Resource
 from tests.engine.helpers import blob, sha
@@ -111,8 +112,6 @@ def test_part_shorter_than_committed_is_a_conflict(client, origin, tmp_path) -> 
 
 @pytest.mark.parametrize("background", [False, True])
 def test_part_file_hashes_and_writes_in_order(tmp_path, background) -> None:
-    from dltui.engine.stream import PartFile
-
     data = blob(3 << 20, seed=21)
     part = PartFile(tmp_path / "p.part", 0, background=background)
     try:
@@ -130,8 +129,6 @@ def test_part_file_hashes_and_writes_in_order(tmp_path, background) -> None:
 
 
 def test_part_file_resume_seeds_in_background_mode(tmp_path) -> None:
-    from dltui.engine.stream import PartFile
-
     data = blob(2 << 20, seed=22)
     (tmp_path / "r.part").write_bytes(data[:700_000])
     part = PartFile(tmp_path / "r.part", 700_000, background=True)
@@ -141,3 +138,127 @@ def test_part_file_resume_seeds_in_background_mode(tmp_path) -> None:
         assert part.sha256 == sha(data)
     finally:
         part.close()
+
+
+def test_part_file_pooled_buffers_interleave_with_plain_writes(tmp_path) -> None:
+    data = blob(5 << 20, seed=23)
+    part = PartFile(tmp_path / "q.part", 0, background=True, buffer_size=300_000)
+    try:
+        pos = 0
+        while pos < len(data):
+            if (pos // 300_000) % 3 == 2:
+                chunk = data[pos:pos + 7_000]
+                part.write(chunk)
+            else:  # a pooled buffer, partly filled: only its first n bytes count
+                buf = part.buffer()
+                chunk = data[pos:pos + 250_000]
+                buf[:len(chunk)] = chunk
+                part.commit(buf, len(chunk))
+            pos += len(chunk)
+        assert part.sha256 == sha(data) and part.size == len(data)
+    finally:
+        part.close()
+    assert (tmp_path / "q.part").read_bytes() == data
+
+
+def test_part_file_write_error_reaches_the_receiver(tmp_path) -> None:
+    part = PartFile(tmp_path / "e.part", 0, background=True)
+    os_fd = part.fd
+    try:
+        import os
+
+        os.close(os_fd)  # every write now fails with EBADF on the writer thread
+        part.fd = os.open(tmp_path / "other", os.O_RDONLY | os.O_CREAT)
+        part.commit(part.buffer(), 10)
+        with pytest.raises(OSError):
+            part.flush()
+        with pytest.raises(OSError):
+            part.buffer()
+    finally:
+        part.close()
+
+
+@pytest.fixture
+def direct_spy(monkeypatch):
+    """Record what stream.direct_body decided, calling the real function."""
+    seen = []
+    real = stream.direct_body
+
+    def spy(resp, first):
+        reader = real(resp, first)
+        seen.append(reader)
+        return reader
+
+    monkeypatch.setattr(stream, "direct_body", spy)
+    return seen
+
+
+def test_large_body_is_read_straight_from_the_socket(client, origin, tmp_path,
+                                                     direct_spy) -> None:
+    data = blob(6 << 20, seed=31)
+    url = origin.add("/big", data)
+    part = tmp_path / "big.part"
+    result, rec = _fetch(client, url, part, ResumeDecision(Mode.FRESH, 0, "no_part"),
+                         checkpoint_bytes=1 << 20, direct_min=1)
+    assert len(direct_spy) == 1 and direct_spy[0] is not None
+    assert direct_spy[0].remaining == 0
+    assert (result.size, result.sha256) == (len(data), sha(data))
+    assert part.read_bytes() == data
+    offsets = [cp.bytes_committed for cp in rec.checkpoints]
+    assert offsets == sorted(offsets) and offsets[-1] == len(data) and len(offsets) >= 3
+    # The connection h11 never saw finish is closed, not reused: the next request works.
+    assert client.get(url, headers={"Range": "bytes=0-9"}).content == data[:10]
+
+
+def test_chunked_body_stays_with_httpx(client, origin, tmp_path, direct_spy) -> None:
+    data = blob(3 << 20, seed=32)
+    url = origin.add("/chunked", Resource(data=data, chunked=True))
+    result, _ = _fetch(client, url, tmp_path / "ch.part",
+                       ResumeDecision(Mode.FRESH, 0, "no_part"), direct_min=1)
+    assert direct_spy == []  # no length: the direct path is never tried
+    assert result.sha256 == sha(data)
+
+
+def test_direct_body_dropped_midway_checkpoints_what_arrived(client, origin, tmp_path,
+                                                              direct_spy) -> None:
+    data = blob(6 << 20, seed=33)
+    url = origin.add("/drop", Resource(data=data, drop_after=5 << 20))
+    part = tmp_path / "drop.part"
+    rec = Recorder()
+    with pytest.raises(TransportError):
+        _fetch(client, url, part, ResumeDecision(Mode.FRESH, 0, "no_part"), rec=rec,
+               direct_min=1)
+    assert direct_spy[0] is not None
+    last = rec.checkpoints[-1]
+    assert last.bytes_committed == part.stat().st_size > 0
+    assert part.read_bytes() == data[:last.bytes_committed]
+    etag = client.head(url).headers["etag"]
+    decision = ResumeDecision(Mode.RESUME, last.bytes_committed, "validators_match",
+                              if_range=etag)
+    result, _ = _fetch(client, url, part, decision,
+                       expected=ServerValidators(etag=etag, length=len(data)), direct_min=1)
+    assert result.sha256 == sha(data)
+
+
+def test_direct_body_stall_is_a_read_timeout(origin, tmp_path, direct_spy) -> None:
+    data = blob(6 << 20, seed=34)
+    url = origin.add("/stall", Resource(data=data, stall_after=2 << 20, stall_seconds=3.0))
+    with make_client(Settings(trust_env=False, read_timeout=0.5), connections=2) as c, \
+            pytest.raises(TransportError, match=r"timeout|timed out"):
+        _fetch(c, url, tmp_path / "stall.part", ResumeDecision(Mode.FRESH, 0, "no_part"),
+               direct_min=1)
+    assert direct_spy[0] is not None
+
+
+@pytest.mark.parametrize("interval", [0.0, 600.0])
+def test_checkpoints_record_how_much_is_fsynced(client, origin, tmp_path, interval) -> None:
+    data = blob(6 << 20, seed=35)
+    url = origin.add("/cp", data)
+    _, rec = _fetch(client, url, tmp_path / "cp.part", ResumeDecision(Mode.FRESH, 0, "no_part"),
+                    checkpoint_bytes=512 << 10, fsync_interval=interval)
+    *middle, final = rec.checkpoints
+    assert middle and final.bytes_durable == final.bytes_committed == len(data)
+    if interval == 0.0:  # every checkpoint is durable
+        assert all(cp.bytes_durable == cp.bytes_committed for cp in middle)
+    else:  # written, not fsynced: a reboot would trust none of it
+        assert all(cp.bytes_durable == 0 for cp in middle)

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import hashlib
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 
+from dltui.engine.body import DirectBody, direct_body
 from dltui.engine.client import mapped_errors
+from dltui.engine.durability import boot_id
 from dltui.engine.headers import (
     filename_from_disposition,
     parse_retry_after,
     validators_from,
 )
+from dltui.engine.partfile import PartFile
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import (
     PREFIX_BYTES,
@@ -36,16 +35,22 @@ from dltui.engine.resume import (
 from dltui.errors import HTTPStatusError, Interrupted, LeaseLost, ResumeConflict, TransportError
 from dltui.model import ServerValidators
 
-_READ_CHUNK = 1 << 20
+#: Largest read while a bandwidth limit may apply, so the limiter meters smoothly.
+_LIMITED_READ = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """What a checkpoint records: bytes safely in the part and what they came from."""
+    """What a checkpoint records: bytes in the part and what they came from.
+
+    ``bytes_committed`` are written (they survive the process); ``bytes_durable`` are also
+    fsynced (they survive the host).
+    """
 
     bytes_committed: int
     prefix_hash: str | None
     validators: ServerValidators
+    bytes_durable: int = 0
 
 
 class StreamHooks(Protocol):
@@ -73,8 +78,13 @@ class StreamOptions:
     preallocate_min: int = 16 << 20
     checkpoint_bytes: int = 8 << 20
     checkpoint_interval: float = 1.0
-    #: Objects larger than this are written and hashed on a sink thread.
+    #: Seconds between checkpoints that fsync; 0 fsyncs every checkpoint. Where the boot cannot
+    #: be identified every checkpoint fsyncs (see :mod:`dltui.engine.durability`).
+    fsync_interval: float = 10.0
+    #: Objects larger than this are written and hashed on pipeline threads.
     background_min: int = 1 << 20
+    #: Bodies at least this large are read straight from the socket (see :mod:`.body`).
+    direct_min: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,150 +100,6 @@ class StreamResult:
     #: Where the bytes came from after redirects, and the name the server suggested.
     url: str = ""
     disposition_name: str | None = None
-
-
-class PartFile:
-    """A part file opened for appending, with the SHA-256 of everything in it.
-
-    With ``background`` the writes and hashing run on a sink thread, in order, while the caller
-    keeps receiving: ``os.write`` and ``hashlib`` release the GIL, so the two overlap. ``size``
-    counts accepted bytes; :meth:`flush` waits until they are all written and hashed.
-    """
-
-    _WINDOW = 64  # chunks in flight before write() waits: bounds memory
-
-    def __init__(self, path: Path, offset: int, *, background: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        self._sink: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[None]] = deque()
-        try:
-            if os.fstat(self.fd).st_size < offset:
-                raise ResumeConflict("part_missing",
-                                     f"part {path} is shorter than the {offset} committed bytes")
-            # A preallocated or half-written tail means nothing: only committed bytes count.
-            os.ftruncate(self.fd, offset)
-            self.hasher = hashlib.sha256()
-            self.prefix = hashlib.sha256()
-            self.size = 0
-            self._hashed = 0
-            self._seed(offset)
-        except BaseException:
-            os.close(self.fd)
-            raise
-        if background:
-            self._sink = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltui-sink")
-
-    def _seed(self, offset: int) -> None:
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        while self._hashed < offset:
-            data = os.read(self.fd, min(_READ_CHUNK, offset - self._hashed))
-            if not data:
-                raise ResumeConflict("part_missing", f"part {self.path} ended while re-reading")
-            self._account(data)
-        self.size = self._hashed
-
-    def _account(self, data: bytes | memoryview) -> None:
-        self.hasher.update(data)
-        if self._hashed < PREFIX_BYTES:
-            self.prefix.update(data[: PREFIX_BYTES - self._hashed])
-        self._hashed += len(data)
-        if self._sink is None:
-            self.size = self._hashed
-
-    def _store(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        self._account(data)
-
-    @property
-    def prefix_hash(self) -> str | None:
-        """SHA-256 of the first 64 KiB, once that many bytes are in (else None)."""
-        self.flush()
-        return self.prefix.hexdigest() if self._hashed >= PREFIX_BYTES else None
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of everything written."""
-        self.flush()
-        return self.hasher.hexdigest()
-
-    def write(self, data: bytes) -> None:
-        """Append bytes and fold them into the hashes (on the sink thread, if any)."""
-        if self._sink is None:
-            self._store(data)
-            return
-        while len(self._pending) >= self._WINDOW:
-            self._pending.popleft().result()
-        self._pending.append(self._sink.submit(self._store, data))
-        self.size += len(data)
-
-    def flush(self) -> None:
-        """Wait until every accepted byte is written and hashed; re-raise a write error."""
-        while self._pending:
-            self._pending.popleft().result()
-
-    def reset(self) -> None:
-        """Drop every byte: the part starts over."""
-        self.flush()
-        self._hashed = 0
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        self.hasher = hashlib.sha256()
-        self.prefix = hashlib.sha256()
-        self.size = 0
-
-    def preallocate(self, total: int) -> None:
-        """Reserve disk space for the whole object (best effort)."""
-        if total <= self.size or not hasattr(os, "posix_fallocate"):
-            return
-        try:
-            os.posix_fallocate(self.fd, self.size, total - self.size)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                raise
-
-    def sync(self) -> None:
-        """fsync the part (after every accepted byte is written)."""
-        self.flush()
-        os.fsync(self.fd)
-
-    @property
-    def background(self) -> bool:
-        """True when writes run on a sink thread."""
-        return self._sink is not None
-
-    def sync_later(self) -> Future[None]:
-        """Queue an fsync behind the writes accepted so far; it runs on the sink thread."""
-        assert self._sink is not None
-        future = self._sink.submit(os.fsync, self.fd)
-        self._pending.append(future)
-        return future
-
-    def prefix_hash_soon(self) -> str | None:
-        """Like :attr:`prefix_hash`, but waits for the sink only while the prefix is unfinished."""
-        if self._hashed >= PREFIX_BYTES:  # the prefix digest never changes after this point
-            return self.prefix.hexdigest()
-        return self.prefix_hash if self.size >= PREFIX_BYTES else None
-
-    def trim(self) -> None:
-        """Cut preallocated space beyond the written bytes."""
-        self.flush()
-        if os.fstat(self.fd).st_size != self.size:
-            os.ftruncate(self.fd, self.size)
-
-    def close(self) -> None:
-        """Stop the sink and close the descriptor."""
-        try:
-            with contextlib.suppress(Exception):  # a write error was raised to the caller already
-                self.flush()
-        finally:
-            if self._sink is not None:
-                self._sink.shutdown(wait=True)
-            os.close(self.fd)
 
 
 def prefix_hash_of(path: Path) -> str | None:
@@ -302,18 +168,24 @@ def fetch(
     resumes from the last byte written. ``cancel`` is checked on every chunk.
     """
     offset = decision.offset if decision.mode is Mode.RESUME else 0
-    # Small objects finish in one or two chunks: a sink thread would only add latency.
+    # Small objects finish in one or two chunks: pipeline threads would only add latency.
     big = expected.length is None or expected.length - offset > options.background_min
-    part = PartFile(part_path, offset, background=big)
-    # committed: recorded in the ledger; marked: where the latest checkpoint began.
-    state = {"validators": expected, "committed": offset, "marked": offset}
-    last_cp = time.monotonic()
-    # A checkpoint whose fsync runs on the sink thread: (its fsync, what to record once done).
+    part = PartFile(part_path, offset, background=big, writeback=options.fsync)
+    if offset and options.fsync:
+        part.sync()  # what an earlier run left may not be on disk yet; from here it counts
+    # committed: recorded in the ledger; marked: where the latest checkpoint began;
+    # durable: the latest recorded offset that was fsynced.
+    state = {"validators": expected, "committed": offset, "marked": offset, "durable": offset}
+    last_cp = last_durable = time.monotonic()
+    # Without a boot identity a reboot cannot be told from a restart: every checkpoint fsyncs.
+    durable_every = options.fsync_interval if boot_id() is not None else 0.0
+    # A checkpoint waiting for the pipeline to write (and maybe fsync) its bytes.
     pending: tuple[Future[None], Checkpoint] | None = None
 
     def record(cp: Checkpoint) -> None:
         hooks.checkpoint(cp)
         state["committed"] = cp.bytes_committed
+        state["durable"] = cp.bytes_durable
 
     def settle(wait: bool) -> None:
         nonlocal pending
@@ -324,25 +196,44 @@ def fetch(
             record(cp)
 
     def checkpoint(final: bool = True) -> None:
-        """Record the bytes in the part as committed, after they are durable.
+        """Record the bytes in the part as committed once they are written.
 
-        Mid-stream with a sink thread the fsync is queued behind the writes and the offset is
-        recorded when it completes, so receiving never waits for the disk; the committed offset
-        then lags one checkpoint, never the other way round.
+        Mid-stream on the pipeline, the checkpoint is queued behind the writes and recorded
+        when they are done, so receiving never waits for the disk (the committed offset lags
+        one checkpoint, never the other way round). It fsyncs only every ``fsync_interval``:
+        written bytes already survive the process, and the ledger records how many would
+        survive the host. A final checkpoint always fsyncs (when ``fsync`` is on).
         """
-        nonlocal last_cp, pending
-        last_cp = time.monotonic()
+        nonlocal last_cp, last_durable, pending
+        now = time.monotonic()
+        last_cp = now
         state["marked"] = part.size
         settle(wait=True)
-        if not final and options.fsync and part.background:
-            cp = Checkpoint(part.size, part.prefix_hash_soon(), state["validators"])
-            pending = (part.sync_later(), cp)
+        if not final and part.background:
+            durable = options.fsync and now - last_durable >= durable_every
+            if durable:
+                last_durable = now
+            size = part.size
+            cp = Checkpoint(size, part.prefix_hash_soon(), state["validators"],
+                            size if durable else state["durable"])
+            pending = (part.sync_later(durable=durable), cp)
             return
-        part.flush()  # only bytes on disk may be committed
+        part.flush()  # only written bytes may be committed
         if options.fsync:
             part.sync()
-        record(Checkpoint(part.size, part.prefix_hash, state["validators"]))
+        record(Checkpoint(part.size, part.prefix_hash, state["validators"],
+                          part.size if options.fsync else min(state["durable"], part.size)))
 
+    def tick() -> None:
+        """After each accepted read: report progress, settle and take checkpoints."""
+        hooks.progress(part.size, total)
+        if pending is not None and pending[0].done():
+            settle(wait=False)
+        if (part.size - state["marked"] >= options.checkpoint_bytes
+                or time.monotonic() - last_cp >= options.checkpoint_interval):
+            checkpoint(final=False)
+
+    total: int | None = None
     origin = {"url": url, "name": None}
 
     def done(requested: bool) -> StreamResult:
@@ -393,18 +284,23 @@ def fetch(
             hooks.before_body(None if total is None else total - part.size)
             if options.preallocate and total is not None and total >= options.preallocate_min:
                 part.preallocate(total)
-            for chunk in resp.iter_raw():
+            chunks = resp.iter_raw()
+            if part.background and total is not None and total - part.size >= options.direct_min:
+                first = next(chunks, b"")
+                if first:
+                    part.write(first)
+                    tick()
+                reader = direct_body(resp, first)
+                if reader is not None:
+                    _receive_direct(reader, part, tick, cancel, control, limits, host)
+                    chunks = iter(())  # httpx must not read on: the socket is drained
+            for chunk in chunks:
                 if cancel.is_set():
                     raise Interrupted(control())
                 if limits is not None:
                     limits.bandwidth(host, len(chunk), cancel, control)
                 part.write(chunk)
-                hooks.progress(part.size, total)
-                if pending is not None and pending[0].done():
-                    settle(wait=False)
-                if (part.size - state["marked"] >= options.checkpoint_bytes
-                        or time.monotonic() - last_cp >= options.checkpoint_interval):
-                    checkpoint(final=False)
+                tick()
             if total is not None and part.size != total:
                 raise TransportError(
                     f"body ended at byte {part.size} of {total} declared ({url})")
@@ -421,3 +317,26 @@ def fetch(
         raise
     finally:
         part.close()
+
+
+def _receive_direct(reader: DirectBody, part: PartFile, tick: Callable[[], None],
+                    cancel: threading.Event, control: Callable[[], str],
+                    limits: RateLimits | None, host: str) -> None:
+    """Fill pooled buffers straight from the socket until the body is complete."""
+    while reader.remaining:
+        buf = part.buffer()
+        view = memoryview(buf)
+        filled = 0
+        try:
+            while filled < len(buf) and reader.remaining:
+                if cancel.is_set():
+                    raise Interrupted(control())
+                end = len(buf) if limits is None else min(len(buf), filled + _LIMITED_READ)
+                got = reader.readinto(view[filled:end])
+                if limits is not None:
+                    limits.bandwidth(host, got, cancel, control)
+                filled += got
+        finally:
+            view.release()
+            part.commit(buf, filled)  # bytes received before a stop still count
+        tick()

@@ -39,7 +39,7 @@ WRITABLE = frozenset(
         "file_name", "control", "attempts", "lease_owner", "lease_until", "heartbeat_at",
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
-        "error", "finished_at", "not_before",
+        "error", "finished_at", "not_before", "bytes_durable", "boot_id",
     }
 )
 

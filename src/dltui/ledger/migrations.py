@@ -125,12 +125,20 @@ def _m004_url_index(db: sqlite_utils.Database) -> None:
     db["jobs"].create_index(["canonical_url", "state"])
 
 
+def _m005_durable_checkpoints(db: sqlite_utils.Database) -> None:
+    # Checkpoints fsync only now and then: the boot they were written in and the last fsynced
+    # offset say how much of a part to trust after a reboot.
+    db["jobs"].add_column("bytes_durable", int)
+    db["jobs"].add_column("boot_id", str)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
     ("not_before", _m002_not_before),
     ("hosts", _m003_hosts),
     ("url_index", _m004_url_index),
+    ("durable_checkpoints", _m005_durable_checkpoints),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

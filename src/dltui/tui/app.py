@@ -205,8 +205,11 @@ class DltuiApp(App[None]):
             # Setting a tab's label restarts the underline animation: only when counts move.
             for tab, tab_id in TAB_IDS.items():
                 label = f"{tab.value} {book.tab_count(tab)}"
-                widget = self.tabs.query_one(f"#{tab_id}", Tab)
-                if widget.label_text != label:
+                found = self.tabs.query(f"#{tab_id}").results(Tab)
+                widget = next(found, None)
+                if widget is None:  # the tabs are still mounting: label them next poll
+                    self._labelled = False
+                elif widget.label_text != label:
                     widget.label = label
         elif book.rates_active():
             self.table.refresh()  # rates and ETAs move even when no row changed
