@@ -50,6 +50,12 @@ class Settings:
         10.0, "Seconds between checkpoints that also fsync the part (flag `fsync`); 0 fsyncs "
               "at every checkpoint. Other checkpoints survive a killed process; after a "
               "reboot a part resumes from its last fsynced checkpoint.")
+    connections_per_file: int = _s(
+        4, "Ranged connections for one large file from a server that accepts ranges, like "
+           "aria2c -x (flag `segmented`); 1 means one connection per file.")
+    min_segment_size: int = _s(
+        20 << 20, "A file is split only into segments of at least this size, like aria2c "
+                  "-k; smaller files always use one connection.", "bytes")
     control_poll: float = _s(
         0.25, "How often a running download checks for pause/cancel, in seconds.")
     preallocate_min: int = _s(
@@ -145,8 +151,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
     return result
 
 
-_POSITIVE = {"workers", "lease_ttl", "connect_timeout", "read_timeout", "retries",
-             "checkpoint_bytes", "checkpoint_interval", "control_poll", "breaker_threshold"}
+_POSITIVE = {"workers", "lease_ttl", "connections_per_file", "min_segment_size",
+             "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
+             "checkpoint_interval", "control_poll", "breaker_threshold"}
 
 
 def load(

@@ -190,3 +190,36 @@ _CONTROL_AT = JOB_FIELDS.index("control")
 _RANGES_AT = JOB_FIELDS.index("accept_ranges")
 _STATES = {s.value: s for s in JobState}
 _CONTROLS = {c.value: c for c in Control}
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One byte range ``[start, end)`` of a segmented download and how much of it is in.
+
+    ``done`` bytes from ``start`` are written to the part; ``durable`` of them were fsynced.
+    """
+
+    index: int
+    start: int
+    end: int
+    done: int = 0
+    durable: int = 0
+
+    @property
+    def length(self) -> int:
+        """Bytes in the range."""
+        return self.end - self.start
+
+    @property
+    def complete(self) -> bool:
+        """True once every byte of the range is written."""
+        return self.done >= self.end - self.start
+
+
+def plan_segments(total: int, connections: int, min_size: int) -> list[Segment]:
+    """Split ``total`` bytes into at most ``connections`` ranges of at least ``min_size``
+    (the last takes the remainder); one range means "do not segment"."""
+    count = max(1, min(connections, total // max(min_size, 1)))
+    size = total // count
+    bounds = [i * size for i in range(count)] + [total]
+    return [Segment(i, bounds[i], bounds[i + 1]) for i in range(count)]

@@ -35,8 +35,8 @@ from dltui.errors import (
     QuotaError,
     TransportError,
 )
-from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops
-from dltui.model import ACTIVE_STATES, Job, JobState, ServerValidators
+from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops, segments
+from dltui.model import ACTIVE_STATES, Job, JobState, Segment, ServerValidators
 from dltui.store import Store
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
@@ -70,6 +70,8 @@ class JobRun:
         self._tries = 0
         self.released = False  # a terminal transition already cleared the lease
         self._head_ok = False
+        self.segmented = False  # the ledger holds segment rows for this job
+        self.resume_segments: list[Segment] = []
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -114,11 +116,22 @@ class JobRun:
     # -- stream hooks -----------------------------------------------------------------------
     def checkpoint(self, cp: stream.Checkpoint) -> None:
         v = cp.validators
-        self._update(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
-                     bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
-                     etag=v.etag, last_modified=v.last_modified, content_length=v.length,
-                     accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
-                     bytes_total=v.length)
+        fields = dict(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
+                      bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
+                      etag=v.etag, last_modified=v.last_modified, content_length=v.length,
+                      accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
+                      bytes_total=v.length)
+        with self.ledger.write() as conn:
+            job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
+            if job is None:
+                raise LeaseLost(self.job.id, self.owner)
+            self.job = job
+            if cp.segments is not None:
+                segments.save_in(conn, self.job.id, cp.segments)
+                self.segmented = True
+            elif self.segmented:  # a single stream (or a reset) replaces the segments
+                segments.clear_in(conn, self.job.id)
+                self.segmented = False
         self.flags = dict(self.pool.flags)
 
     def progress(self, done: int, total: int | None) -> None:
@@ -301,11 +314,14 @@ class JobRun:
             fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
             preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
+            connections=s.connections_per_file if self.flags["segmented"] else 1,
+            min_segment=s.min_segment_size,
         )
         return stream.fetch(
             self.pool.client, url, self.part, decision, expected=server, options=options,
             hooks=self, cancel=self.cancel, control=self.control,
             limits=self.pool.limits if self.flags["rate_limit"] else None, host=self.host,
+            segments=self.resume_segments if decision.mode is resume.Mode.RESUME else None,
         )
 
     def _nothing_to_check(self, cached_sha: str | None) -> bool:
@@ -335,7 +351,14 @@ class JobRun:
         except FileNotFoundError:
             size = -1
         durable = self.job.bytes_durable or 0
-        if self.job.boot_id not in (None, durability.boot_id()) and committed > durable:
+        saved = segments.for_job(self.ledger, self.job.id)
+        self.segmented = bool(saved)  # then the next checkpoint replaces or clears them
+        rebooted = self.job.boot_id not in (None, durability.boot_id())
+        if not _tiles(saved, committed, self.job.bytes_total):
+            saved = []  # rows of an earlier attempt that this checkpoint does not describe
+        self.resume_segments = [dataclasses.replace(s, done=s.durable) for s in saved] \
+            if rebooted else saved
+        if rebooted and committed > durable:
             # Written after the last fsync, before a reboot: those bytes may be lost or garbage.
             self._event("durable_trim", committed=committed, durable=durable,
                         detail=f"the host rebooted; trusting the {durable} fsynced bytes "
@@ -444,6 +467,18 @@ class JobRun:
         self.pool.stats.failed += 1
 
 
+def _tiles(saved: list[Segment], committed: int, total: int | None) -> bool:
+    """True when segment rows cover ``[0, total)`` without gaps and sum to ``committed``."""
+    if not saved or total is None:
+        return False
+    reach = 0
+    for seg in saved:
+        if seg.start != reach or not 0 <= seg.done <= seg.length:
+            return False
+        reach = seg.end
+    return reach == total and sum(s.done for s in saved) == committed
+
+
 def _json(value: Any) -> dict[str, Any]:
     return dataclasses.asdict(value) | {"__type__": type(value).__name__}
 
@@ -469,7 +504,9 @@ class WorkerPool:
         self.settings = settings
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
-        self.client = make_client(settings, connections=max(self.size, 1) * 2)
+        # Each worker may hold a connection per segment plus a spare for probes.
+        per_job = max(settings.connections_per_file, 1) + 1
+        self.client = make_client(settings, connections=max(self.size, 1) * per_job)
         self.limits = policy.RateLimits(settings)
         self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
                                              settings.breaker_cooldown)

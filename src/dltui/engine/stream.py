@@ -8,20 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 
 from dltui.engine.body import DirectBody, direct_body
 from dltui.engine.client import mapped_errors
 from dltui.engine.durability import boot_id
-from dltui.engine.headers import (
-    filename_from_disposition,
-    parse_retry_after,
-    validators_from,
-)
+from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import (
@@ -32,74 +26,19 @@ from dltui.engine.resume import (
     check_response,
     same_object,
 )
-from dltui.errors import HTTPStatusError, Interrupted, LeaseLost, ResumeConflict, TransportError
-from dltui.model import ServerValidators
+from dltui.engine.segments import SegmentedFetch, eligible
+from dltui.engine.transfer import (
+    Checkpoint,
+    StreamHooks,
+    StreamOptions,
+    StreamResult,
+    error_for,
+)
+from dltui.errors import Interrupted, LeaseLost, ResumeConflict, TransportError
+from dltui.model import Segment, ServerValidators, plan_segments
 
 #: Largest read while a bandwidth limit may apply, so the limiter meters smoothly.
 _LIMITED_READ = 256 << 10
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """What a checkpoint records: bytes in the part and what they came from.
-
-    ``bytes_committed`` are written (they survive the process); ``bytes_durable`` are also
-    fsynced (they survive the host).
-    """
-
-    bytes_committed: int
-    prefix_hash: str | None
-    validators: ServerValidators
-    bytes_durable: int = 0
-
-
-class StreamHooks(Protocol):
-    """How the stream reports to its caller (the worker writes these to the ledger)."""
-
-    def checkpoint(self, cp: Checkpoint) -> None:
-        """Persist a checkpoint; may raise LeaseLost."""
-
-    def progress(self, done: int, total: int | None) -> None:
-        """Bytes in the part so far (called per chunk; keep it cheap)."""
-
-    def wire(self, decision: ResumeDecision) -> None:
-        """The origin's answer changed the resume decision (e.g. ``range_ignored``)."""
-
-    def before_body(self, total: int | None) -> None:
-        """The response is accepted and ``total`` bytes will follow; raise to refuse it."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOptions:
-    """Knobs for one stream, from settings and live flags."""
-
-    fsync: bool = True
-    preallocate: bool = True
-    preallocate_min: int = 16 << 20
-    checkpoint_bytes: int = 8 << 20
-    checkpoint_interval: float = 1.0
-    #: Seconds between checkpoints that fsync; 0 fsyncs every checkpoint. Where the boot cannot
-    #: be identified every checkpoint fsyncs (see :mod:`dltui.engine.durability`).
-    fsync_interval: float = 10.0
-    #: Objects larger than this are written and hashed on pipeline threads.
-    background_min: int = 1 << 20
-    #: Bodies at least this large are read straight from the socket (see :mod:`.body`).
-    direct_min: int = 4 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class StreamResult:
-    """A complete part: its size, SHA-256 and the validators of the bytes in it."""
-
-    size: int
-    sha256: str
-    prefix_hash: str | None
-    validators: ServerValidators
-    decision: ResumeDecision
-    requested: bool
-    #: Where the bytes came from after redirects, and the name the server suggested.
-    url: str = ""
-    disposition_name: str | None = None
 
 
 def prefix_hash_of(path: Path) -> str | None:
@@ -140,13 +79,6 @@ def _merge(response: ServerValidators, expected: ServerValidators) -> ServerVali
     )
 
 
-def _error_for(resp: httpx.Response, url: str) -> HTTPStatusError:
-    return HTTPStatusError(
-        resp.status_code, resp.reason_phrase, url,
-        retry_after=parse_retry_after(resp.headers.get("retry-after"), time.time()),
-    )
-
-
 def fetch(
     client: httpx.Client,
     url: str,
@@ -160,13 +92,21 @@ def fetch(
     control: Callable[[], str],
     limits: RateLimits | None = None,
     host: str = "",
+    segments: list[Segment] | None = None,
 ) -> StreamResult:
     """Download ``url`` into ``part_path`` as ``decision`` says and return the complete part.
 
     Checkpoints every ``checkpoint_bytes`` or ``checkpoint_interval`` (fsync first when asked),
     and once more when it stops for any reason but a lost lease, so a retry or a restart
     resumes from the last byte written. ``cancel`` is checked on every chunk.
+
+    A fresh download of a large object from a server that takes ranges becomes a segmented
+    one (``options.connections``); ``segments`` from its last checkpoint resume it.
     """
+    if segments and decision.mode is Mode.RESUME and expected.strong_etag and expected.length:
+        return SegmentedFetch(client, url, part_path, segments, validators=expected,
+                              decision=decision, options=options, hooks=hooks, cancel=cancel,
+                              control=control, limits=limits, host=host).run()
     offset = decision.offset if decision.mode is Mode.RESUME else 0
     # Small objects finish in one or two chunks: pipeline threads would only add latency.
     big = expected.length is None or expected.length - offset > options.background_min
@@ -256,7 +196,7 @@ def fetch(
         with mapped_errors(url), client.stream("GET", url, headers=headers) as resp:
             status = resp.status_code
             if status not in (200, 206, 416):
-                raise _error_for(resp, url)
+                raise error_for(resp, url)
             verdict = check_response(offset, status, resp.headers.get("content-range"),
                                      expected.length if offset else None)
             if verdict.action is Wire.COMPLETE:
@@ -282,6 +222,14 @@ def fetch(
             origin["url"] = str(resp.url)
             origin["name"] = filename_from_disposition(resp.headers.get("content-disposition"))
             hooks.before_body(None if total is None else total - part.size)
+            if offset == 0 and status == 200 and eligible(state["validators"], options):
+                assert total is not None
+                plan = plan_segments(total, options.connections, options.min_segment)
+                seg = SegmentedFetch(client, url, part_path, plan, validators=state["validators"],
+                                     decision=decision, options=options, hooks=hooks,
+                                     cancel=cancel, control=control, limits=limits, host=host)
+                seg.disposition_name = origin["name"]
+                return seg.run(first=resp)
             if options.preallocate and total is not None and total >= options.preallocate_min:
                 part.preallocate(total)
             chunks = resp.iter_raw()

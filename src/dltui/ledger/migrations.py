@@ -132,6 +132,16 @@ def _m005_durable_checkpoints(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("boot_id", str)
 
 
+def _m006_segments(db: sqlite_utils.Database) -> None:
+    # A segmented download checkpoints each byte range, so a crash resumes every one of them.
+    db["segments"].create(
+        {"job_id": int, "idx": int, "start": int, "end": int, "done": int, "durable": int},
+        pk=("job_id", "idx"),
+        not_null={"start", "end", "done", "durable"},
+        defaults={"done": 0, "durable": 0},
+    )
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -139,6 +149,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("hosts", _m003_hosts),
     ("url_index", _m004_url_index),
     ("durable_checkpoints", _m005_durable_checkpoints),
+    ("segments", _m006_segments),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

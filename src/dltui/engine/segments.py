@@ -1,0 +1,394 @@
+"""Segmented downloads: several ranged GETs write one part file, like aria2c ``-x``/``-s``.
+
+Each segment has its own connection and thread and writes its range with ``pwrite``. A hashing
+thread follows the contiguous prefix of written bytes (re-reading them from the page cache), so
+the SHA-256 of the whole object is ready moments after the last byte lands. The calling thread
+coordinates: progress, checkpoints of every segment, pause/cancel, and the first error.
+
+Every ranged request carries ``If-Range`` with the object's strong ETag, so a segment can never
+splice bytes of a changed object into the part:
+
+* a 206 for the asked range continues the segment;
+* a 200 under another ETag means the object changed: every segment starts over;
+* a 200 under the same ETag means the server ignores ranges: the first connection, which asked
+  for the whole object, reads on to the end and the other segments are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from dltui.engine.body import direct_body
+from dltui.engine.client import mapped_errors
+from dltui.engine.durability import boot_id, start_writeback
+from dltui.engine.headers import parse_content_range, validators_from
+from dltui.engine.policy import RateLimits
+from dltui.engine.resume import PREFIX_BYTES, Mode, ResumeDecision
+from dltui.engine.transfer import Checkpoint, StreamHooks, StreamOptions, StreamResult, error_for
+from dltui.errors import Interrupted, LeaseLost, ResumeConflict
+from dltui.model import Segment, ServerValidators
+
+_BUFFER = 1 << 20
+_HASH_BUFFER = 4 << 20
+_LIMITED_READ = 256 << 10
+_WRITEBACK_EVERY = 8 << 20
+_TICK = 0.1  # seconds between the coordinator's progress reports
+
+
+class _RangesIgnored(Exception):
+    """A ranged GET got the whole object (same ETag): the server does not do ranges."""
+
+
+@dataclasses.dataclass
+class _Live:
+    """A segment being downloaded; ``done`` grows only after its bytes are written."""
+
+    index: int
+    start: int
+    end: int
+    done: int
+    durable: int
+    dropped: bool = False
+    #: Reading a response for the whole object (a fresh download's first GET).
+    whole: bool = False
+    #: Bytes of the range whose writeback was already started.
+    kicked: int = 0
+
+    def snapshot(self, durable: int | None = None) -> Segment:
+        return Segment(self.index, self.start, self.end, self.done,
+                       self.durable if durable is None else durable)
+
+
+def eligible(validators: ServerValidators, options: StreamOptions) -> bool:
+    """True when an object of these validators is worth splitting: ranges, a strong ETag, and
+    room for at least two segments."""
+    return (options.connections > 1 and validators.accept_ranges is True
+            and validators.strong_etag is not None and validators.length is not None
+            and validators.length >= 2 * options.min_segment)
+
+
+class SegmentedFetch:
+    """One segmented download of ``url`` into ``part_path``; call :meth:`run` once."""
+
+    def __init__(self, client: httpx.Client, url: str, part_path: Path,
+                 segments: list[Segment], *, validators: ServerValidators,
+                 decision: ResumeDecision, options: StreamOptions, hooks: StreamHooks,
+                 cancel: threading.Event, control: Callable[[], str],
+                 limits: RateLimits | None = None, host: str = "") -> None:
+        assert validators.strong_etag is not None and validators.length is not None
+        self.client, self.url, self.part_path = client, url, part_path
+        self.validators, self.decision, self.options = validators, decision, options
+        self.hooks, self.cancel, self.control = hooks, cancel, control
+        self.limits, self.host = limits, host
+        self.etag: str = validators.strong_etag
+        self.total: int = validators.length
+        self.live = [_Live(s.index, s.start, s.end, min(s.done, s.length), s.durable,
+                           kicked=min(s.done, s.length)) for s in segments]
+        self._abort = threading.Event()  # every segment thread stops at its next read
+        self._wake = threading.Event()  # a segment finished or failed
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._hasher = hashlib.sha256()
+        self._prefix: str | None = None
+        self._hashed = 0
+        self._hash_done = threading.Event()
+        self.fd = -1
+        self.origin_url = url  # where the bytes came from after redirects
+        self.disposition_name: str | None = None
+
+    # -- entry ------------------------------------------------------------------------------
+    def run(self, first: httpx.Response | None = None) -> StreamResult:
+        """Download every segment; ``first`` is an open 200 response for the whole object
+        (a fresh download's first GET), which becomes segment 0's connection."""
+        self.part_path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        threads: list[threading.Thread] = []
+        try:
+            self._size_part()
+            hasher = threading.Thread(target=self._hash_loop, name="dltui-seg-hash",
+                                      daemon=True)
+            hasher.start()
+            threads.append(hasher)
+            if first is not None:
+                self.url = self.origin_url = str(first.url)  # segments ask where redirects led
+            for seg in self.live:
+                if seg.done >= seg.end - seg.start:
+                    continue
+                response = first if (first is not None and seg.index == 0) else None
+                seg.whole = response is not None
+                thread = threading.Thread(target=self._segment, args=(seg, response),
+                                          name=f"dltui-seg-{seg.index}", daemon=True)
+                thread.start()
+                threads.append(thread)
+            self._coordinate()
+            hasher.join()
+            if self._hashed != self.total:
+                raise ResumeConflict("part_missing",
+                                     f"part {self.part_path} ended while hashing")
+            self._checkpoint(final=True)
+            return StreamResult(self.total, self._hasher.hexdigest(), self._prefix,
+                                self.validators, self.decision, True, self.origin_url,
+                                self.disposition_name)
+        except LeaseLost:
+            raise  # another owner has the job: record nothing
+        except BaseException as exc:
+            self._abort.set()
+            for thread in threads:
+                thread.join()
+            try:
+                if isinstance(exc, ResumeConflict):
+                    self._start_over()
+                else:
+                    self._checkpoint(final=True)
+            except LeaseLost:
+                pass
+            raise
+        finally:
+            self._abort.set()
+            for thread in threads:
+                thread.join()
+            os.close(self.fd)
+
+    def _size_part(self) -> None:
+        size = os.fstat(self.fd).st_size
+        if size < self.total:
+            if self.options.preallocate and hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(self.fd, size, self.total - size)
+                except OSError:
+                    os.ftruncate(self.fd, self.total)
+            else:
+                os.ftruncate(self.fd, self.total)
+        if any(s.done for s in self.live) and self.options.fsync:
+            os.fsync(self.fd)  # what an earlier run wrote counts as durable from here
+            for seg in self.live:
+                seg.durable = seg.done
+
+    def _start_over(self) -> None:
+        """The part cannot be trusted: drop it and every segment; the retry starts fresh."""
+        os.ftruncate(self.fd, 0)
+        for seg in self.live:
+            seg.done = seg.durable = 0
+        self.hooks.checkpoint(Checkpoint(0, None, self.validators, 0, segments=None))
+
+    # -- the coordinator (calling thread) ---------------------------------------------------
+    def _coordinate(self) -> None:
+        opts = self.options
+        last_cp = last_durable = time.monotonic()
+        durable_every = opts.fsync_interval if boot_id() is not None else 0.0
+        marked = self._done_bytes()
+        while True:
+            self._wake.wait(_TICK)
+            self._wake.clear()
+            if self.cancel.is_set():
+                self._abort.set()
+                raise Interrupted(self.control())
+            if self._error is not None:
+                raise self._error
+            done = self._done_bytes()
+            self.hooks.progress(done, self.total)
+            if all(s.dropped or s.done >= s.end - s.start for s in self.live):
+                break
+            now = time.monotonic()
+            if done - marked >= opts.checkpoint_bytes or now - last_cp >= opts.checkpoint_interval:
+                durable = opts.fsync and now - last_durable >= durable_every
+                self._checkpoint(final=False, durable=durable)
+                last_cp = now
+                marked = done
+                if durable:
+                    last_durable = now
+        self._hash_done.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _done_bytes(self) -> int:
+        return sum(s.done for s in self.live if not s.dropped)
+
+    def _checkpoint(self, *, final: bool, durable: bool | None = None) -> None:
+        """Record every segment's written bytes (fsynced first when ``durable``)."""
+        sync = self.options.fsync if durable is None else durable
+        kept = [s for s in self.live if not s.dropped]
+        snap = [s.done for s in kept]
+        if sync:
+            os.fsync(self.fd)
+            for seg, done in zip(kept, snap, strict=True):
+                seg.durable = done
+        segments = tuple(dataclasses.replace(seg.snapshot(), done=done)
+                         for seg, done in zip(kept, snap, strict=True))
+        self.hooks.checkpoint(Checkpoint(
+            sum(snap), self._prefix, self.validators, sum(s.durable for s in segments),
+            segments=segments))
+
+    # -- hashing the contiguous prefix ------------------------------------------------------
+    def _frontier(self) -> int:
+        """Bytes from 0 that are written without a gap."""
+        reach = 0
+        for seg in self.live:
+            if seg.dropped:
+                continue
+            if seg.start != reach:
+                break
+            reach = seg.start + seg.done
+            if seg.done < seg.end - seg.start:
+                break
+        return reach
+
+    def _hash_loop(self) -> None:
+        buf = bytearray(_HASH_BUFFER)
+        view = memoryview(buf)
+        prefix = hashlib.sha256()
+        try:
+            while self._hashed < self.total:
+                frontier = self._frontier()
+                if frontier <= self._hashed:
+                    if self._abort.is_set():
+                        return
+                    time.sleep(0.005)
+                    continue
+                want = min(frontier - self._hashed, len(buf))
+                got = os.preadv(self.fd, [view[:want]], self._hashed)
+                if got <= 0:
+                    raise ResumeConflict("part_missing", f"part {self.part_path} is short")
+                chunk = view[:got]
+                self._hasher.update(chunk)
+                if self._hashed < PREFIX_BYTES:
+                    prefix.update(chunk[: PREFIX_BYTES - self._hashed])
+                    if self._hashed + got >= PREFIX_BYTES:
+                        self._prefix = prefix.hexdigest()
+                self._hashed += got
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            view.release()
+            self._hash_done.set()
+            self._wake.set()
+
+    # -- one segment ------------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self._abort.set()
+        self._wake.set()
+
+    def _segment(self, seg: _Live, response: httpx.Response | None) -> None:
+        try:
+            if response is not None:
+                self._pull(seg, response)
+                return
+            if self.limits is not None:
+                self.limits.request(self.host, self._abort, self.control)
+            pos = seg.start + seg.done
+            headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
+            with mapped_errors(self.url), \
+                    self.client.stream("GET", self.url, headers=headers) as resp:
+                self._check(seg, resp, pos)
+                self._pull(seg, resp)
+        except _RangesIgnored:
+            self._ranges_ignored(seg)
+        except Interrupted:
+            pass  # the coordinator decides what a stop means
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._wake.set()
+
+    def _check(self, seg: _Live, resp: httpx.Response, pos: int) -> None:
+        status = resp.status_code
+        if status == 206:
+            parsed = parse_content_range(resp.headers.get("content-range"))
+            if parsed is None or parsed[0] != pos or parsed[2] not in (None, self.total):
+                raise ResumeConflict(
+                    "wrong_range", f"asked for bytes {pos}-{seg.end - 1} of {self.url}, got "
+                                   f"{resp.headers.get('content-range')!r}")
+            return
+        if status == 200:
+            got = validators_from(resp.headers, status=200)
+            if got.strong_etag == self.etag and got.length == self.total:
+                raise _RangesIgnored
+            raise ResumeConflict("validators_mismatch",
+                                 f"{self.url} changed while segment {seg.index} was resuming "
+                                 f"(ETag {self.etag} -> {got.etag})")
+        if status == 416:
+            raise ResumeConflict("range_not_satisfiable",
+                                 f"{self.url} refused bytes {pos}-{seg.end - 1}")
+        raise error_for(resp, self.url)
+
+    def _ranges_ignored(self, seg: _Live) -> None:
+        """Fall back to one connection when segment 0 holds the whole object's response."""
+        head = self.live[0]
+        if seg is head or not head.whole:
+            self._fail(ResumeConflict("range_ignored",
+                                      f"{self.url} ignores Range requests; starting over "
+                                      f"on one connection"))
+            return
+        with self._lock:
+            if head.end != self.total:
+                head.end = self.total
+                for other in self.live[1:]:
+                    other.dropped = True
+                self.hooks.wire(ResumeDecision(Mode.FRESH, 0, "range_ignored"))
+
+    def _pull(self, seg: _Live, resp: httpx.Response) -> None:
+        """Write the response body into the segment's range until the range is complete."""
+        fd = self.fd
+        chunks = resp.iter_raw()
+        first = next(chunks, b"")
+        self._write(seg, memoryview(first))
+        reader = direct_body(resp, first)
+        if reader is None:
+            for chunk in chunks:
+                if self._abort.is_set() or seg.dropped:
+                    raise Interrupted("stop")
+                if not self._write(seg, memoryview(chunk)):
+                    return
+            return
+        buf = bytearray(_BUFFER)
+        view = memoryview(buf)
+        cap = _LIMITED_READ if self.limits is not None else len(buf)
+        try:
+            while (left := seg.end - seg.start - seg.done) > 0:
+                if self._abort.is_set() or seg.dropped:
+                    raise Interrupted("stop")
+                got = reader.readinto(view[:min(cap, left)])
+                if self.limits is not None:
+                    self.limits.bandwidth(self.host, got, self._abort, self.control)
+                _pwrite_all(fd, view[:got], seg.start + seg.done)
+                seg.done += got
+                self._writeback(seg)
+        finally:
+            view.release()
+
+    def _writeback(self, seg: _Live) -> None:
+        # The final fsync then finds most pages clean instead of flushing the whole file.
+        if self.options.fsync and seg.done - seg.kicked >= _WRITEBACK_EVERY:
+            start_writeback(self.fd, seg.start + seg.kicked, seg.done - seg.kicked)
+            seg.kicked = seg.done
+
+    def _write(self, seg: _Live, data: memoryview) -> bool:
+        """pwrite what fits in the segment; False once the segment is complete."""
+        left = seg.end - seg.start - seg.done
+        take = data[:left]
+        if take:
+            if self.limits is not None:
+                self.limits.bandwidth(self.host, len(take), self._abort, self.control)
+            _pwrite_all(self.fd, take, seg.start + seg.done)
+            seg.done += len(take)
+            self._writeback(seg)
+        return seg.end - seg.start - seg.done > 0
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+

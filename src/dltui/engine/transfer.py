@@ -1,0 +1,90 @@
+"""Value objects and hooks shared by single-stream and segmented transfers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from dltui.engine.headers import parse_retry_after
+from dltui.engine.resume import ResumeDecision
+from dltui.errors import HTTPStatusError
+from dltui.model import Segment, ServerValidators
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a checkpoint records: bytes in the part and what they came from.
+
+    ``bytes_committed`` are written (they survive the process); ``bytes_durable`` are also
+    fsynced (they survive the host).
+    """
+
+    bytes_committed: int
+    prefix_hash: str | None
+    validators: ServerValidators
+    bytes_durable: int = 0
+    #: The ranges of a segmented download; None for a single stream.
+    segments: tuple[Segment, ...] | None = None
+
+
+class StreamHooks(Protocol):
+    """How the stream reports to its caller (the worker writes these to the ledger)."""
+
+    def checkpoint(self, cp: Checkpoint) -> None:
+        """Persist a checkpoint; may raise LeaseLost."""
+
+    def progress(self, done: int, total: int | None) -> None:
+        """Bytes in the part so far (called per chunk; keep it cheap)."""
+
+    def wire(self, decision: ResumeDecision) -> None:
+        """The origin's answer changed the resume decision (e.g. ``range_ignored``)."""
+
+    def before_body(self, total: int | None) -> None:
+        """The response is accepted and ``total`` bytes will follow; raise to refuse it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """Knobs for one stream, from settings and live flags."""
+
+    fsync: bool = True
+    preallocate: bool = True
+    preallocate_min: int = 16 << 20
+    checkpoint_bytes: int = 8 << 20
+    checkpoint_interval: float = 1.0
+    #: Seconds between checkpoints that fsync; 0 fsyncs every checkpoint. Where the boot cannot
+    #: be identified every checkpoint fsyncs (see :mod:`dltui.engine.durability`).
+    fsync_interval: float = 10.0
+    #: Objects larger than this are written and hashed on pipeline threads.
+    background_min: int = 1 << 20
+    #: Bodies at least this large are read straight from the socket (see :mod:`.body`).
+    direct_min: int = 4 << 20
+    #: Ranged connections per file for objects of at least two ``min_segment`` (1 = never).
+    connections: int = 1
+    min_segment: int = 20 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """A complete part: its size, SHA-256 and the validators of the bytes in it."""
+
+    size: int
+    sha256: str
+    prefix_hash: str | None
+    validators: ServerValidators
+    decision: ResumeDecision
+    requested: bool
+    #: Where the bytes came from after redirects, and the name the server suggested.
+    url: str = ""
+    disposition_name: str | None = None
+
+
+def error_for(resp: httpx.Response, url: str) -> HTTPStatusError:
+    """The error for a status the download cannot use, with its Retry-After."""
+    return HTTPStatusError(
+        resp.status_code, resp.reason_phrase, url,
+        retry_after=parse_retry_after(resp.headers.get("retry-after"), time.time()),
+    )

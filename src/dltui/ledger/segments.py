@@ -1,0 +1,37 @@
+"""Per-segment checkpoints of segmented downloads.
+
+A job has segment rows only while a segmented download of it is under way; every single-stream
+checkpoint, reset or ending clears them, so rows never outlive the part they describe.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from dltui.model import Segment
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+_SELECT = "SELECT idx, start, end, done, durable FROM segments WHERE job_id = ? ORDER BY idx"
+
+
+def for_job(ledger: Ledger, job_id: int) -> list[Segment]:
+    """The job's segments in order; empty when it is not a segmented download."""
+    return [Segment(*row) for row in ledger.conn.execute(_SELECT, (job_id,))]
+
+
+def save_in(conn: sqlite3.Connection, job_id: int, segments: Sequence[Segment]) -> None:
+    """Replace the job's segments, inside the caller's transaction."""
+    conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+    conn.executemany(
+        "INSERT INTO segments (job_id, idx, start, end, done, durable) VALUES (?, ?, ?, ?, ?, ?)",
+        [(job_id, s.index, s.start, s.end, s.done, s.durable) for s in segments],
+    )
+
+
+def clear_in(conn: sqlite3.Connection, job_id: int) -> None:
+    """Forget the job's segments, inside the caller's transaction."""
+    conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
