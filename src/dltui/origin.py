@@ -34,6 +34,8 @@ class Resource:
     last_modified: bool = True
     ranges: bool = True
     advertise_ranges: bool = True
+    #: Say "Accept-Ranges: bytes" even when ``ranges`` is off (a server that ignores Range).
+    claim_ranges: bool = False
     #: Answer a Range request with 206 but a different start byte.
     wrong_range_start: int | None = None
     chunked: bool = False
@@ -163,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         if last_mod:
             self.send_header("Last-Modified", last_mod)
         if res.advertise_ranges:
-            self.send_header("Accept-Ranges", "bytes" if res.ranges else "none")
+            self.send_header("Accept-Ranges",
+                             "bytes" if res.ranges or res.claim_ranges else "none")
         if res.gzip:
             self.send_header("Content-Encoding", "gzip")
         if res.content_disposition:

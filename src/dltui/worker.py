@@ -433,6 +433,9 @@ class JobRun:
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )
+        if self.segmented:
+            segments.clear_in(conn, self.job.id)
+            self.segmented = False
         self.state = JobState.FINALIZED
         self.released = True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,9 @@ KILLS = 22
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_CHECKPOINT_BYTES": "256K"}
+    # Files of 4 MiB and more download as 2-3 segments, so kills land mid-segment too.
+    return {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_CHECKPOINT_BYTES": "256K",
+            "DLTUI_CONNECTIONS_PER_FILE": "3", "DLTUI_MIN_SEGMENT_SIZE": "2M"}
 
 
 def _run(home: Path) -> subprocess.Popen:
@@ -84,6 +87,15 @@ def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
     created = [o.result for j in jobs.list_jobs(led) for o in ops.for_job(led, j.id)
                if o.kind == "FINALIZE" and o.result.get("applied")]
     assert len(created) <= len(objects)
+    # Segments resumed from their checkpoints: ranged GETs that start inside a segment.
+    segmented = [r for p in ("/file0.bin", "/file1.bin", "/file2.bin")
+                 for r in origin.requests(p, "GET")
+                 if re.match(r"^bytes=\d+-\d+$", r.headers.get("range", ""))]
+    assert segmented and all(r.headers.get("if-range") for r in segmented)
+    bounds = {0, 2 * MiB, 4 * MiB, 5 * MiB // 2}
+    starts = {int(r.headers["range"][6:].split("-")[0]) for r in segmented}
+    assert starts - bounds, "no segment was resumed from a checkpoint"
+    assert led.conn.execute("SELECT count(*) FROM segments").fetchone()[0] == 0
     parts_dir = paths.parts_dir(home)
     assert not parts_dir.exists() or not any(parts_dir.iterdir())
     outside = [p for p in tmp_path.rglob("*")

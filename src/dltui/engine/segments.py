@@ -10,8 +10,8 @@ splice bytes of a changed object into the part:
 
 * a 206 for the asked range continues the segment;
 * a 200 under another ETag means the object changed: every segment starts over;
-* a 200 under the same ETag means the server ignores ranges: the first connection, which asked
-  for the whole object, reads on to the end and the other segments are dropped.
+* a 200 under the same ETag means the server ignores ranges: the first segment to get one
+  reads that whole object from byte 0 and every other segment is dropped.
 """
 
 from __future__ import annotations
@@ -43,10 +43,6 @@ _WRITEBACK_EVERY = 8 << 20
 _TICK = 0.1  # seconds between the coordinator's progress reports
 
 
-class _RangesIgnored(Exception):
-    """A ranged GET got the whole object (same ETag): the server does not do ranges."""
-
-
 @dataclasses.dataclass
 class _Live:
     """A segment being downloaded; ``done`` grows only after its bytes are written."""
@@ -57,8 +53,6 @@ class _Live:
     done: int
     durable: int
     dropped: bool = False
-    #: Reading a response for the whole object (a fresh download's first GET).
-    whole: bool = False
     #: Bytes of the range whose writeback was already started.
     kicked: int = 0
 
@@ -96,6 +90,7 @@ class SegmentedFetch:
         self._wake = threading.Event()  # a segment finished or failed
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._single = False  # one segment took over: the server ignores ranges
         self._hasher = hashlib.sha256()
         self._prefix: str | None = None
         self._hashed = 0
@@ -123,7 +118,6 @@ class SegmentedFetch:
                 if seg.done >= seg.end - seg.start:
                     continue
                 response = first if (first is not None and seg.index == 0) else None
-                seg.whole = response is not None
                 thread = threading.Thread(target=self._segment, args=(seg, response),
                                           name=f"dltui-seg-{seg.index}", daemon=True)
                 thread.start()
@@ -290,10 +284,9 @@ class SegmentedFetch:
             headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
             with mapped_errors(self.url), \
                     self.client.stream("GET", self.url, headers=headers) as resp:
-                self._check(seg, resp, pos)
+                if not self._check(seg, resp, pos) and not self._take_over(seg):
+                    return
                 self._pull(seg, resp)
-        except _RangesIgnored:
-            self._ranges_ignored(seg)
         except Interrupted:
             pass  # the coordinator decides what a stop means
         except BaseException as exc:
@@ -301,7 +294,9 @@ class SegmentedFetch:
         finally:
             self._wake.set()
 
-    def _check(self, seg: _Live, resp: httpx.Response, pos: int) -> None:
+    def _check(self, seg: _Live, resp: httpx.Response, pos: int) -> bool:
+        """True for the asked range (206); False for the whole object under the same ETag
+        (the server ignores ranges); raises for anything else."""
         status = resp.status_code
         if status == 206:
             parsed = parse_content_range(resp.headers.get("content-range"))
@@ -309,11 +304,11 @@ class SegmentedFetch:
                 raise ResumeConflict(
                     "wrong_range", f"asked for bytes {pos}-{seg.end - 1} of {self.url}, got "
                                    f"{resp.headers.get('content-range')!r}")
-            return
+            return True
         if status == 200:
             got = validators_from(resp.headers, status=200)
             if got.strong_etag == self.etag and got.length == self.total:
-                raise _RangesIgnored
+                return False
             raise ResumeConflict("validators_mismatch",
                                  f"{self.url} changed while segment {seg.index} was resuming "
                                  f"(ETag {self.etag} -> {got.etag})")
@@ -322,20 +317,21 @@ class SegmentedFetch:
                                  f"{self.url} refused bytes {pos}-{seg.end - 1}")
         raise error_for(resp, self.url)
 
-    def _ranges_ignored(self, seg: _Live) -> None:
-        """Fall back to one connection when segment 0 holds the whole object's response."""
-        head = self.live[0]
-        if seg is head or not head.whole:
-            self._fail(ResumeConflict("range_ignored",
-                                      f"{self.url} ignores Range requests; starting over "
-                                      f"on one connection"))
-            return
+    def _take_over(self, seg: _Live) -> bool:
+        """The server ignores ranges and ``seg`` holds a response for the whole object: it
+        becomes the one connection, from byte 0, and every other segment is dropped. The bytes
+        it rewrites are the same (same strong ETag), so hashing already done stays valid.
+        False when another segment took over first."""
         with self._lock:
-            if head.end != self.total:
-                head.end = self.total
-                for other in self.live[1:]:
-                    other.dropped = True
-                self.hooks.wire(ResumeDecision(Mode.FRESH, 0, "range_ignored"))
+            if self._single:
+                seg.dropped = True
+                return False
+            self._single = True
+            for other in self.live:
+                other.dropped = other is not seg
+            seg.start, seg.end, seg.done, seg.kicked = 0, self.total, 0, 0
+        self.hooks.wire(ResumeDecision(Mode.FRESH, 0, "range_ignored"))
+        return True
 
     def _pull(self, seg: _Live, resp: httpx.Response) -> None:
         """Write the response body into the segment's range until the range is complete."""
