@@ -6,14 +6,16 @@ lease owners, the ledger path shown, the time zone, and no poll thread or worker
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dltui.ledger import Ledger, flags, jobs, ops
+from dltui.ledger import Ledger, flags, jobs, ops, segments
 from dltui.ledger.ops import op_key
+from dltui.model import plan_segments
 from dltui.tui.app import DltuiApp
 
 NOW = 1_795_300_000.0  # a fixed "now" for every scene
@@ -89,6 +91,12 @@ def build_ledger(home: Path, *, empty: bool = False) -> None:
             conn.execute("INSERT INTO events (ts, job_id, kind, data) VALUES (?, 1, 'decision', "
                          "?)", (0, json.dumps({"mode": "resume", "reason": "validators_match",
                                                "offset": 412 * MiB})))
+            # Job 1 downloads over four connections; its segments add up to its 412 MiB.
+            plan = plan_segments(631 * MiB, 4, 20 * MiB)
+            done = [plan[0].length, 120 * MiB, 80 * MiB]
+            done.append(412 * MiB - sum(done))
+            segments.save_in(conn, 1, [dataclasses.replace(seg, done=d, durable=d - d % (64 * MiB))
+                                       for seg, d in zip(plan, done, strict=True)])
         flags.set_flag(led, "fsync", False, by="cli")
     with led.write() as conn:
         rows = conn.execute("SELECT id FROM events ORDER BY id").fetchall()

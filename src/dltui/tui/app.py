@@ -24,10 +24,10 @@ from textual.worker import get_current_worker
 from dltui import paths
 from dltui.config import Settings, format_size
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, events, hosts, jobs, ops, reconcile
+from dltui.ledger import Ledger, events, hosts, jobs, ops, reconcile, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
-from dltui.model import Job, JobState
+from dltui.model import Job, JobState, Segment
 from dltui.tui.model import JobBook, SortKey
 from dltui.tui.model import Tab as BookTab
 from dltui.tui.screens.add import AddScreen
@@ -45,13 +45,29 @@ from dltui.tui.widgets.summary import Summary
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
 
 
+@dataclass(frozen=True)
+class JobDetail:
+    """What the detail pane shows beyond the job row, read in the same poll."""
+
+    job_id: int
+    ops: list[Op]
+    events: list[Event]
+    segments: list[Segment]
+
+
+def read_detail(ledger: Ledger, job_id: int) -> JobDetail:
+    """The selected job's ops, latest events and segments."""
+    return JobDetail(job_id, ops.for_job(ledger, job_id), events.for_job(ledger, job_id, limit=20),
+                     segments.for_job(ledger, job_id))
+
+
 @dataclass
 class Polled(Message):
-    """Rows that changed since the last poll, plus the selected job's ops and events."""
+    """Rows that changed since the last poll, plus the selected job's detail."""
 
     changed: list[Job]
     now: float
-    detail: tuple[int, list[Op], list[Event]] | None = None
+    detail: JobDetail | None = None
     rev: int = 0
 
 
@@ -161,10 +177,7 @@ class DltuiApp(App[None]):
     # -- the poll ---------------------------------------------------------------------------
     def _read(self, ledger: Ledger, rev: int, detail_job: int | None) -> Polled:
         changed = jobs.changed_since(ledger, rev, limit=1_000_000)
-        detail = None
-        if detail_job is not None:
-            detail = (detail_job, ops.for_job(ledger, detail_job),
-                      events.for_job(ledger, detail_job, limit=20))
+        detail = None if detail_job is None else read_detail(ledger, detail_job)
         return Polled(changed, self.clock(), detail, changed[-1].rev if changed else rev)
 
     def _poll_once(self) -> None:
@@ -216,24 +229,23 @@ class DltuiApp(App[None]):
         self.summary.update_from(book, self._own_workers())
         self._show_detail(message.detail)
 
-    def _show_detail(self, detail: tuple[int, list[Op], list[Event]] | None) -> None:
+    def _show_detail(self, detail: JobDetail | None) -> None:
         pane = self.detail
         job_id = self.table.current
         if job_id is None:
             pane.show(None, [], [], [])
             return
         job = self.book.jobs.get(job_id)
-        op_list, event_list = ([], [])
-        if detail is not None and detail[0] == job_id:
-            op_list, event_list = detail[1], detail[2]
-        pane.show(job, op_list, event_list, self.book.job_history(job_id))
+        if detail is None or detail.job_id != job_id:
+            detail = JobDetail(job_id, [], [], [])
+        pane.show(job, detail.ops, detail.events, self.book.job_history(job_id),
+                  detail.segments)
 
     def on_job_table_highlighted(self, message: JobTable.Highlighted) -> None:
         self._detail_job = message.job_id
         if self.ledger is not None and message.job_id is not None:
             # Show the row at once; the poll brings fresh ops and events.
-            self._show_detail((message.job_id, ops.for_job(self.ledger, message.job_id),
-                               events.for_job(self.ledger, message.job_id, limit=20)))
+            self._show_detail(read_detail(self.ledger, message.job_id))
 
     def on_job_table_activated(self, message: JobTable.Activated) -> None:
         self.action_toggle_detail()

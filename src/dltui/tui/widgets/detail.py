@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,7 +14,7 @@ from textual.widgets import Sparkline, Static
 
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
-from dltui.model import REASONS, Job
+from dltui.model import REASONS, Job, Segment
 from dltui.tui import format as fmt
 from dltui.tui.format import STATE_STYLE
 
@@ -31,6 +32,21 @@ def _event_text(event: Event) -> str:
     if event.kind == "retry":
         return f"retry {d.get('attempt')} in {d.get('delay')}s: {d.get('error')}"
     return ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("traceback",))[:120]
+
+
+def _segment_table(segments: list[Segment]) -> Table:
+    """One row per byte range: where it lies, a bar, and how much of it is in."""
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    for name in ("seg", "bytes", "progress", "done", "fsynced"):
+        table.add_column(name, no_wrap=True)
+    for seg in segments:
+        share = seg.done / seg.length if seg.length else 1.0
+        table.add_row(
+            str(seg.index), f"{fmt.size(seg.start)} - {fmt.size(seg.end)}",
+            ProgressBar(total=max(seg.length, 1), completed=seg.done, width=20,
+                        complete_style="green" if seg.complete else "cyan"),
+            f"{share:4.0%}", fmt.size(seg.durable))
+    return table
 
 
 class DetailPane(VerticalScroll):
@@ -54,7 +70,7 @@ class DetailPane(VerticalScroll):
         yield self.body
 
     def show(self, job: Job | None, ops: list[Op], events: list[Event],
-             history: list[float]) -> None:
+             history: list[float], segments: list[Segment] | None = None) -> None:
         """Render one job (or an empty hint)."""
         head, body = self.head, self.body
         if job is None:
@@ -113,6 +129,10 @@ class DetailPane(VerticalScroll):
 
         group = Table.grid()
         group.add_row(facts)
+        if segments:
+            group.add_row(Text(f"Segments ({len(segments)} connections)",
+                               style="bold underline"))
+            group.add_row(_segment_table(segments))
         group.add_row(Text("Ops", style="bold underline"))
         group.add_row(op_table if ops else Text("none yet", style="dim"))
         group.add_row(Text("Events", style="bold underline"))
