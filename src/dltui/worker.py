@@ -71,6 +71,7 @@ class JobRun:
         self.released = False  # a terminal transition already cleared the lease
         self._head_ok = False
         self.segmented = False  # the ledger holds segment rows for this job
+        self._complete_cp: tuple[dict[str, Any], tuple[Segment, ...] | None] | None = None
         self.resume_segments: list[Segment] = []
 
     # -- control ----------------------------------------------------------------------------
@@ -121,18 +122,27 @@ class JobRun:
                       etag=v.etag, last_modified=v.last_modified, content_length=v.length,
                       accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
                       bytes_total=v.length)
-        with self.ledger.write() as conn:
-            job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
-            if job is None:
-                raise LeaseLost(self.job.id, self.owner)
-            self.job = job
-            if cp.segments is not None:
-                segments.save_in(conn, self.job.id, cp.segments)
-                self.segmented = True
-            elif self.segmented:  # a single stream (or a reset) replaces the segments
-                segments.clear_in(conn, self.job.id)
-                self.segmented = False
         self.flags = dict(self.pool.flags)
+        if cp.complete:
+            # Recorded with the STREAM op's completion, one transaction fewer per file. Should
+            # that never commit, the ledger keeps the previous (smaller) offset: safe.
+            self._complete_cp = (fields, cp.segments)
+            return
+        with self.ledger.write() as conn:
+            self._record_checkpoint(conn, fields, cp.segments)
+
+    def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
+                           segs: tuple[Segment, ...] | None) -> None:
+        job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
+        if job is None:
+            raise LeaseLost(self.job.id, self.owner)
+        self.job = job
+        if segs is not None:
+            segments.save_in(conn, self.job.id, segs)
+            self.segmented = True
+        elif self.segmented:  # a single stream (or a reset) replaces the segments
+            segments.clear_in(conn, self.job.id)
+            self.segmented = False
 
     def progress(self, done: int, total: int | None) -> None:
         self.pool.stats.bytes += done - self.bytes_now
@@ -207,6 +217,10 @@ class JobRun:
 
     def _streamed(self, conn: Any, result: dict[str, Any]) -> None:
         """STREAM done: a complete part moves the job to FINALIZING in the same transaction."""
+        if self._complete_cp is not None:
+            fields, segs = self._complete_cp
+            self._complete_cp = None
+            self._record_checkpoint(conn, fields, segs)
         length = (result["validators"] or {}).get("length")
         expected = self.job.expected_sha256
         if (length is None or length == result["size"]) and \

@@ -102,3 +102,38 @@ def test_place_part_replay_finds_our_file_by_content(tmp_path) -> None:
     # A crash after the move: the replay finds the part gone and must find our file, not theirs.
     again = place_part(part, sha, dest, "f.bin", fsync=False)
     assert again == {"applied": False, "how": "present", "dest": str(dest / "f (1).bin")}
+
+
+def test_directory_fsyncs_are_group_committed(tmp_path, monkeypatch) -> None:
+    import os
+    import threading
+    import time
+
+    from dltui import store
+
+    calls: list[float] = []
+    real = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        calls.append(time.monotonic())
+        time.sleep(0.05)  # a disk that takes its time: callers pile up meanwhile
+        real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", slow_fsync)
+    returned: list[float] = []
+    barrier = threading.Barrier(16)
+
+    def caller() -> None:
+        barrier.wait()
+        store.fsync_dir(tmp_path)
+        returned.append(time.monotonic())
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(returned) == 16
+    # Everyone is covered by an fsync that started after they asked; far fewer than 16 ran.
+    assert 1 <= len(calls) <= 3
+    assert max(returned) >= calls[-1]

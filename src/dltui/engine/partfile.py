@@ -68,18 +68,24 @@ class PartFile:
         except BaseException:
             os.close(self.fd)
             raise
+        self._buffer_size = buffer_size
         if background:
-            self._wq: queue.SimpleQueue[object] = queue.SimpleQueue()
-            self._hq: queue.SimpleQueue[object] = queue.SimpleQueue()
-            self._slots = threading.Semaphore(self._WINDOW)
-            self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-            for _ in range(self._POOL):
-                self._free.put(bytearray(buffer_size))
-            for target, name in ((self._write_loop, "dltui-write"),
-                                 (self._hash_loop, "dltui-hash")):
-                thread = threading.Thread(target=target, name=name, daemon=True)
-                thread.start()
-                self._threads.append(thread)
+            self.go_background()
+
+    def go_background(self) -> None:
+        """Start the writer and hasher threads (once); the bytes so far are already written."""
+        if self._threads:
+            return
+        self._wq: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._hq: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._slots = threading.Semaphore(self._WINDOW)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(self._POOL):
+            self._free.put(bytearray(self._buffer_size))
+        for target, name in ((self._write_loop, "dltui-write"), (self._hash_loop, "dltui-hash")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     # -- the two pipeline threads -----------------------------------------------------------
     def _write_loop(self) -> None:

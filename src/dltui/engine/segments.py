@@ -127,7 +127,7 @@ class SegmentedFetch:
             if self._hashed != self.total:
                 raise ResumeConflict("part_missing",
                                      f"part {self.part_path} ended while hashing")
-            self._checkpoint(final=True)
+            self._checkpoint(final=True, complete=True)
             return StreamResult(self.total, self._hasher.hexdigest(), self._prefix,
                                 self.validators, self.decision, True, self.origin_url,
                                 self.disposition_name)
@@ -206,7 +206,8 @@ class SegmentedFetch:
     def _done_bytes(self) -> int:
         return sum(s.done for s in self.live if not s.dropped)
 
-    def _checkpoint(self, *, final: bool, durable: bool | None = None) -> None:
+    def _checkpoint(self, *, final: bool, durable: bool | None = None,
+                    complete: bool = False) -> None:
         """Record every segment's written bytes (fsynced first when ``durable``)."""
         sync = self.options.fsync if durable is None else durable
         kept = [s for s in self.live if not s.dropped]
@@ -219,7 +220,7 @@ class SegmentedFetch:
                          for seg, done in zip(kept, snap, strict=True))
         self.hooks.checkpoint(Checkpoint(
             sum(snap), self._prefix, self.validators, sum(s.durable for s in segments),
-            segments=segments))
+            segments=segments, complete=complete))
 
     # -- hashing the contiguous prefix ------------------------------------------------------
     def _frontier(self) -> int:

@@ -109,7 +109,8 @@ def fetch(
                               control=control, limits=limits, host=host).run()
     offset = decision.offset if decision.mode is Mode.RESUME else 0
     # Small objects finish in one or two chunks: pipeline threads would only add latency.
-    big = expected.length is None or expected.length - offset > options.background_min
+    # With no length known yet (no HEAD), the response decides, once its headers are in.
+    big = expected.length is not None and expected.length - offset > options.background_min
     part = PartFile(part_path, offset, background=big, writeback=options.fsync)
     if offset and options.fsync:
         part.sync()  # what an earlier run left may not be on disk yet; from here it counts
@@ -135,7 +136,7 @@ def fetch(
             future.result()
             record(cp)
 
-    def checkpoint(final: bool = True) -> None:
+    def checkpoint(final: bool = True, complete: bool = False) -> None:
         """Record the bytes in the part as committed once they are written.
 
         Mid-stream on the pipeline, the checkpoint is queued behind the writes and recorded
@@ -162,7 +163,8 @@ def fetch(
         if options.fsync:
             part.sync()
         record(Checkpoint(part.size, part.prefix_hash, state["validators"],
-                          part.size if options.fsync else min(state["durable"], part.size)))
+                          part.size if options.fsync else min(state["durable"], part.size),
+                          complete=complete))
 
     def tick() -> None:
         """After each accepted read: report progress, settle and take checkpoints."""
@@ -178,7 +180,7 @@ def fetch(
 
     def done(requested: bool) -> StreamResult:
         part.trim()
-        checkpoint()
+        checkpoint(complete=True)
         return StreamResult(part.size, part.sha256, part.prefix_hash,
                             state["validators"], decision, requested,
                             origin["url"] or url, origin["name"])
@@ -230,6 +232,8 @@ def fetch(
                                      cancel=cancel, control=control, limits=limits, host=host)
                 seg.disposition_name = origin["name"]
                 return seg.run(first=resp)
+            if total is None or total - part.size > options.background_min:
+                part.go_background()
             if options.preallocate and total is not None and total >= options.preallocate_min:
                 part.preallocate(total)
             chunks = resp.iter_raw()

@@ -28,6 +28,8 @@ class Checkpoint:
     bytes_durable: int = 0
     #: The ranges of a segmented download; None for a single stream.
     segments: tuple[Segment, ...] | None = None
+    #: The part is complete: the caller may record this with the stream's result.
+    complete: bool = False
 
 
 class StreamHooks(Protocol):
