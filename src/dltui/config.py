@@ -46,6 +46,11 @@ class Settings:
         8 << 20, "Bytes between checkpoints (ledger records of the committed offset).",
         "bytes")
     checkpoint_interval: float = _s(1.0, "Longest time between checkpoints, in seconds.")
+    fsync_on_finish: bool = _s(
+        False, "fsync each finished file and its directories before it is FINALIZED (flag "
+               "`fsync`). Off: finished files reach the disk in the kernel's own time, as "
+               "with curl and aria2c, and after a reboot the reconciler re-verifies the "
+               "SHA-256 of every file finished but not yet known to be on disk.")
     fsync_interval: float = _s(
         10.0, "Seconds between checkpoints that also fsync the part (flag `fsync`); 0 fsyncs "
               "at every checkpoint. Other checkpoints survive a killed process; after a "

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dltui import paths
+from dltui import durability, paths
 from dltui.config import Settings
-from dltui.engine import durability, finalize, policy, quota, resume, stream
+from dltui.engine import finalize, policy, quota, resume, stream
 from dltui.engine.client import make_client
 from dltui.engine.precheck import Precheck, precheck
 from dltui.errors import (
@@ -328,6 +328,7 @@ class JobRun:
             fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
             preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
+            fsync_finish=s.fsync_on_finish,
             connections=s.connections_per_file if self.flags["segmented"] else 1,
             min_segment=s.min_segment_size,
         )
@@ -404,7 +405,7 @@ class JobRun:
     def _link_and_finish(self, sha: str, name: str) -> None:
         pool, job = self.pool, self.job
         dest_dir = Path(job.dest_dir)
-        fsync = self.flags["fsync"]
+        fsync = self.flags["fsync"] and pool.settings.fsync_on_finish
         store = pool.store
         if self.flags["dedupe"] or (store.has(sha) and not self.part.exists()):
             part = self.part
@@ -444,6 +445,10 @@ class JobRun:
             conn, self.job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
             fields={"final_path": placed["dest"], "sha256": sha, "error": None,
                     "bytes_committed": self.job.bytes_total or self.job.bytes_committed,
+                    # What a reboot would lose: the reconciler re-verifies unsynced files.
+                    "boot_id": durability.boot_id(),
+                    "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
+                    if self.flags["fsync"] and self.pool.settings.fsync_on_finish else 0,
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )

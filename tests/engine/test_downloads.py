@@ -372,7 +372,7 @@ def test_after_a_reboot_only_fsynced_bytes_are_trusted(ledger, home, dest, origi
 
     import httpx
 
-    from dltui.engine.durability import boot_id
+    from dltui.durability import boot_id
     from dltui.ledger import jobs
 
     data = blob(4 * MiB, seed=41)
@@ -395,3 +395,16 @@ def test_after_a_reboot_only_fsynced_bytes_are_trusted(ledger, home, dest, origi
     assert get.headers["range"] == f"bytes={durable if rebooted else committed}-"
     trims = [e for e in events.for_job(ledger, job_id, 100) if e.kind == "durable_trim"]
     assert len(trims) == (1 if rebooted else 0)
+
+
+@pytest.mark.parametrize("on_finish", [False, True])
+def test_finished_job_records_whether_it_reached_the_disk(ledger, dest, origin, settings,
+                                                          on_finish) -> None:
+    from dltui.durability import boot_id
+
+    data = blob(3 * MiB, seed=42)
+    url = origin.add(f"/finish-{on_finish}.bin", data)
+    job = fetch_one(ledger, dest, settings.replace(fsync_on_finish=on_finish), url)
+    assert_done(job, data, dest)
+    assert job.boot_id == boot_id()
+    assert job.bytes_durable == (len(data) if on_finish else 0)

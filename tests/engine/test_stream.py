@@ -250,15 +250,19 @@ def test_direct_body_stall_is_a_read_timeout(origin, tmp_path, direct_spy) -> No
     assert direct_spy[0] is not None
 
 
+@pytest.mark.parametrize("finish", [True, False])
 @pytest.mark.parametrize("interval", [0.0, 600.0])
-def test_checkpoints_record_how_much_is_fsynced(client, origin, tmp_path, interval) -> None:
+def test_checkpoints_record_how_much_is_fsynced(client, origin, tmp_path, interval,
+                                                finish) -> None:
     data = blob(6 << 20, seed=35)
     url = origin.add("/cp", data)
     _, rec = _fetch(client, url, tmp_path / "cp.part", ResumeDecision(Mode.FRESH, 0, "no_part"),
-                    checkpoint_bytes=512 << 10, fsync_interval=interval)
+                    checkpoint_bytes=512 << 10, fsync_interval=interval, fsync_finish=finish)
     *middle, final = rec.checkpoints
-    assert middle and final.bytes_durable == final.bytes_committed == len(data)
+    assert middle and final.complete and final.bytes_committed == len(data)
     if interval == 0.0:  # every checkpoint is durable
         assert all(cp.bytes_durable == cp.bytes_committed for cp in middle)
     else:  # written, not fsynced: a reboot would trust none of it
         assert all(cp.bytes_durable == 0 for cp in middle)
+    # The complete part is fsynced only when asked; else it keeps what was durable before.
+    assert final.bytes_durable == (len(data) if finish else middle[-1].bytes_durable)

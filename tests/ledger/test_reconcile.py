@@ -186,3 +186,39 @@ def test_running_job_pause_and_cancel_are_requests(ledger, home, dest) -> None:
     force_state(ledger, job_id, JobState.STREAMING, **FOREIGN_EXPIRED)
     assert jobs.cancel(ledger, job_id) == "cancelled"
     assert not part.exists()
+
+
+@pytest.mark.parametrize("when", ["same boot", "after a reboot"])
+def test_files_finished_without_fsync_are_reverified_after_a_reboot(ledger, home, dest,
+                                                                    when) -> None:
+    from dltui.durability import boot_id
+
+    data = b"finished but never fsynced " * 1000
+    job_id, final = _finalized(ledger, home, dest, "unsynced.bin", data)
+    boot = boot_id() if when == "same boot" else "an-earlier-boot"
+    force_state(ledger, job_id, JobState.FINALIZED, boot_id=boot, bytes_durable=0)
+    report = reconcile(ledger)
+    if when == "same boot":  # the page cache still holds it: nothing to check
+        assert report.counts["reverified"] == report.counts["corrupt"] == 0
+        return
+    assert report.counts["reverified"] == 1
+    job = jobs.get(ledger, job_id)
+    assert (job.bytes_durable, job.boot_id) == (len(data), boot_id())
+    assert reconcile(ledger).counts["reverified"] == 0  # checked once, not at every start
+
+
+def test_file_damaged_by_a_reboot_is_downloaded_again(ledger, home, dest) -> None:
+    data = b"these bytes did not reach the disk " * 1000
+    job_id, final = _finalized(ledger, home, dest, "lost.bin", data)
+    force_state(ledger, job_id, JobState.FINALIZED, boot_id="an-earlier-boot", bytes_durable=0)
+    sha = jobs.get(ledger, job_id).sha256
+    # What a host crash leaves of unsynced pages: the right size, zeros inside.
+    with open(final, "r+b") as fh:
+        fh.seek(4096)
+        fh.write(bytes(8192))
+    report = reconcile(ledger)
+    assert report.counts["corrupt"] == 1
+    job = jobs.get(ledger, job_id)
+    assert job.state is JobState.PLANNED and job.sha256 is None
+    assert not final.exists()
+    assert not Store(paths.store_dir(home)).has(sha)  # the damaged object is gone too

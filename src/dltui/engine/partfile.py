@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-from dltui.engine.durability import start_writeback
+from dltui.durability import start_writeback
 from dltui.engine.resume import PREFIX_BYTES
 from dltui.errors import ResumeConflict
 

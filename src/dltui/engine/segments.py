@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from dltui.durability import boot_id, start_writeback
 from dltui.engine.body import direct_body
 from dltui.engine.client import mapped_errors
-from dltui.engine.durability import boot_id, start_writeback
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import PREFIX_BYTES, Mode, ResumeDecision
@@ -209,7 +209,9 @@ class SegmentedFetch:
     def _checkpoint(self, *, final: bool, durable: bool | None = None,
                     complete: bool = False) -> None:
         """Record every segment's written bytes (fsynced first when ``durable``)."""
-        sync = self.options.fsync if durable is None else durable
+        if durable is None:  # a final checkpoint: a complete part is synced only if asked
+            durable = self.options.fsync and (self.options.fsync_finish or not complete)
+        sync = durable
         kept = [s for s in self.live if not s.dropped]
         snap = [s.done for s in kept]
         if sync:
@@ -366,7 +368,8 @@ class SegmentedFetch:
 
     def _writeback(self, seg: _Live) -> None:
         # The final fsync then finds most pages clean instead of flushing the whole file.
-        if self.options.fsync and seg.done - seg.kicked >= _WRITEBACK_EVERY:
+        if (self.options.fsync and self.options.fsync_finish
+                and seg.done - seg.kicked >= _WRITEBACK_EVERY):
             start_writeback(self.fd, seg.start + seg.kicked, seg.done - seg.kicked)
             seg.kicked = seg.done
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from dltui.durability import boot_id
 from dltui.engine.body import DirectBody, direct_body
 from dltui.engine.client import mapped_errors
-from dltui.engine.durability import boot_id
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
 from dltui.engine.policy import RateLimits
@@ -111,7 +111,9 @@ def fetch(
     # Small objects finish in one or two chunks: pipeline threads would only add latency.
     # With no length known yet (no HEAD), the response decides, once its headers are in.
     big = expected.length is not None and expected.length - offset > options.background_min
-    part = PartFile(part_path, offset, background=big, writeback=options.fsync)
+    # Early writeback only pays when a final fsync will wait for the disk anyway.
+    part = PartFile(part_path, offset, background=big,
+                    writeback=options.fsync and options.fsync_finish)
     if offset and options.fsync:
         part.sync()  # what an earlier run left may not be on disk yet; from here it counts
     # committed: recorded in the ledger; marked: where the latest checkpoint began;
@@ -160,10 +162,11 @@ def fetch(
             pending = (part.sync_later(durable=durable), cp)
             return
         part.flush()  # only written bytes may be committed
-        if options.fsync:
+        sync = options.fsync and (options.fsync_finish or not complete)
+        if sync:
             part.sync()
         record(Checkpoint(part.size, part.prefix_hash, state["validators"],
-                          part.size if options.fsync else min(state["durable"], part.size),
+                          part.size if sync else min(state["durable"], part.size),
                           complete=complete))
 
     def tick() -> None:

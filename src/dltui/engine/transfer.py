@@ -58,8 +58,10 @@ class StreamOptions:
     checkpoint_bytes: int = 8 << 20
     checkpoint_interval: float = 1.0
     #: Seconds between checkpoints that fsync; 0 fsyncs every checkpoint. Where the boot cannot
-    #: be identified every checkpoint fsyncs (see :mod:`dltui.engine.durability`).
+    #: be identified every checkpoint fsyncs (see :mod:`dltui.durability`).
     fsync_interval: float = 10.0
+    #: fsync the complete part too (else it is left to the kernel; see ``fsync_on_finish``).
+    fsync_finish: bool = False
     #: Objects larger than this are written and hashed on pipeline threads.
     background_min: int = 1 << 20
     #: Bodies at least this large are read straight from the socket (see :mod:`.body`).

@@ -21,7 +21,7 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "resume": (True, "resume partial downloads instead of starting again"),
     "verify_prefix": (True, "allow resume without validators when the first 64 KiB match"),
     "dedupe": (True, "store identical content once and hardlink it into each destination"),
-    "fsync": (True, "fsync parts periodically and before finalizing, directories after renames"),
+    "fsync": (True, "fsync parts every fsync_interval, finished files with fsync_on_finish"),
     "segmented": (True, "split large files into ranged connections (connections_per_file)"),
     "preallocate": (True, "preallocate large part files with posix_fallocate"),
     "rate_limit": (True, "apply per-host request and bandwidth limits"),

@@ -11,6 +11,8 @@ Actions, by ``kind``:
 - ``op_reset``      op left ``started`` without a verifiable effect -> failed, runs again
 - ``relinked``      FINALIZED job whose file vanished, re-made from the store
 - ``requeued``      FINALIZED job whose file and store object both vanished -> PLANNED
+- ``reverified``    after a reboot, a file finished without fsync still has its SHA-256
+- ``corrupt``       after a reboot, a file finished without fsync lost bytes -> PLANNED
 - ``part_deleted``  part file with no job, or whose job is finished or cancelled
 """
 
@@ -22,18 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dltui import paths
+from dltui.durability import boot_id
 from dltui.ledger import events, jobs, ops
 from dltui.ledger._db import now
 from dltui.ledger.leases import lease_is_live
 from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState
-from dltui.store import Store
+from dltui.store import Store, sha256_file
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
 ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
-    "relinked", "requeued", "part_deleted",
+    "relinked", "requeued", "reverified", "corrupt", "part_deleted",
 )
 _PART_NAME = re.compile(r"^(\d+)\.part(\..*)?$")
 _CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
@@ -124,12 +127,26 @@ def plan(ledger: Ledger) -> list[Action]:
             actions.append(Action("op_reset", op.job_id, f"{op.kind} interrupted; will run again",
                                   {"key": op.key}))
 
+    this_boot = boot_id()
     for row in ledger.conn.execute(
-        "SELECT id, sha256, final_path FROM jobs WHERE state = 'FINALIZED' "
-        "AND final_path IS NOT NULL"
+        "SELECT id, sha256, final_path, boot_id, bytes_durable, bytes_committed FROM jobs "
+        "WHERE state = 'FINALIZED' AND final_path IS NOT NULL"
     ):
         dest = Path(row["final_path"])
         if dest.exists():
+            if (this_boot is not None and row["boot_id"] not in (None, this_boot)
+                    and (row["bytes_durable"] or 0) < row["bytes_committed"]):
+                # Finished without fsync, then the host went down: the page cache may have
+                # died with the bytes. Whatever the file holds now is on disk: check it.
+                if row["sha256"] and sha256_file(dest) == row["sha256"]:
+                    actions.append(Action("reverified", row["id"],
+                                          f"{dest} survived the reboot intact",
+                                          {"size": row["bytes_committed"]}))
+                else:
+                    end_state[row["id"]] = JobState.PLANNED
+                    actions.append(Action("corrupt", row["id"],
+                                          f"{dest} lost bytes in a reboot; downloading again",
+                                          {"dest": str(dest), "sha256": row["sha256"]}))
             continue
         sha = row["sha256"]
         if sha and store.has(sha):
@@ -215,6 +232,21 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
                 (job_id,),
             )
         return True
+    if kind == "reverified":
+        assert job_id is not None
+        with ledger.write() as conn:
+            jobs.write_row(conn, job_id, {"bytes_durable": action.data["size"],
+                                          "boot_id": boot_id()},
+                           "AND state = 'FINALIZED'", ())
+        return True
+    if kind == "corrupt":
+        assert job_id is not None
+        dest, sha = Path(action.data["dest"]), action.data["sha256"]
+        # The damaged file is ours (placed by this job); its store object shares the bytes.
+        dest.unlink(missing_ok=True)
+        if sha:
+            store.object_path(sha).unlink(missing_ok=True)
+        return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
     if kind == "part_deleted":
         Path(action.data["path"]).unlink(missing_ok=True)
         return True
