@@ -194,7 +194,7 @@ def test_files_finished_without_fsync_are_reverified_after_a_reboot(ledger, home
     from dltui.durability import boot_id
 
     data = b"finished but never fsynced " * 1000
-    job_id, final = _finalized(ledger, home, dest, "unsynced.bin", data)
+    job_id, _ = _finalized(ledger, home, dest, "unsynced.bin", data)
     boot = boot_id() if when == "same boot" else "an-earlier-boot"
     force_state(ledger, job_id, JobState.FINALIZED, boot_id=boot, bytes_durable=0)
     report = reconcile(ledger)
