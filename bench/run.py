@@ -290,6 +290,8 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
             label = tool
             if tool == "dltui":
                 label = "dltui (8 connections)" if case.segmented else "dltui (1 connection)"
+            elif len(case.files) > 1:  # the same commands run 16 downloads at once
+                label = {"aria2c-x1": "aria2c -j16", "curl": "curl -Z (16 parallel)"}[tool]
             lines.append(
                 f"| {case.name} | {label} | {med[tool]:,.0f} {case.unit} | "
                 f"{min(rates):,.0f}-{max(rates):,.0f} | {ratio} | "

@@ -540,6 +540,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._keeper: threading.Thread | None = None
         self._wake = threading.Event()
+        self._settled = threading.Event()  # a job ended or a worker found nothing to do
         self._retry_after: dict[str, tuple[float, str]] = {}
         self._published: dict[str, tuple[object, ...]] = {}
 
@@ -624,7 +625,10 @@ class WorkerPool:
         """Work until :meth:`idle`, then stop."""
         self.start()
         try:
-            while not self._stop.wait(poll):
+            # Woken as soon as a job ends, so a short run does not idle out its poll interval.
+            while not self._stop.is_set():
+                self._settled.wait(poll)
+                self._settled.clear()
                 if not self.active() and self.idle():
                     break
         finally:
@@ -639,6 +643,7 @@ class WorkerPool:
             except DltuiError:
                 job = None
             if job is None:
+                self._settled.set()
                 self._wake.wait(0.25)
                 self._wake.clear()
                 continue
@@ -650,6 +655,7 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._active.pop(job.id, None)
+                self._settled.set()
 
     def _keep(self) -> None:
         ttl = self.settings.lease_ttl
