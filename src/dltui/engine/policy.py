@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import tenacity
-from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
 
 from dltui.config import Settings
 from dltui.errors import CircuitOpenError, DownloadError, Interrupted
+
+if TYPE_CHECKING:  # pyrate-limiter loads only when a limit is set: it costs ~35 ms at start-up
+    from pyrate_limiter import Limiter
 
 _WAIT_SLICE = 0.1  # how long one limiter wait blocks before re-checking cancellation
 
@@ -74,11 +77,15 @@ def retrying(
 
 # -- rate limits -----------------------------------------------------------------------------
 def _bandwidth_limiter(bytes_per_second: int) -> Limiter:
+    from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
+
     # GCRA keeps one number per rate; a log bucket would store one entry per byte.
     return Limiter(StateBucket([Rate(bytes_per_second, Duration.SECOND)], algorithm=GCRA()))
 
 
 def _request_limiter(per_second: float) -> Limiter:
+    from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
+
     # Express fractional rates (0.5/s) over a longer interval so the limit stays an integer.
     if per_second >= 1:
         return Limiter(StateBucket([Rate(int(per_second), Duration.SECOND)], algorithm=GCRA()))
