@@ -15,8 +15,8 @@ from typing import NoReturn, TextIO
 
 from dltui import __version__, config, paths
 from dltui.errors import DltuiError, IllegalTransition, UsageError
-from dltui.ledger import Ledger, flags, jobs, reconcile
-from dltui.model import Job, JobState
+from dltui.ledger import Ledger, flags, jobs, reconcile, segments
+from dltui.model import Job, JobState, Segment
 from dltui.units import human_size
 
 EXIT_OK = 0
@@ -41,7 +41,7 @@ def _progress(job: Job) -> str:
     return "  -  " if job.bytes_committed == 0 else "  ?  "
 
 
-def _status_dict(job: Job) -> dict[str, object]:
+def _status_dict(job: Job, segs: list[Segment] | None = None) -> dict[str, object]:
     return {
         "id": job.id,
         "url": job.url,
@@ -63,6 +63,9 @@ def _status_dict(job: Job) -> dict[str, object]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
+        # Only while a segmented download runs: each range and its written / fsynced bytes.
+        **({"segments": [{"index": s.index, "start": s.start, "end": s.end, "done": s.done,
+                          "fsynced": s.durable} for s in segs]} if segs else {}),
     }
 
 
@@ -163,8 +166,9 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     else:
         selected = jobs.list_jobs(ledger, states)
     if args.json:
+        segs = segments.by_job(ledger)
         for job in selected:
-            out.write(json.dumps(_status_dict(job)) + "\n")
+            out.write(json.dumps(_status_dict(job, segs.get(job.id))) + "\n")
         return EXIT_OK
     if not selected:
         out.write("no jobs\n" if states is None else "no jobs in that state\n")

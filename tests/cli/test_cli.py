@@ -228,3 +228,18 @@ def test_run_rejects_bad_settings(run, tmp_path, monkeypatch) -> None:
 def test_run_until_idle_on_an_empty_ledger(run) -> None:
     code, _, err = run("run", "--until-idle")
     assert code == 0 and err == ""
+
+
+def test_status_json_shows_segments_of_a_segmented_download(run, home, dest) -> None:
+    from dltui.ledger import segments
+    from dltui.model import plan_segments
+
+    run("add", "http://example.com/big", "http://example.com/small", "--dir", str(dest))
+    with Ledger(home) as led, led.write() as conn:
+        plan = plan_segments(100 << 20, 4, 20 << 20)
+        segments.save_in(conn, 1, [s.__class__(s.index, s.start, s.end, 1000 * s.index, 0)
+                                   for s in plan])
+    big, small = _status(run)
+    assert [(s["start"], s["done"]) for s in big["segments"]] == \
+        [(s.start, 1000 * s.index) for s in plan]
+    assert "segments" not in small

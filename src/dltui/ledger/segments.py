@@ -23,6 +23,15 @@ def for_job(ledger: Ledger, job_id: int) -> list[Segment]:
     return [Segment(*row) for row in ledger.conn.execute(_SELECT, (job_id,))]
 
 
+def by_job(ledger: Ledger) -> dict[int, list[Segment]]:
+    """Every segmented download's segments, by job id (rows exist only while one runs)."""
+    out: dict[int, list[Segment]] = {}
+    for job_id, *row in ledger.conn.execute(
+            "SELECT job_id, idx, start, end, done, durable FROM segments ORDER BY job_id, idx"):
+        out.setdefault(job_id, []).append(Segment(*row))
+    return out
+
+
 def save_in(conn: sqlite3.Connection, job_id: int, segments: Sequence[Segment]) -> None:
     """Replace the job's segments, inside the caller's transaction."""
     conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
