@@ -149,3 +149,42 @@ def test_segments_are_checkpointed_in_the_ledger(ledger, dest, origin, seg_setti
         assert [s.start for s in rows] == [0, 2 * MiB, 4 * MiB, 6 * MiB]
         assert all(0 <= s.done <= s.length for s in rows)
     assert_done(ledger, jobs.get(ledger, added.job.id), data)
+
+
+def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
+                                                 seg_settings) -> None:
+    import threading
+    import time
+
+    from dltui.worker import WorkerPool
+
+    data = blob(8 * MiB, seed=59)
+    url = origin.add("/pause.bin", Resource(data=data, rate=2 * MiB))
+    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
+    job_id = added.job.id
+    pool = WorkerPool(ledger, seg_settings, workers=1)
+    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while sum(s.done > 0 for s in segments.for_job(ledger, job_id)) < 2:
+        assert time.monotonic() < deadline, "segments never started"
+        time.sleep(0.02)
+    assert jobs.pause(ledger, job_id) == "pause requested"
+    thread.join(20)
+    assert not thread.is_alive()
+    paused = jobs.get(ledger, job_id)
+    saved = segments.for_job(ledger, job_id)
+    assert paused.state is JobState.PAUSED and len(saved) == 4
+    assert 0 < paused.bytes_committed == sum(s.done for s in saved) < len(data)
+    part = paths.part_path(home, job_id).read_bytes()
+    for s in saved:  # every checkpointed byte is the origin's byte at that offset
+        assert part[s.start:s.start + s.done] == data[s.start:s.start + s.done]
+
+    jobs.resume(ledger, job_id)
+    fetch_one(ledger, dest, seg_settings, url)  # the same job: add is idempotent
+    assert_done(ledger, jobs.get(ledger, job_id), data)
+    # Each unfinished segment went on from its checkpoint, under If-Range.
+    asked = {r[0]: r[2] for r in ranged(origin, "/pause.bin")}
+    for s in saved:
+        if not s.complete:
+            assert asked.get(s.start + s.done) == paused.etag, s
