@@ -452,9 +452,10 @@ class JobRun:
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )
-        if self.segmented:
-            segments.clear_in(conn, self.job.id)
-            self.segmented = False
+        # Unconditionally: rows an earlier attempt left (a try that failed before any byte)
+        # must not outlive the download.
+        segments.clear_in(conn, self.job.id)
+        self.segmented = False
         self.state = JobState.FINALIZED
         self.released = True
 
@@ -471,6 +472,8 @@ class JobRun:
         if reason == "cancel":
             self.part.unlink(missing_ok=True)
             self._end(JobState.CANCELLED, "operator", bytes_committed=0, prefix_hash=None)
+            with contextlib.suppress(DltuiError), self.ledger.write() as conn:
+                segments.clear_in(conn, self.job.id)
         elif reason == "pause":
             self._end(JobState.PAUSED, "operator")
         elif reason == "shutdown":

@@ -188,3 +188,26 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
     for s in saved:
         if not s.complete:
             assert asked.get(s.start + s.done) == paused.etag, s
+
+
+def test_cancel_clears_the_segments(ledger, home, dest, origin, seg_settings) -> None:
+    import threading
+    import time
+
+    from dltui.worker import WorkerPool
+
+    url = origin.add("/cancel.bin", Resource(data=blob(8 * MiB, seed=60), rate=2 * MiB))
+    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
+    job_id = added.job.id
+    pool = WorkerPool(ledger, seg_settings, workers=1)
+    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not segments.for_job(ledger, job_id):
+        assert time.monotonic() < deadline, "no segment checkpoint"
+        time.sleep(0.02)
+    assert jobs.cancel(ledger, job_id) == "cancel requested"
+    thread.join(20)
+    assert jobs.get(ledger, job_id).state is JobState.CANCELLED
+    assert segments.for_job(ledger, job_id) == []
+    assert not paths.part_path(home, job_id).exists()

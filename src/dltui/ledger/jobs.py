@@ -404,5 +404,6 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             return "cancel requested"
         transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
                       fields={"control": Control.CANCEL.value, **_CLEAR_LEASE}, by=by)
+        conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))  # the part goes too
     _delete_part(ledger, job_id)
     return "cancelled"
