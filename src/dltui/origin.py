@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -278,12 +279,18 @@ class _Server(ThreadingHTTPServer):
 class Origin:
     """A threaded origin on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.resources: dict[str, Resource] = {}
         self.log: list[RequestRecord] = []
         self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.origin = self
+        self.scheme = "http"
+        if tls is not None:
+            # The handshake happens on the first read, in the connection's own thread.
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
@@ -293,7 +300,7 @@ class Origin:
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path`` on this origin."""
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, resource: Resource | bytes) -> str:
         """Serve ``resource`` at ``path``; returns its URL."""

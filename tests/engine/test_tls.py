@@ -1,0 +1,55 @@
+"""Downloads over HTTPS: the socket read path and segments work on TLS sockets too.
+
+The origin serves with a self-signed certificate for 127.0.0.1 kept in tests/data/tls (valid
+until 2126); the client trusts it through SSL_CERT_FILE, as an operator's would a private CA.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from dltui.model import JobState
+from dltui.origin import Origin, Resource
+from tests.engine.helpers import blob, fetch_one, sha
+
+MiB = 1 << 20
+TLS = Path(__file__).resolve().parents[1] / "data" / "tls"
+
+
+@pytest.fixture
+def tls_origin(monkeypatch):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with Origin(tls=context) as origin:
+        yield origin
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_large_file_over_https(ledger, dest, tls_origin, settings, connections) -> None:
+    data = blob(8 * MiB, seed=70 + connections)
+    url = tls_origin.add("/secure.bin", Resource(data=data, drop_after=5 * MiB))
+    assert url.startswith("https://")
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, min_segment_size=MiB,
+                                                   connections_per_file=connections), url)
+    assert job.state is JobState.FINALIZED, job.error
+    assert job.sha256 == sha(data) and Path(job.final_path).read_bytes() == data
+    gets = tls_origin.requests("/secure.bin", "GET")
+    assert any("range" in g.headers for g in gets)  # the dropped connection was resumed
+    if connections > 1:
+        assert len(gets) >= connections
+
+
+def test_untrusted_certificate_fails_with_a_clear_error(ledger, dest, tls_origin, settings,
+                                                        monkeypatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    url = tls_origin.add("/secure.bin", blob(1000))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=1), url)
+    assert job.state is JobState.FAILED
+    assert "certificate" in (job.error or "").lower()
