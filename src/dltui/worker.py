@@ -72,6 +72,7 @@ class JobRun:
         self._head_ok = False
         self.segmented = False  # the ledger holds segment rows for this job
         self._complete_cp: tuple[dict[str, Any], tuple[Segment, ...] | None] | None = None
+        self._prestarted: set[str] = set()  # ops marked started with the step before them
         self.resume_segments: list[Segment] = []
 
     # -- control ----------------------------------------------------------------------------
@@ -232,6 +233,12 @@ class JobRun:
             self.job = jobs.transition_in(conn, self.job.id, JobState.FINALIZING,
                                           owner=self.owner, fields=fields)
             self.state = JobState.FINALIZING
+            if self.flags["dedupe"]:
+                # FINALIZE is the next effect: mark it started in this transaction.
+                key = ops.op_key("FINALIZE", self.job.id, sha256=result["sha256"])
+                ops.start_in(conn, key, job_id=self.job.id, kind="FINALIZE",
+                             attempt=self.job.attempts, args={"sha256": result["sha256"]})
+                self._prestarted.add(key)
 
     def _download(self) -> None:
         pool, job = self.pool, self.job
@@ -407,22 +414,40 @@ class JobRun:
         dest_dir = Path(job.dest_dir)
         fsync = self.flags["fsync"] and pool.settings.fsync_on_finish
         store = pool.store
-        if self.flags["dedupe"] or (store.has(sha) and not self.part.exists()):
+        finalize_key = ops.op_key("FINALIZE", job.id, sha256=sha)
+        if finalize_key in self._prestarted or self.flags["dedupe"] or (
+                store.has(sha) and not self.part.exists()):
             part = self.part
+            link_key = ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir))
+            link_args = {"sha256": sha, "dest": str(dest_dir / name)}
+
+            def start_link(conn: Any, _result: Any) -> None:
+                # LINK is the next effect: mark it started with FINALIZE's completion.
+                ops.start_in(conn, link_key, job_id=job.id, kind="LINK", owner=self.owner,
+                             attempt=job.attempts, args=link_args)
+                self._prestarted.add(link_key)
+
+            # A pre-start counts once: a retry after a failed effect starts the op anew.
+            fin_started = finalize_key in self._prestarted
+            self._prestarted.discard(finalize_key)
             ops.run_effect(
-                self.ledger, ops.op_key("FINALIZE", job.id, sha256=sha),
+                self.ledger, finalize_key,
                 lambda: finalize.promote(store, part, sha, fsync=fsync),
                 job_id=job.id, kind="FINALIZE", owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha},
                 verify=lambda r: store.has(sha) and not part.exists(),
+                on_done=start_link, started=fin_started,
             )
+            link_started = link_key in self._prestarted
+            self._prestarted.discard(link_key)
             placed = ops.run_effect(
-                self.ledger, ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir)),
+                self.ledger, link_key,
                 lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync),
                 job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
-                args={"sha256": sha, "dest": str(dest_dir / name)},
+                args=link_args,
                 verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
                 on_done=lambda conn, r: self._finalized(conn, sha, r),
+                started=link_started,
             )
         else:
             part = self.part

@@ -104,6 +104,7 @@ def run_effect(
     verify: Callable[[Any], bool] | None = None,
     on_done: Callable[[sqlite3.Connection, Any], None] | None = None,
     on_start: Callable[[sqlite3.Connection], None] | None = None,
+    started: bool = False,
 ) -> Any:
     """Run ``fn`` at most once to completion for ``key`` and return its (JSON) result.
 
@@ -113,29 +114,23 @@ def run_effect(
     ``on_start(conn)`` and ``on_done(conn, result)`` run inside the transactions that mark the
     op started and done, so the state changes around an effect commit with it (neither runs
     when a stored result is returned).
+
+    With ``started`` the caller already marked the op started with :func:`start_in`, inside
+    an earlier transaction of its own (one commit fewer per op); ``fn`` runs at once.
     """
-    existing = get(ledger, key)
-    if existing and existing.status == OpStatus.DONE and (
-        verify is None or verify(existing.result)
-    ):
-        return existing.result
-    with ledger.write() as conn:
-        if owner is not None:
-            row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise UnknownJob(f"no job {job_id} in the ledger")
-            if row[0] != owner:
-                raise LeaseLost(job_id, owner)
-        if on_start is not None:
-            on_start(conn)
-        conn.execute(
-            "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
-            "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
-            "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
-            "started_at = excluded.started_at, finished_at = NULL",
-            (key, job_id, kind, attempt, json.dumps(args or {}, sort_keys=True), now()),
-        )
+    if not started:
+        existing = get(ledger, key)
+        if existing and existing.status == OpStatus.DONE and (
+            verify is None or verify(existing.result)
+        ):
+            return existing.result
+        with ledger.write() as conn:
+            if on_start is not None:
+                _check_owner(conn, job_id, owner)
+                on_start(conn)
+                owner = None  # checked
+            start_in(conn, key, job_id=job_id, kind=kind, owner=owner, attempt=attempt,
+                     args=args)
     try:
         result = fn()
     except BaseException as exc:
@@ -155,6 +150,32 @@ def run_effect(
         if on_done is not None:
             on_done(conn, decoded)
     return decoded
+
+
+def _check_owner(conn: sqlite3.Connection, job_id: int, owner: str | None) -> None:
+    if owner is None:
+        return
+    row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise UnknownJob(f"no job {job_id} in the ledger")
+    if row[0] != owner:
+        raise LeaseLost(job_id, owner)
+
+
+def start_in(conn: sqlite3.Connection, key: str, *, job_id: int, kind: str,
+             owner: str | None = None, attempt: int | None = None,
+             args: dict[str, Any] | None = None) -> None:
+    """Mark an op ``started`` inside the caller's transaction, before its effect runs; with
+    ``owner``, only while that owner holds the job's lease (else LeaseLost)."""
+    _check_owner(conn, job_id, owner)
+    conn.execute(
+        "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
+        "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
+        "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
+        "started_at = excluded.started_at, finished_at = NULL",
+        (key, job_id, kind, attempt, json.dumps(args or {}, sort_keys=True), now()),
+    )
 
 
 def settle(ledger: Ledger, key: str, *, done: bool, result: Any = None, error: str = "") -> None:
