@@ -45,8 +45,9 @@ def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
         payloads[f"/file{i}.bin"] = blob(size, seed=100 + i)
     payloads["/twin-a.bin"] = payloads["/twin-b.bin"] = blob(3 * MiB, seed=999)
     for path, data in payloads.items():
-        # Throttled so that kills land mid-stream as well as in start-up and finalizing.
-        origin.add(path, Resource(data=data, rate=3 * MiB // 2))
+        # Throttled (per connection: segments run in parallel) so that kills land mid-stream as
+        # well as in start-up and finalizing.
+        origin.add(path, Resource(data=data, rate=MiB // 2))
     led = Ledger(home)
     jobs.add(led, [jobs.JobSpec(origin.url(p), dest) for p in payloads])
 
