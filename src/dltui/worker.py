@@ -99,15 +99,18 @@ class JobRun:
         """:meth:`_advance` inside the caller's transaction."""
         if self.state in _ORDER and to in _ORDER and _ORDER.index(to) <= _ORDER.index(self.state):
             if fields:
-                job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?",
-                                     (self.owner,))
-                if job is None:
-                    raise LeaseLost(self.job.id, self.owner)
-                self.job = job
+                self._write_in(conn, fields)
             return
         self.job = jobs.transition_in(conn, self.job.id, to, owner=self.owner,
                                       fields=fields or None)
         self.state = to
+
+    def _write_in(self, conn: Any, fields: dict[str, Any]) -> None:
+        """Write job columns inside the caller's transaction, while this run holds the lease."""
+        job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
+        if job is None:
+            raise LeaseLost(self.job.id, self.owner)
+        self.job = job
 
     def _update(self, **fields: Any) -> None:
         self.job = jobs.update(self.ledger, self.job.id, owner=self.owner, **fields)
@@ -134,10 +137,7 @@ class JobRun:
 
     def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
                            segs: tuple[Segment, ...] | None) -> None:
-        job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
-        if job is None:
-            raise LeaseLost(self.job.id, self.owner)
-        self.job = job
+        self._write_in(conn, fields)
         if segs is not None:
             segments.save_in(conn, self.job.id, segs)
             self.segmented = True
@@ -157,6 +157,11 @@ class JobRun:
         # The quota check with the length the GET announced (HEAD may have been skipped).
         quota.check_free_space([self.part.parent, Path(self.job.dest_dir)], total,
                                self.pool.settings)
+
+    @property
+    def _sync_finished(self) -> bool:
+        """Finished files (and their directories) are fsynced before FINALIZED."""
+        return self.flags["fsync"] and self.pool.settings.fsync_on_finish
 
     # -- the pipeline -----------------------------------------------------------------------
     def run(self) -> None:
@@ -399,12 +404,8 @@ class JobRun:
             self._record_decision_in(conn, decision)
 
     def _record_decision_in(self, conn: Any, decision: resume.ResumeDecision) -> None:
-        job = jobs.write_row(conn, self.job.id, {"decision": decision.mode.value,
-                                                 "decision_reason": decision.reason},
-                             "AND lease_owner = ?", (self.owner,))
-        if job is None:
-            raise LeaseLost(self.job.id, self.owner)
-        self.job = job
+        self._write_in(conn, {"decision": decision.mode.value,
+                              "decision_reason": decision.reason})
         events.append(conn, "decision", self.job.id, mode=decision.mode.value,
                       reason=decision.reason, offset=decision.offset,
                       detail=decision.describe())
@@ -412,7 +413,7 @@ class JobRun:
     def _link_and_finish(self, sha: str, name: str) -> None:
         pool, job = self.pool, self.job
         dest_dir = Path(job.dest_dir)
-        fsync = self.flags["fsync"] and pool.settings.fsync_on_finish
+        fsync = self._sync_finished
         store = pool.store
         finalize_key = ops.op_key("FINALIZE", job.id, sha256=sha)
         if finalize_key in self._prestarted or self.flags["dedupe"] or (
@@ -473,14 +474,11 @@ class JobRun:
                     # What a reboot would lose: the reconciler re-verifies unsynced files.
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
-                    if self.flags["fsync"] and self.pool.settings.fsync_on_finish else 0,
+                    if self._sync_finished else 0,
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )
-        # Unconditionally: rows an earlier attempt left (a try that failed before any byte)
-        # must not outlive the download.
-        segments.clear_in(conn, self.job.id)
-        self.segmented = False
+        self.segmented = False  # the transition cleared the rows
         self.state = JobState.FINALIZED
         self.released = True
 
@@ -497,8 +495,6 @@ class JobRun:
         if reason == "cancel":
             self.part.unlink(missing_ok=True)
             self._end(JobState.CANCELLED, "operator", bytes_committed=0, prefix_hash=None)
-            with contextlib.suppress(DltuiError), self.ledger.write() as conn:
-                segments.clear_in(conn, self.job.id)
         elif reason == "pause":
             self._end(JobState.PAUSED, "operator")
         elif reason == "shutdown":

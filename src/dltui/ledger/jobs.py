@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dltui import names, paths
 from dltui.errors import IllegalTransition, InvalidDigest, LeaseLost, UnknownJob, UsageError
-from dltui.ledger import events
+from dltui.ledger import events, segments
 from dltui.ledger._db import next_revs, now
 from dltui.model import (
     ACTIVE_STATES,
@@ -286,6 +286,8 @@ def transition_in(
         conn, "state", job_id, **{"from": current.value, "to": target.value},
         reason=reason, **data,
     )
+    if target in FINAL_STATES:  # a finished or cancelled download has no segments left
+        segments.clear_in(conn, job_id)
     return job
 
 
@@ -404,6 +406,5 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             return "cancel requested"
         transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
                       fields={"control": Control.CANCEL.value, **_CLEAR_LEASE}, by=by)
-        conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))  # the part goes too
     _delete_part(ledger, job_id)
     return "cancelled"

@@ -1,7 +1,8 @@
 """Per-segment checkpoints of segmented downloads.
 
-A job has segment rows only while a segmented download of it is under way; every single-stream
-checkpoint, reset or ending clears them, so rows never outlive the part they describe.
+A job has segment rows only while a segmented download of it is under way: a single-stream
+checkpoint replaces them, and the move to FINALIZED or CANCELLED (``jobs.transition_in``)
+clears them, so rows never outlive the part they describe.
 """
 
 from __future__ import annotations
