@@ -213,7 +213,7 @@ class Segment:
     @property
     def complete(self) -> bool:
         """True once every byte of the range is written."""
-        return self.done >= self.end - self.start
+        return self.done >= self.length
 
 
 def plan_segments(total: int, connections: int, min_size: int) -> list[Segment]:

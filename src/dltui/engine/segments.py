@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id, start_writeback
-from dltui.engine.body import direct_body
+from dltui.engine.body import LIMITED_READ, direct_body
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
@@ -38,7 +38,6 @@ from dltui.model import Segment, ServerValidators
 
 _BUFFER = 1 << 20
 _HASH_BUFFER = 4 << 20
-_LIMITED_READ = 256 << 10
 _WRITEBACK_EVERY = 8 << 20
 _TICK = 0.1  # seconds between the coordinator's progress reports
 
@@ -56,9 +55,10 @@ class _Live:
     #: Bytes of the range whose writeback was already started.
     kicked: int = 0
 
-    def snapshot(self, durable: int | None = None) -> Segment:
-        return Segment(self.index, self.start, self.end, self.done,
-                       self.durable if durable is None else durable)
+    @property
+    def left(self) -> int:
+        """Bytes of the range still to write."""
+        return self.end - self.start - self.done
 
 
 def eligible(validators: ServerValidators, options: StreamOptions) -> bool:
@@ -115,7 +115,7 @@ class SegmentedFetch:
             if first is not None:
                 self.url = self.origin_url = str(first.url)  # segments ask where redirects led
             for seg in self.live:
-                if seg.done >= seg.end - seg.start:
+                if seg.left <= 0:
                     continue
                 response = first if (first is not None and seg.index == 0) else None
                 thread = threading.Thread(target=self._segment, args=(seg, response),
@@ -127,7 +127,7 @@ class SegmentedFetch:
             if self._hashed != self.total:
                 raise ResumeConflict("part_missing",
                                      f"part {self.part_path} ended while hashing")
-            self._checkpoint(final=True, complete=True)
+            self._checkpoint(complete=True)
             return StreamResult(self.total, self._hasher.hexdigest(), self._prefix,
                                 self.validators, self.decision, True, self.origin_url,
                                 self.disposition_name)
@@ -141,7 +141,7 @@ class SegmentedFetch:
                 if isinstance(exc, ResumeConflict):
                     self._start_over()
                 else:
-                    self._checkpoint(final=True)
+                    self._checkpoint()
             except LeaseLost:
                 pass
             raise
@@ -189,12 +189,12 @@ class SegmentedFetch:
                 raise self._error
             done = self._done_bytes()
             self.hooks.progress(done, self.total)
-            if all(s.dropped or s.done >= s.end - s.start for s in self.live):
+            if all(s.dropped or s.left <= 0 for s in self.live):
                 break
             now = time.monotonic()
             if done - marked >= opts.checkpoint_bytes or now - last_cp >= opts.checkpoint_interval:
                 durable = opts.fsync and now - last_durable >= durable_every
-                self._checkpoint(final=False, durable=durable)
+                self._checkpoint(durable=durable)
                 last_cp = now
                 marked = done
                 if durable:
@@ -206,19 +206,17 @@ class SegmentedFetch:
     def _done_bytes(self) -> int:
         return sum(s.done for s in self.live if not s.dropped)
 
-    def _checkpoint(self, *, final: bool, durable: bool | None = None,
-                    complete: bool = False) -> None:
+    def _checkpoint(self, *, durable: bool | None = None, complete: bool = False) -> None:
         """Record every segment's written bytes (fsynced first when ``durable``)."""
         if durable is None:  # a final checkpoint: a complete part is synced only if asked
             durable = self.options.fsync and (self.options.fsync_finish or not complete)
-        sync = durable
         kept = [s for s in self.live if not s.dropped]
         snap = [s.done for s in kept]
-        if sync:
+        if durable:
             os.fsync(self.fd)
             for seg, done in zip(kept, snap, strict=True):
                 seg.durable = done
-        segments = tuple(dataclasses.replace(seg.snapshot(), done=done)
+        segments = tuple(Segment(seg.index, seg.start, seg.end, done, seg.durable)
                          for seg, done in zip(kept, snap, strict=True))
         self.hooks.checkpoint(Checkpoint(
             sum(snap), self._prefix, self.validators, sum(s.durable for s in segments),
@@ -234,7 +232,7 @@ class SegmentedFetch:
             if seg.start != reach:
                 break
             reach = seg.start + seg.done
-            if seg.done < seg.end - seg.start:
+            if seg.left > 0:
                 break
         return reach
 
@@ -338,7 +336,6 @@ class SegmentedFetch:
 
     def _pull(self, seg: _Live, resp: httpx.Response) -> None:
         """Write the response body into the segment's range until the range is complete."""
-        fd = self.fd
         chunks = resp.iter_raw()
         first = next(chunks, b"")
         self._write(seg, memoryview(first))
@@ -352,17 +349,12 @@ class SegmentedFetch:
             return
         buf = bytearray(_BUFFER)
         view = memoryview(buf)
-        cap = _LIMITED_READ if self.limits is not None else len(buf)
+        cap = LIMITED_READ if self.limits is not None else len(buf)
         try:
-            while (left := seg.end - seg.start - seg.done) > 0:
+            while seg.left > 0:
                 if self._abort.is_set() or seg.dropped:
                     raise Interrupted("stop")
-                got = reader.readinto(view[:min(cap, left)])
-                if self.limits is not None:
-                    self.limits.bandwidth(self.host, got, self._abort, self.control)
-                _pwrite_all(fd, view[:got], seg.start + seg.done)
-                seg.done += got
-                self._writeback(seg)
+                self._write(seg, view[:reader.readinto(view[:min(cap, seg.left)])])
         finally:
             view.release()
 
@@ -375,15 +367,14 @@ class SegmentedFetch:
 
     def _write(self, seg: _Live, data: memoryview) -> bool:
         """pwrite what fits in the segment; False once the segment is complete."""
-        left = seg.end - seg.start - seg.done
-        take = data[:left]
+        take = data[:seg.left]
         if take:
             if self.limits is not None:
                 self.limits.bandwidth(self.host, len(take), self._abort, self.control)
             _pwrite_all(self.fd, take, seg.start + seg.done)
             seg.done += len(take)
             self._writeback(seg)
-        return seg.end - seg.start - seg.done > 0
+        return seg.left > 0
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id
-from dltui.engine.body import DirectBody, direct_body
+from dltui.engine.body import LIMITED_READ, DirectBody, direct_body
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
@@ -36,9 +36,6 @@ from dltui.engine.transfer import (
 )
 from dltui.errors import Interrupted, LeaseLost, ResumeConflict, TransportError
 from dltui.model import Segment, ServerValidators, plan_segments
-
-#: Largest read while a bandwidth limit may apply, so the limiter meters smoothly.
-_LIMITED_READ = 256 << 10
 
 
 def prefix_hash_of(path: Path) -> str | None:
@@ -145,7 +142,8 @@ def fetch(
         when they are done, so receiving never waits for the disk (the committed offset lags
         one checkpoint, never the other way round). It fsyncs only every ``fsync_interval``:
         written bytes already survive the process, and the ledger records how many would
-        survive the host. A final checkpoint always fsyncs (when ``fsync`` is on).
+        survive the host. A final checkpoint fsyncs (when ``fsync`` is on), except for a
+        complete part without ``fsync_finish``.
         """
         nonlocal last_cp, last_durable, pending
         now = time.monotonic()
@@ -286,7 +284,7 @@ def _receive_direct(reader: DirectBody, part: PartFile, tick: Callable[[], None]
             while filled < len(buf) and reader.remaining:
                 if cancel.is_set():
                     raise Interrupted(control())
-                end = len(buf) if limits is None else min(len(buf), filled + _LIMITED_READ)
+                end = len(buf) if limits is None else min(len(buf), filled + LIMITED_READ)
                 got = reader.readinto(view[filled:end])
                 if limits is not None:
                     limits.bandwidth(host, got, cancel, control)
