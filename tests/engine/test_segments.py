@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 
@@ -10,6 +12,7 @@ from dltui import paths
 from dltui.ledger import events, jobs, segments
 from dltui.model import JobState, Segment, plan_segments
 from dltui.origin import Resource
+from dltui.worker import WorkerPool
 from tests.engine.helpers import blob, decisions, fetch_one, sha
 
 MiB = 1 << 20
@@ -38,6 +41,24 @@ def assert_done(ledger, job, data: bytes) -> None:
         assert fh.read() == data
     assert not paths.part_path(ledger.home, job.id).exists()
     assert segments.for_job(ledger, job.id) == []  # rows end with the download
+
+
+def start_slow(ledger, dest, origin, settings, path: str, data: bytes):
+    """Queue ``path`` throttled to 2 MiB/s a connection and work on it in the background;
+    returns (job id, the pool's thread)."""
+    url = origin.add(path, Resource(data=data, rate=2 * MiB))
+    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
+    pool = WorkerPool(ledger, settings, workers=1)
+    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
+    thread.start()
+    return added.job.id, thread
+
+
+def wait_for(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def test_plan_segments_tiles_the_object() -> None:
@@ -124,19 +145,11 @@ def test_etag_change_midway_restarts_all_segments(ledger, dest, origin, seg_sett
 
 
 def test_segments_are_checkpointed_in_the_ledger(ledger, dest, origin, seg_settings) -> None:
-    import threading
-
-    from dltui.worker import WorkerPool
-
     data = blob(8 * MiB, seed=58)
-    url = origin.add("/slow.bin", Resource(data=data, rate=2 * MiB))
-    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
-    pool = WorkerPool(ledger, seg_settings, workers=1)
-    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
-    thread.start()
+    job_id, thread = start_slow(ledger, dest, origin, seg_settings, "/slow.bin", data)
     seen: list[list[Segment]] = []
     while thread.is_alive() and len(seen) < 400:
-        rows = segments.for_job(ledger, added.job.id)
+        rows = segments.for_job(ledger, job_id)
         if rows:
             seen.append(rows)
         thread.join(0.01)
@@ -148,27 +161,15 @@ def test_segments_are_checkpointed_in_the_ledger(ledger, dest, origin, seg_setti
     for rows in seen:
         assert [s.start for s in rows] == [0, 2 * MiB, 4 * MiB, 6 * MiB]
         assert all(0 <= s.done <= s.length for s in rows)
-    assert_done(ledger, jobs.get(ledger, added.job.id), data)
+    assert_done(ledger, jobs.get(ledger, job_id), data)
 
 
 def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
                                                  seg_settings) -> None:
-    import threading
-    import time
-
-    from dltui.worker import WorkerPool
-
     data = blob(8 * MiB, seed=59)
-    url = origin.add("/pause.bin", Resource(data=data, rate=2 * MiB))
-    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
-    job_id = added.job.id
-    pool = WorkerPool(ledger, seg_settings, workers=1)
-    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while sum(s.done > 0 for s in segments.for_job(ledger, job_id)) < 2:
-        assert time.monotonic() < deadline, "segments never started"
-        time.sleep(0.02)
+    job_id, thread = start_slow(ledger, dest, origin, seg_settings, "/pause.bin", data)
+    wait_for(lambda: sum(s.done > 0 for s in segments.for_job(ledger, job_id)) >= 2,
+             "segments never started")
     assert jobs.pause(ledger, job_id) == "pause requested"
     thread.join(20)
     assert not thread.is_alive()
@@ -181,7 +182,7 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
         assert part[s.start:s.start + s.done] == data[s.start:s.start + s.done]
 
     jobs.resume(ledger, job_id)
-    fetch_one(ledger, dest, seg_settings, url)  # the same job: add is idempotent
+    fetch_one(ledger, dest, seg_settings, origin.url("/pause.bin"))  # the same job
     assert_done(ledger, jobs.get(ledger, job_id), data)
     # Each unfinished segment went on from its checkpoint, under If-Range.
     asked = {r[0]: r[2] for r in ranged(origin, "/pause.bin")}
@@ -191,21 +192,9 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
 
 
 def test_cancel_clears_the_segments(ledger, home, dest, origin, seg_settings) -> None:
-    import threading
-    import time
-
-    from dltui.worker import WorkerPool
-
-    url = origin.add("/cancel.bin", Resource(data=blob(8 * MiB, seed=60), rate=2 * MiB))
-    [added] = jobs.add(ledger, [jobs.JobSpec(url, dest)])
-    job_id = added.job.id
-    pool = WorkerPool(ledger, seg_settings, workers=1)
-    thread = threading.Thread(target=pool.run_until_idle, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not segments.for_job(ledger, job_id):
-        assert time.monotonic() < deadline, "no segment checkpoint"
-        time.sleep(0.02)
+    job_id, thread = start_slow(ledger, dest, origin, seg_settings, "/cancel.bin",
+                                blob(8 * MiB, seed=60))
+    wait_for(lambda: segments.for_job(ledger, job_id), "no segment checkpoint")
     assert jobs.cancel(ledger, job_id) == "cancel requested"
     thread.join(20)
     assert jobs.get(ledger, job_id).state is JobState.CANCELLED
