@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from dltui.ledger import Ledger, jobs, leases
@@ -29,6 +30,9 @@ def race(ledger: Ledger, owner: str, mode: str, ttl: float = 3600.0) -> list[int
         taken.append(job.id)
         if mode == "finish":
             finish(ledger, job.id, owner)
+        # SQLite's busy handler sleeps in milliseconds while a tight loop re-takes the write
+        # lock at once; real workers download between leases, and so the others get a turn.
+        time.sleep(0.001)
     return taken
 
 

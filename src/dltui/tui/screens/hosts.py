@@ -44,6 +44,7 @@ class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
     """Edit one host's limits (blank means the default setting)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "Input"
 
     def __init__(self, host: str, rps: float | None, bandwidth: int | None,
                  global_only: bool = False) -> None:
@@ -66,8 +67,6 @@ class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
                         id="limit-bw", compact=True)
             yield Static("", id="limit-error")
             yield Static("Enter saves · Esc cancels", classes="dialog-hint")
-
-    AUTO_FOCUS = "Input"
 
     def on_input_submitted(self) -> None:
         try:
