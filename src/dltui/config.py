@@ -61,6 +61,12 @@ class Settings:
     min_segment_size: int = _s(
         20 << 20, "A file is split only into segments of at least this size, like aria2c "
                   "-k; smaller files always use one connection.", "bytes")
+    batch_jobs: int = _s(
+        32, "Fresh downloads one worker leases together and carries through the small-file "
+            "lane (flag `batch`): a few ledger commits per batch instead of five per file.")
+    batch_max_size: int = _s(
+        1 << 20, "Objects up to this size take the small-file lane: fetched whole into memory, "
+                 "then written, stored and linked with the rest of their batch.", "bytes")
     control_poll: float = _s(
         0.25, "How often a running download checks for pause/cancel, in seconds.")
     preallocate_min: int = _s(
@@ -158,7 +164,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
 
 _POSITIVE = {"workers", "lease_ttl", "connections_per_file", "min_segment_size",
              "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
-             "checkpoint_interval", "control_poll", "breaker_threshold"}
+             "checkpoint_interval", "control_poll", "breaker_threshold", "batch_jobs"}
 
 
 def load(

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dltui import durability, paths
+from dltui import batch, durability, paths
 from dltui.config import Settings
 from dltui.engine import finalize, policy, quota, resume, stream
 from dltui.engine.client import make_client
 from dltui.engine.precheck import Precheck, precheck
+from dltui.engine.transfer import as_record, from_record
 from dltui.errors import (
     CircuitOpenError,
     DltuiError,
@@ -74,6 +75,9 @@ class JobRun:
         self._complete_cp: tuple[dict[str, Any], tuple[Segment, ...] | None] | None = None
         self._prestarted: set[str] = set()  # ops marked started with the step before them
         self.resume_segments: list[Segment] = []
+        #: The failure of a first try made elsewhere (the small-file lane); the next try
+        #: raises it, so retries, the breaker and failure reports treat it as their own.
+        self.handed_error: DltuiError | None = None
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -202,9 +206,12 @@ class JobRun:
     def _try_once(self) -> None:
         self._tries += 1
         pool = self.pool
-        if self.flags["circuit_breaker"]:
+        handed, self.handed_error = self.handed_error, None
+        if self.flags["circuit_breaker"] and handed is None:
             pool.breaker.before_request(self.host)
         try:
+            if handed is not None:
+                raise handed
             self._download()
         except (TransportError, HTTPStatusError) as exc:
             blames_host = isinstance(exc, TransportError) or exc.status >= 500
@@ -256,8 +263,8 @@ class JobRun:
             pre = Precheck(url=url, status=0, validators=ServerValidators(),
                            disposition_name=None, head_ok=False, note="skipped")
         else:
-            pre = Precheck(**_unjson(self._op(
-                "HEAD", lambda: _json(precheck(pool.client, url)), **try_key)))
+            pre = Precheck(**from_record(self._op(
+                "HEAD", lambda: as_record(precheck(pool.client, url)), **try_key)))
         self._head_ok = pre.head_ok
         recorded = job.validators
         server = pre.validators if pre.head_ok else recorded
@@ -310,8 +317,8 @@ class JobRun:
             self._record_decision_in(conn, decision)
             self._advance_in(conn, JobState.STREAMING)
 
-        result = stream.StreamResult(**_unjson(self._op(
-            "STREAM", lambda: _json(self._fetch(url, decision, server)),
+        result = stream.StreamResult(**from_record(self._op(
+            "STREAM", lambda: as_record(self._fetch(url, decision, server)),
             on_done=self._streamed, on_start=starting, **try_key)))
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
@@ -525,23 +532,6 @@ def _tiles(saved: list[Segment], committed: int, total: int | None) -> bool:
     return reach == total and sum(s.done for s in saved) == committed
 
 
-def _json(value: Any) -> dict[str, Any]:
-    return dataclasses.asdict(value) | {"__type__": type(value).__name__}
-
-
-def _unjson(data: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild the nested value objects of a Precheck / StreamResult stored as JSON."""
-    out = {k: v for k, v in data.items() if k != "__type__"}
-    if isinstance(out.get("validators"), dict):
-        out["validators"] = ServerValidators(**out["validators"])
-    if isinstance(out.get("decision"), dict):
-        d = out["decision"]
-        out["decision"] = resume.ResumeDecision(resume.Mode(d["mode"]), d["offset"], d["reason"],
-                                                d.get("if_range"), d.get("needs_prefix_check",
-                                                                         False))
-    return out
-
-
 class WorkerPool:
     """N worker threads plus a keeper, all sharing one httpx client, limits and breakers."""
 
@@ -663,23 +653,40 @@ class WorkerPool:
         owner = leases.owner_id()
         while not self._stop.is_set():
             try:
-                job = leases.lease_next(self.ledger, owner, self.settings.lease_ttl)
+                leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
+                                            self._batch_limit())
             except DltuiError:
-                job = None
-            if job is None:
+                leased = []
+            if not leased:
                 self._settled.set()
                 self._wake.wait(0.25)
                 self._wake.clear()
                 continue
-            run = JobRun(self, job, owner)
+            runs = [JobRun(self, job, owner) for job in leased]
             with self._lock:
-                self._active[job.id] = run
+                self._active.update((run.job.id, run) for run in runs)
             try:
-                run.run()
+                for run in batch.carry(self, runs) if len(runs) > 1 else runs:
+                    run.run()
+                    self._done(run)
             finally:
-                with self._lock:
-                    self._active.pop(job.id, None)
-                self._settled.set()
+                for run in runs:
+                    self._done(run)
+
+    def _batch_limit(self) -> int:
+        """How many jobs to lease at once: a fair share of the queue, up to ``batch_jobs``."""
+        if not self.flags["batch"] or self.settings.batch_jobs <= 1:
+            return 1
+        try:
+            queued, _ = jobs.pending_work(self.ledger)
+        except DltuiError:
+            return 1
+        return max(1, min(self.settings.batch_jobs, queued // max(self.size, 1)))
+
+    def _done(self, run: JobRun) -> None:
+        with self._lock:
+            self._active.pop(run.job.id, None)
+        self._settled.set()
 
     def _keep(self) -> None:
         ttl = self.settings.lease_ttl

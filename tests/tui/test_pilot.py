@@ -109,12 +109,16 @@ async def test_flag_switch_is_stored_and_audited(home) -> None:
     async with app.run_test() as pilot:
         await pilot.press("f")
         await pilot.pause()
+        assert app.focused.id == "flag-batch"
+        await pilot.press("tab")
+        await pilot.pause()
         assert app.focused.id == "flag-circuit_breaker"
         await pilot.press("enter")
         await pilot.pause()
         await pilot.press("escape")
     with Ledger(home) as led:
         assert flags.get(led, "circuit_breaker") is False
+        assert flags.get(led, "batch") is True
         audit = events.recent(led, kind="flag")[-1].data
         assert audit == {"name": "circuit_breaker", "old": True, "new": False, "by": "tui"}
 

@@ -148,6 +148,10 @@ class RateLimits:
             self._default.bandwidth or 0 if bw is None else bw,
         )
 
+    def limited(self, host: str) -> bool:
+        """True when requests to ``host`` are paced or its bytes are metered."""
+        return self.enabled and (self._global_bw > 0 or any(self.limits_for(host)))
+
     @property
     def global_bandwidth(self) -> int:
         """Total bytes/s over all downloads; 0 means unlimited."""

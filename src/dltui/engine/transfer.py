@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from dltui.engine.headers import parse_retry_after
-from dltui.engine.resume import ResumeDecision
+from dltui.engine.resume import Mode, ResumeDecision
 from dltui.errors import HTTPStatusError
 from dltui.model import Segment, ServerValidators
 
@@ -84,6 +85,23 @@ class StreamResult:
     #: Where the bytes came from after redirects, and the name the server suggested.
     url: str = ""
     disposition_name: str | None = None
+
+
+def as_record(value: Any) -> dict[str, Any]:
+    """A value object (StreamResult, Precheck) as the JSON an op stores as its result."""
+    return dataclasses.asdict(value) | {"__type__": type(value).__name__}
+
+
+def from_record(data: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments that rebuild a value object stored by :func:`as_record`."""
+    out = {k: v for k, v in data.items() if k != "__type__"}
+    if isinstance(out.get("validators"), dict):
+        out["validators"] = ServerValidators(**out["validators"])
+    if isinstance(out.get("decision"), dict):
+        d = out["decision"]
+        out["decision"] = ResumeDecision(Mode(d["mode"]), d["offset"], d["reason"],
+                                         d.get("if_range"), d.get("needs_prefix_check", False))
+    return out
 
 
 def error_for(resp: httpx.Response, url: str) -> HTTPStatusError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,21 @@ def append(
     if event_id % PRUNE_EVERY == 0:
         conn.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
     return event_id
+
+
+def append_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, int | None, dict[str, Any]]],
+                keep: int = DEFAULT_KEEP) -> None:
+    """Append ``(kind, job_id, data)`` events inside the caller's transaction, in order."""
+    at = now()
+    params = [(at, job_id, kind, json.dumps(data, sort_keys=True, default=str))
+              for kind, job_id, data in rows]
+    if not params:
+        return
+    before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    conn.executemany("INSERT INTO events (ts, job_id, kind, data) VALUES (?, ?, ?, ?)", params)
+    last = before + len(params)
+    if last // PRUNE_EVERY != before // PRUNE_EVERY:  # crossed a pruning point, as append does
+        conn.execute("DELETE FROM events WHERE id <= ?", (last - keep,))
 
 
 def record(ledger: Ledger, kind: str, job_id: int | None = None, **data: Any) -> int:

@@ -23,6 +23,7 @@ FLAGS: dict[str, tuple[bool, str]] = {
     "dedupe": (True, "store identical content once and hardlink it into each destination"),
     "fsync": (True, "fsync parts every fsync_interval, finished files with fsync_on_finish"),
     "segmented": (True, "split large files into ranged connections (connections_per_file)"),
+    "batch": (True, "carry small fresh downloads in batches (batch_jobs, batch_max_size)"),
     "preallocate": (True, "preallocate large part files with posix_fallocate"),
     "rate_limit": (True, "apply per-host request and bandwidth limits"),
     "circuit_breaker": (True, "stop sending to a host after repeated failures, for a cool-down"),

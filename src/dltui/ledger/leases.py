@@ -116,6 +116,16 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
     order. A taken-over job passes through PLANNED, so the transition table holds and the
     takeover is an event of its own.
     """
+    taken = lease_batch(ledger, owner, ttl, 1)
+    return taken[0] if taken else None
+
+
+def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
+                limit: int = 1) -> list[Job]:
+    """Like :func:`lease_next`, but up to ``limit`` PLANNED jobs in one transaction.
+
+    An interrupted job is taken over alone: it comes first and needs the full pipeline.
+    """
     with ledger.write() as conn:
         at = now()
         dead: dict[str, bool] = {}
@@ -135,15 +145,21 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
                 continue
             jobs.transition_in(conn, job_id, JobState.PLANNED, reason="lease expired",
                                fields=clear, previous_owner=row["lease_owner"])
-            return _take(conn, job_id, owner, ttl, at)
-        row = conn.execute(
-            "SELECT id FROM jobs WHERE state = 'PLANNED' AND control = 'run' "
-            "AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT 1",
-            (at,),
-        ).fetchone()
-        if row is None:
-            return None
-        return _take(conn, row["id"], owner, ttl, at)
+            return [_take(conn, job_id, owner, ttl, at)]
+        rows = conn.execute(
+            "SELECT id, attempts FROM jobs WHERE state = 'PLANNED' AND control = 'run' "
+            "AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?",
+            (at, max(limit, 1)),
+        ).fetchall()
+        if len(rows) <= 1:
+            return [_take(conn, r["id"], owner, ttl, at) for r in rows]
+        jobs.advance_many_in(
+            conn, [JobState.PLANNED, JobState.LEASED],
+            [(r["id"], {"lease_owner": owner, "lease_until": at + ttl, "heartbeat_at": at,
+                        "attempts": r["attempts"] + 1}) for r in rows],
+            reason="leased", owner_id=owner,
+        )
+        return jobs.get_many(conn, [r["id"] for r in rows])
 
 
 def _take(conn: sqlite3.Connection, job_id: int, owner: str, ttl: float, at: float) -> Job:

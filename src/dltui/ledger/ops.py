@@ -162,20 +162,56 @@ def _check_owner(conn: sqlite3.Connection, job_id: int, owner: str | None) -> No
         raise LeaseLost(job_id, owner)
 
 
+_START_SQL = (
+    "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
+    "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
+    "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
+    "started_at = excluded.started_at, finished_at = NULL"
+)
+
+
 def start_in(conn: sqlite3.Connection, key: str, *, job_id: int, kind: str,
              owner: str | None = None, attempt: int | None = None,
              args: dict[str, Any] | None = None) -> None:
     """Mark an op ``started`` inside the caller's transaction, before its effect runs; with
     ``owner``, only while that owner holds the job's lease (else LeaseLost)."""
     _check_owner(conn, job_id, owner)
-    conn.execute(
-        "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
-        "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
-        "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
-        "started_at = excluded.started_at, finished_at = NULL",
-        (key, job_id, kind, attempt, json.dumps(args or {}, sort_keys=True), now()),
+    conn.execute(_START_SQL,
+                 (key, job_id, kind, attempt, json.dumps(args or {}, sort_keys=True), now()))
+
+
+@dataclass(frozen=True, slots=True)
+class OpStart:
+    """An op to mark ``started`` with :func:`start_many_in`."""
+
+    key: str
+    job_id: int
+    kind: str
+    attempt: int | None
+    args: dict[str, Any]
+
+
+def start_many_in(conn: sqlite3.Connection, starts: list[OpStart]) -> None:
+    """:func:`start_in` for many ops in one statement; the caller has checked the leases."""
+    at = now()
+    conn.executemany(
+        _START_SQL,
+        [(o.key, o.job_id, o.kind, o.attempt, json.dumps(o.args, sort_keys=True), at)
+         for o in starts],
     )
+
+
+def finish_many_in(conn: sqlite3.Connection, results: list[tuple[str, Any]]) -> list[Any]:
+    """Mark ``(key, result)`` ops done inside the caller's transaction; returns the results
+    as a replay would read them back (through JSON)."""
+    at = now()
+    encoded = [json.dumps(result, sort_keys=True) for _, result in results]
+    conn.executemany(
+        "UPDATE ops SET status = 'done', result = ?, finished_at = ? WHERE key = ?",
+        [(e, at, key) for e, (key, _) in zip(encoded, results, strict=True)],
+    )
+    return [json.loads(e) for e in encoded]
 
 
 def settle(ledger: Ledger, key: str, *, done: bool, result: Any = None, error: str = "") -> None:

@@ -45,3 +45,8 @@ def save_in(conn: sqlite3.Connection, job_id: int, segments: Sequence[Segment]) 
 def clear_in(conn: sqlite3.Connection, job_id: int) -> None:
     """Forget the job's segments, inside the caller's transaction."""
     conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+
+
+def clear_many_in(conn: sqlite3.Connection, job_ids: list[int]) -> None:
+    """:func:`clear_in` for many jobs."""
+    conn.executemany("DELETE FROM segments WHERE job_id = ?", [(i,) for i in job_ids])

@@ -1,0 +1,248 @@
+"""The small-file lane: fresh small downloads carried in batches, a few commits per batch.
+
+Through :class:`~dltui.worker.JobRun` a 64 KiB file costs five ledger transactions and far more
+Python than its transfer. Here one worker carries up to ``batch_jobs`` jobs it leased together:
+
+1. each body is fetched whole into memory; nothing on disk changes, so nothing needs an op;
+2. one transaction: PRECHECKED, the ``fresh`` decision, STREAMING and the STREAM op's start;
+3. the parts are written (STREAM's effect);
+4. one transaction: STREAM done with its result, the complete checkpoint, FINALIZING and the
+   FINALIZE op's start;
+5. the parts are promoted into the store (FINALIZE's effect);
+6. one transaction: FINALIZE done and LINK started;
+7. the objects are linked into their destinations (LINK's effect);
+8. one transaction: LINK done and FINALIZED.
+
+The states, ops (with the keys JobRun uses), checkpoints and events are the ones JobRun writes,
+so the reconciler heals a crash between any two steps the same way, and a job can leave the
+lane at any step for :meth:`JobRun.run`, which picks it up from what the ledger says.
+
+Anything the lane does not handle leaves it before step 2, untouched: a part or a stored
+object to reuse, a limited host, a 206/416 answer, no or a large Content-Length, a digest other
+than the expected one. A failed request leaves it with its error, so retries, the circuit
+breaker and the failure report stay JobRun's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dltui import durability, paths
+from dltui.engine import finalize, quota, resume, small
+from dltui.engine.transfer import as_record
+from dltui.errors import CircuitOpenError, DltuiError
+from dltui.ledger import events, jobs, ops
+from dltui.model import JobState, ServerValidators
+
+if TYPE_CHECKING:
+    from dltui.worker import JobRun, WorkerPool
+
+_FRESH = resume.decide(ServerValidators(), None)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One job in the lane and what it has gathered so far."""
+
+    run: JobRun
+    body: small.SmallBody
+    name: str
+    sha: str = ""
+    placed: dict[str, Any] | None = None
+
+    @property
+    def job_id(self) -> int:
+        return self.run.job.id
+
+    @property
+    def dest_dir(self) -> Path:
+        return Path(self.run.job.dest_dir)
+
+
+def eligible(pool: WorkerPool, run: JobRun) -> bool:
+    """True for a fresh job the lane can carry with the flags as they are."""
+    job, f = run.job, run.flags
+    return (f["batch"] and f["dedupe"] and job.state is JobState.LEASED
+            and job.bytes_committed == 0 and job.sha256 is None
+            and not (f["rate_limit"] and pool.limits.limited(run.host))
+            and not run.part.exists())
+
+
+def carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
+    """Finish what the lane can of ``runs``; return the runs JobRun must carry on."""
+    try:
+        return _carry(pool, runs)
+    except Exception as exc:  # a lost lease, a full disk, a bug: JobRun settles each job
+        if not isinstance(exc, DltuiError):
+            with contextlib.suppress(DltuiError):
+                events.record(pool.ledger, "internal_error", None, error=repr(exc),
+                              traceback=traceback.format_exc(), where="small-file lane")
+        left = [r for r in runs if not r.released]
+        for run in left:
+            with contextlib.suppress(DltuiError):
+                fresh = jobs.find(pool.ledger, run.job.id)
+                if fresh is not None:
+                    run.job, run.state = fresh, fresh.state
+        return left
+
+
+def _carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
+    lane = [r for r in runs if eligible(pool, r)]
+    rest = [r for r in runs if r not in lane]
+    if len(lane) < 2:
+        return runs
+    lane = _without_stored(pool, lane, rest)
+    items = _fetch(pool, lane, rest)
+    if not items:
+        return rest
+    try:
+        _check_space(pool, items)
+    except DltuiError:
+        return rest + [i.run for i in items]  # JobRun fetches again and reports it
+    for item in [i for i in items if i.run.stop_reason is not None]:
+        items.remove(item)
+        item.run._stopped()  # paused, cancelled or shut down before anything was recorded
+    _finish(pool, items)
+    return rest
+
+
+def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) -> list[JobRun]:
+    """Jobs whose URL already has a stored object go to JobRun (decision ``cached``)."""
+    urls = sorted({r.job.canonical_url for r in lane})
+    rows = pool.ledger.conn.execute(
+        f"SELECT DISTINCT canonical_url, sha256 FROM jobs WHERE state = 'FINALIZED' "
+        f"AND sha256 IS NOT NULL AND canonical_url IN ({','.join('?' * len(urls))})", urls,
+    ).fetchall()
+    stored = {r["canonical_url"] for r in rows if pool.store.has(r["sha256"])}
+    keep = []
+    for run in lane:
+        (rest if run.job.canonical_url in stored else keep).append(run)
+    return keep
+
+
+def _fetch(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) -> list[_Item]:
+    items = []
+    limit = pool.settings.batch_max_size
+    for run in lane:
+        if run.stop_reason is not None:
+            rest.append(run)
+            continue
+        if run.flags["circuit_breaker"]:
+            try:
+                pool.breaker.before_request(run.host)
+            except CircuitOpenError:
+                rest.append(run)  # JobRun asks the breaker again and re-queues the job
+                continue
+        try:
+            body = small.fetch_small(pool.client, run.job.url, _FRESH, max_bytes=limit)
+        except DltuiError as exc:
+            run.handed_error = exc
+            rest.append(run)
+            continue
+        if body is None or run.job.expected_sha256 not in (None, body.result.sha256):
+            rest.append(run)
+            continue
+        pool.breaker.success(run.host)
+        job = run.job
+        name = job.requested_name or finalize.resolve_name(
+            None, body.result.disposition_name, body.result.url or job.url)
+        items.append(_Item(run, body, name))
+    return items
+
+
+def _check_space(pool: WorkerPool, items: list[_Item]) -> None:
+    dirs = [paths.parts_dir(pool.ledger.home), *{i.dest_dir for i in items}]
+    quota.check_free_space(dirs, sum(len(i.body.data) for i in items), pool.settings)
+
+
+def _finish(pool: WorkerPool, items: list[_Item]) -> None:
+    if not items:
+        return
+    ledger, owner = pool.ledger, items[0].run.owner
+    sync = items[0].run._sync_finished
+    boot = durability.boot_id()
+    rows = [(i.job_id, {"file_name": i.name, "error": None, "decision": _FRESH.mode.value,
+                        "decision_reason": _FRESH.reason}) for i in items]
+    # The key of JobRun's first try, so a job handed back replays this very op.
+    stream_keys = [ops.op_key("STREAM", i.job_id, **{"attempt": i.run.job.attempts, "try": 1})
+                   for i in items]
+    with ledger.write() as conn:
+        jobs.advance_many_in(conn, [JobState.LEASED, JobState.PRECHECKED], rows, owner=owner)
+        events.append_many(conn, (
+            ("decision", i.job_id, {"mode": _FRESH.mode.value, "reason": _FRESH.reason,
+                                    "offset": 0, "detail": _FRESH.describe()}) for i in items))
+        jobs.advance_many_in(conn, [JobState.PRECHECKED, JobState.STREAMING],
+                             [(i.job_id, {}) for i in items], owner=owner)
+        ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "STREAM", i.run.job.attempts, {})
+                                 for k, i in zip(stream_keys, items, strict=True)])
+    _set_state(items, JobState.STREAMING)
+
+    parts_dir = paths.parts_dir(ledger.home)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        small.write_part(item.run.part, item.body.data, fsync=sync)
+        size = item.body.result.size
+        pool.stats.bytes += size - item.run.bytes_now
+        item.run.bytes_now, item.run.total = size, size
+        item.sha = item.body.result.sha256
+
+    finalize_keys = [ops.op_key("FINALIZE", i.job_id, sha256=i.sha) for i in items]
+    with ledger.write() as conn:
+        ops.finish_many_in(conn, [(k, as_record(i.body.result))
+                                  for k, i in zip(stream_keys, items, strict=True)])
+        jobs.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
+                             [(i.job_id, _complete(i, sync, boot)) for i in items],
+                             owner=owner)
+        ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "FINALIZE", i.run.job.attempts,
+                                             {"sha256": i.sha})
+                                 for k, i in zip(finalize_keys, items, strict=True)])
+    _set_state(items, JobState.FINALIZING)
+
+    promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
+    link_keys = [ops.op_key("LINK", i.job_id, sha256=i.sha, dir=str(i.dest_dir)) for i in items]
+    with ledger.write() as conn:
+        ops.finish_many_in(conn, list(zip(finalize_keys, promoted, strict=True)))
+        ops.start_many_in(conn, [
+            ops.OpStart(k, i.job_id, "LINK", i.run.job.attempts,
+                        {"sha256": i.sha, "dest": str(i.dest_dir / i.name)})
+            for k, i in zip(link_keys, items, strict=True)])
+
+    for item in items:
+        item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync)
+    with ledger.write() as conn:
+        placed = ops.finish_many_in(conn, [(k, i.placed)
+                                           for k, i in zip(link_keys, items, strict=True)])
+        jobs.advance_many_in(
+            conn, [JobState.FINALIZING, JobState.FINALIZED],
+            [(i.job_id, {"final_path": p["dest"], "sha256": i.sha, "error": None,
+                         "bytes_committed": i.body.result.size, "boot_id": boot,
+                         "bytes_durable": i.body.result.size if sync else 0,
+                         "lease_owner": None, "lease_until": None, "heartbeat_at": None})
+             for i, p in zip(items, placed, strict=True)],
+            owner=owner, reason="finished",
+            last_data=[{"dest": p["dest"], "how": p.get("how")} for p in placed],
+        )
+    for item in items:
+        item.run.state = JobState.FINALIZED
+        item.run.released = True
+    pool.stats.finished += len(items)
+
+
+def _set_state(items: list[_Item], state: JobState) -> None:
+    for item in items:
+        item.run.state = state
+
+
+def _complete(item: _Item, sync: bool, boot: str | None) -> dict[str, Any]:
+    """The complete checkpoint JobRun records with STREAM done, and the FINALIZING digest."""
+    r = item.body.result
+    v = r.validators
+    return {"bytes_committed": r.size, "prefix_hash": r.prefix_hash,
+            "bytes_durable": r.size if sync else 0, "boot_id": boot, "etag": v.etag,
+            "last_modified": v.last_modified, "content_length": v.length,
+            "accept_ranges": None if v.accept_ranges is None else int(v.accept_ranges),
+            "bytes_total": v.length, "sha256": r.sha256}

@@ -1,0 +1,73 @@
+"""Small objects in one piece: the GET's body in memory, then the part written in one call.
+
+For a body of a few kilobytes the streaming machinery of :func:`dltui.engine.stream.fetch`
+(a part opened before the first byte, checkpoints, progress per chunk) costs more than the
+transfer. :func:`fetch_small` reads a fresh object whole when its answer is a plain 200 with a
+small Content-Length and changes nothing on disk, so the caller can decide what to record
+before :func:`write_part` creates the part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from dltui.engine.client import mapped_errors
+from dltui.engine.headers import filename_from_disposition, validators_from
+from dltui.engine.resume import PREFIX_BYTES, ResumeDecision
+from dltui.engine.transfer import StreamResult, error_for
+
+
+@dataclass(frozen=True, slots=True)
+class SmallBody:
+    """A whole object held in memory and what a stream of it would have reported."""
+
+    data: bytes
+    result: StreamResult
+
+
+def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
+                max_bytes: int) -> SmallBody | None:
+    """GET ``url`` whole into memory, or None when the answer is not for this path.
+
+    None: a 206 or 416 (which only the stream path interprets), no Content-Length, or more
+    than ``max_bytes``; the response is dropped unread. Any other status raises
+    HTTPStatusError (with its Retry-After) and a failed transfer TransportError, as
+    :func:`~dltui.engine.stream.fetch` would.
+    """
+    with mapped_errors(url), client.stream("GET", url) as resp:
+        status = resp.status_code
+        if status in (206, 416):
+            return None
+        if status != 200:
+            raise error_for(resp, url)
+        validators = validators_from(resp.headers, status=status)
+        if validators.length is None or validators.length > max_bytes:
+            return None
+        data = b"".join(resp.iter_raw())
+        final_url = str(resp.url)
+        name = filename_from_disposition(resp.headers.get("content-disposition"))
+    if len(data) != validators.length:
+        return None  # the stream path reports a short body with its own error and retry
+    prefix = hashlib.sha256(data[:PREFIX_BYTES]).hexdigest() if len(data) >= PREFIX_BYTES \
+        else None
+    result = StreamResult(len(data), hashlib.sha256(data).hexdigest(), prefix, validators,
+                          decision, True, final_url, name)
+    return SmallBody(data, result)
+
+
+def write_part(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Create (or replace) the part at ``path`` holding exactly ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
