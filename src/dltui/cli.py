@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -304,23 +305,33 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    tty = sys.stderr.isatty()
-    report = reconcile.reconcile(ledger, by="run")
-    if report.total and tty:
-        summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
-        sys.stderr.write(f"dltui run: reconciled: {summary}\n")
+    processes = args.processes if args.processes is not None else settings.processes
+    if processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {processes}")
+    child = args.worker_process
+    tty = sys.stderr.isatty() and not child
+    if not child:
+        report = reconcile.reconcile(ledger, by="run")
+        if report.total and tty:
+            summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
+            sys.stderr.write(f"dltui run: reconciled: {summary}\n")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    helpers = [] if child else _start_helpers(args, ledger, workers, processes - 1)
+    parent = os.getppid()
     pool = WorkerPool(ledger, settings, workers=workers)
     pool.start()
     last_bytes, last_t = 0, time.monotonic()
     try:
         # Check often (the end of a batch should not wait out a long sleep); print twice a second.
         while not stop.wait(0.05):
+            if child and os.getppid() != parent:
+                stop.set()  # the process that started this one is gone: do not outlive it
+                break
             now = time.monotonic()
             if tty and now - last_t >= 0.5:
                 rate = (pool.stats.bytes - last_bytes) / max(now - last_t, 1e-6)
@@ -337,12 +348,44 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     finally:
         if tty:
             sys.stderr.write("\r\x1b[K")
+        if stop.is_set():
+            for helper in helpers:
+                helper.terminate()  # each checkpoints and requeues its own downloads
         pool.stop()
+        helper_failed = _wait_helpers(helpers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if stop.is_set() and tty:
         sys.stderr.write("dltui run: stopped; active downloads were checkpointed and requeued\n")
-    return EXIT_FAILURE if pool.stats.failed and args.until_idle else EXIT_OK
+    failed = pool.stats.failed or helper_failed
+    return EXIT_FAILURE if failed and args.until_idle else EXIT_OK
+
+
+def _start_helpers(args: argparse.Namespace, ledger: Ledger, workers: int,
+                   count: int) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` more `dltui run` processes on the same ledger (see ``processes``)."""
+    cmd = [sys.executable, "-m", "dltui", "--home", str(ledger.home)]
+    if args.config is not None:
+        cmd += ["--config", str(args.config)]
+    cmd += ["run", "--workers", str(workers), "--worker-process"]
+    if args.until_idle:
+        cmd.append("--until-idle")
+    return [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            for _ in range(count)]
+
+
+def _wait_helpers(helpers: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> bool:
+    """Wait for the helper processes; True when one reported failed jobs or crashed."""
+    failed = False
+    deadline = time.monotonic() + timeout
+    for helper in helpers:
+        try:
+            code = helper.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            helper.kill()  # its leases die with it; the next run takes the jobs over
+            code = helper.wait()
+        failed = failed or code != EXIT_OK
+    return failed
 
 
 def _tui(args: argparse.Namespace) -> int:
@@ -465,8 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="download queued jobs headless (the worker pool)")
     p.add_argument("-w", "--workers", type=int, metavar="N",
                    help="concurrent downloads (default: the workers setting, 4)")
+    p.add_argument("-p", "--processes", type=int, metavar="N",
+                   help="worker processes, each running --workers downloads (default: the "
+                        "processes setting, 1)")
     p.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued and no job is held by a live worker")
+    # Set on the extra processes a `run --processes N` starts: no reconcile, no progress line.
+    p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="try dltui: a local origin, sample downloads, the TUI")

@@ -31,6 +31,9 @@ class Settings:
     """Every tunable of dltui; see each field's ``doc``."""
 
     workers: int = _s(4, "Downloads that run at once in `dltui run` and the TUI's worker pool.")
+    processes: int = _s(
+        1, "Worker processes of `dltui run`, each running `workers` downloads; more than one "
+           "lets thousands of small files use every core (Python runs one thread at a time).")
     lease_ttl: float = _s(60.0, "Seconds a worker's lease on a job lasts without a heartbeat.")
     connect_timeout: float = _s(10.0, "Seconds to wait for a TCP/TLS connection.")
     read_timeout: float = _s(
@@ -162,7 +165,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
     return result
 
 
-_POSITIVE = {"workers", "lease_ttl", "connections_per_file", "min_segment_size",
+_POSITIVE = {"workers", "processes", "lease_ttl", "connections_per_file", "min_segment_size",
              "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
              "checkpoint_interval", "control_poll", "breaker_threshold", "batch_jobs"}
 

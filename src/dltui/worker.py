@@ -204,6 +204,8 @@ class JobRun:
             self._update(error=f"{exc} (try {attempt}, retrying in {delay:.1f}s)")
 
     def _try_once(self) -> None:
+        if self.cancel.is_set():  # stopped before it started: not even a request
+            raise Interrupted(self.control())
         self._tries += 1
         pool = self.pool
         handed, self.handed_error = self.handed_error, None

@@ -13,9 +13,10 @@ import pytest
 
 from dltui import paths
 from dltui.cli import main
-from dltui.ledger import Ledger, events
+from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
-from tests.conftest import dump, force_state
+from dltui.origin import Resource
+from tests.conftest import TEST_ENV, dump, force_state
 
 DIGEST = "a" * 64
 
@@ -243,3 +244,32 @@ def test_status_json_shows_segments_of_a_segmented_download(run, home, dest) -> 
     assert [(s["start"], s["done"]) for s in big["segments"]] == \
         [(s.start, 1000 * s.index) for s in plan]
     assert "segments" not in small
+
+
+def test_run_with_two_processes_shares_the_queue(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    payloads = {f"/p{i:03d}.bin": bytes([i]) * (2_000 + i) for i in range(120)}
+    for path, data in payloads.items():
+        origin.add(path, Resource(data=data, rate=200_000))
+    with Ledger(home) as led:
+        jobs.add(led, [jobs.JobSpec(origin.url(p), dest) for p in payloads])
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "dltui", "run", "--until-idle", "--workers",
+                           "2", "--processes", "2"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    with Ledger(home) as led:
+        finished = jobs.list_jobs(led)
+        assert all(j.state is JobState.FINALIZED for j in finished)
+        owners = {e.data["owner_id"].split(":")[1] for e in events.recent(led, 10_000, "state")
+                  if e.data.get("to") == "LEASED"}
+    assert len(owners) == 2, f"one process did all the work: {owners}"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(p[1:] for p in payloads)
+
+
+def test_run_refuses_zero_processes(tmp_path) -> None:
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(tmp_path / "home")}
+    bad = subprocess.run([sys.executable, "-m", "dltui", "run", "--processes", "0"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines() == [
+        "dltui run: error: --processes must be at least 1, got 0"]
