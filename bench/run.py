@@ -199,9 +199,13 @@ def tool_commands(tool: str, case: Case, nginx: Nginx, out: Path, work: Path
         # One connection per file unless the case is the segmented one (aria2c -x8 -s8 there).
         env = {**os.environ, "DLTUI_HOME": str(home), "DLTUI_TRUST_ENV": "0",
                "DLTUI_CONNECTIONS_PER_FILE": "8" if case.segmented else "1"}
-        workers = "1" if len(urls) == 1 else os.environ.get("DLTUI_BENCH_WORKERS", "4")
         setup = [[*DLTUI, "add", "-i", str(listing), "--dir", str(out)]]
-        return setup, env, [*DLTUI, "run", "--until-idle", "--workers", workers]
+        run = [*DLTUI, "run", "--until-idle", "--workers", "1"]
+        if len(urls) > 1:  # many files: two processes use both cores past the GIL
+            run = [*DLTUI, "run", "--until-idle",
+                   "--workers", os.environ.get("DLTUI_BENCH_WORKERS", "2"),
+                   "--processes", os.environ.get("DLTUI_BENCH_PROCESSES", "2")]
+        return setup, env, run
     raise ValueError(tool)
 
 
@@ -290,6 +294,8 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
             label = tool
             if tool == "dltui":
                 label = "dltui (8 connections)" if case.segmented else "dltui (1 connection)"
+                if len(case.files) > 1:
+                    label = "dltui -p 2 -w 2"
             elif len(case.files) > 1:  # the same commands run 16 downloads at once
                 label = {"aria2c-x1": "aria2c -j16", "curl": "curl -Z (16 parallel)"}[tool]
             lines.append(

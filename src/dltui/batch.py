@@ -51,16 +51,14 @@ class _Item:
     run: JobRun
     body: small.SmallBody
     name: str
+    job_id: int = 0
+    dest_dir: Path = Path()
     sha: str = ""
     placed: dict[str, Any] | None = None
 
-    @property
-    def job_id(self) -> int:
-        return self.run.job.id
-
-    @property
-    def dest_dir(self) -> Path:
-        return Path(self.run.job.dest_dir)
+    def __post_init__(self) -> None:
+        self.job_id = self.run.job.id
+        self.dest_dir = Path(self.run.job.dest_dir)
 
 
 def eligible(pool: WorkerPool, run: JobRun) -> bool:

@@ -89,7 +89,16 @@ class StreamResult:
 
 def as_record(value: Any) -> dict[str, Any]:
     """A value object (StreamResult, Precheck) as the JSON an op stores as its result."""
-    return dataclasses.asdict(value) | {"__type__": type(value).__name__}
+    return _plain(value) | {"__type__": type(value).__name__}
+
+
+def _plain(value: Any) -> Any:
+    # dataclasses.asdict deep-copies every leaf; these leaves are immutable, so skip that.
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def from_record(data: dict[str, Any]) -> dict[str, Any]:
