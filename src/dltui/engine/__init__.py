@@ -3,6 +3,14 @@
 It knows nothing of the ledger or the UI; ``dltui.worker`` joins it to the ledger.
 """
 
+import sys
+
+# httpx imports its command-line client on import when rich is installed (Textual brings it):
+# 75 ms of every `dltui run` start-up for a CLI we never call. A None entry makes that import
+# fail the way httpx expects when the CLI's extras are missing.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+
 from dltui.engine.client import make_client, mapped_errors
 from dltui.engine.finalize import resolve_name
 from dltui.engine.policy import CircuitBreaker, HostLimit, RateLimits, retrying
