@@ -89,8 +89,10 @@ def carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
 
 
 def _carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
-    lane = [r for r in runs if eligible(pool, r)]
-    rest = [r for r in runs if r not in lane]
+    lane: list[JobRun] = []
+    rest: list[JobRun] = []
+    for run in runs:
+        (lane if eligible(pool, run) else rest).append(run)
     if len(lane) < 2:
         return runs
     lane = _without_stored(pool, lane, rest)
@@ -103,19 +105,15 @@ def _carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
         return rest + [i.run for i in items]  # JobRun fetches again and reports it
     for item in [i for i in items if i.run.stop_reason is not None]:
         items.remove(item)
-        item.run._stopped()  # paused, cancelled or shut down before anything was recorded
+        item.run.stopped()  # paused, cancelled or shut down before anything was recorded
     _finish(pool, items)
     return rest
 
 
 def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) -> list[JobRun]:
     """Jobs whose URL already has a stored object go to JobRun (decision ``cached``)."""
-    urls = sorted({r.job.canonical_url for r in lane})
-    rows = pool.ledger.conn.execute(
-        f"SELECT DISTINCT canonical_url, sha256 FROM jobs WHERE state = 'FINALIZED' "
-        f"AND sha256 IS NOT NULL AND canonical_url IN ({','.join('?' * len(urls))})", urls,
-    ).fetchall()
-    stored = {r["canonical_url"] for r in rows if pool.store.has(r["sha256"])}
+    digests = jobs.stored_digests(pool.ledger, (r.job.canonical_url for r in lane))
+    stored = {url for url, shas in digests.items() if any(pool.store.has(s) for s in shas)}
     keep = []
     for run in lane:
         (rest if run.job.canonical_url in stored else keep).append(run)
@@ -161,7 +159,7 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
     if not items:
         return
     ledger, owner = pool.ledger, items[0].run.owner
-    sync = items[0].run._sync_finished
+    sync = items[0].run.sync_finished
     boot = durability.boot_id()
     rows = [(i.job_id, {"file_name": i.name, "error": None, "decision": _FRESH.mode.value,
                         "decision_reason": _FRESH.reason}) for i in items]

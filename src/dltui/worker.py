@@ -163,7 +163,7 @@ class JobRun:
                                self.pool.settings)
 
     @property
-    def _sync_finished(self) -> bool:
+    def sync_finished(self) -> bool:
         """Finished files (and their directories) are fsynced before FINALIZED."""
         return self.flags["fsync"] and self.pool.settings.fsync_on_finish
 
@@ -179,7 +179,7 @@ class JobRun:
                 with attempt:
                     self._try_once()
         except Interrupted:
-            self._stopped()
+            self.stopped()
         except LeaseLost:
             pass  # another worker (or the reconciler) owns the job now; write nothing
         except CircuitOpenError as exc:
@@ -422,7 +422,7 @@ class JobRun:
     def _link_and_finish(self, sha: str, name: str) -> None:
         pool, job = self.pool, self.job
         dest_dir = Path(job.dest_dir)
-        fsync = self._sync_finished
+        fsync = self.sync_finished
         store = pool.store
         finalize_key = ops.op_key("FINALIZE", job.id, sha256=sha)
         if finalize_key in self._prestarted or self.flags["dedupe"] or (
@@ -483,7 +483,7 @@ class JobRun:
                     # What a reboot would lose: the reconciler re-verifies unsynced files.
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
-                    if self._sync_finished else 0,
+                    if self.sync_finished else 0,
                     "lease_owner": None, "lease_until": None, "heartbeat_at": None},
             dest=placed["dest"], how=placed.get("how"),
         )
@@ -499,7 +499,8 @@ class JobRun:
                             fields=fields)
             self.released = True
 
-    def _stopped(self) -> None:
+    def stopped(self) -> None:
+        """End the job as its stop asked: paused, cancelled (part deleted) or re-queued."""
         reason = self.stop_reason or "pause"
         if reason == "cancel":
             self.part.unlink(missing_ok=True)

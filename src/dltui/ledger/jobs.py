@@ -189,14 +189,32 @@ def changed_since(ledger: Ledger, rev: int, limit: int = 10_000) -> list[Job]:
     return [Job.from_row(r) for r in rows]
 
 
+_STORED = "state = 'FINALIZED' AND sha256 IS NOT NULL"
+
+
 def find_stored(ledger: Ledger, canonical: str) -> Job | None:
     """The newest FINALIZED job for this URL, whose object may be reused (decision ``cached``)."""
     row = ledger.conn.execute(
-        f"SELECT {_COLUMNS} FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
-        "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1",
+        f"SELECT {_COLUMNS} FROM jobs WHERE canonical_url = ? AND {_STORED} "
+        "ORDER BY finished_at DESC LIMIT 1",
         (canonical,),
     ).fetchone()
     return Job.from_row(row) if row else None
+
+
+def stored_digests(ledger: Ledger, canonicals: Iterable[str]) -> dict[str, set[str]]:
+    """:func:`find_stored` for many URLs at once: each URL's digests of finished downloads."""
+    urls = sorted(set(canonicals))
+    out: dict[str, set[str]] = {}
+    if not urls:
+        return out
+    rows = ledger.conn.execute(
+        f"SELECT DISTINCT canonical_url, sha256 FROM jobs WHERE {_STORED} "
+        f"AND canonical_url IN ({','.join('?' * len(urls))})", urls,
+    ).fetchall()
+    for row in rows:
+        out.setdefault(row["canonical_url"], set()).add(row["sha256"])
+    return out
 
 
 def pending_work(ledger: Ledger) -> tuple[int, int]:
