@@ -36,7 +36,7 @@ from dltui.engine import finalize, quota, resume, small
 from dltui.engine.transfer import as_record
 from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import events, jobs, ops
-from dltui.model import JobState, ServerValidators
+from dltui.model import Control, JobState, ServerValidators
 
 if TYPE_CHECKING:
     from dltui.worker import JobRun, WorkerPool
@@ -186,16 +186,28 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
         item.run.bytes_now, item.run.total = size, size
         item.sha = item.body.result.sha256
 
-    finalize_keys = [ops.op_key("FINALIZE", i.job_id, sha256=i.sha) for i in items]
     with ledger.write() as conn:
-        ops.finish_many_in(conn, [(k, as_record(i.body.result))
-                                  for k, i in zip(stream_keys, items, strict=True)])
-        jobs.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
-                             [(i.job_id, _complete(i, sync, boot)) for i in items],
-                             owner=owner)
-        ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "FINALIZE", i.run.job.attempts,
-                                             {"sha256": i.sha})
-                                 for k, i in zip(finalize_keys, items, strict=True)])
+        # A cancel that reached the ledger before FINALIZING wins (see JobRun._streamed).
+        cancelled = jobs.with_control_in(conn, [i.job_id for i in items], Control.CANCEL)
+        keep = [(k, i) for k, i in zip(stream_keys, items, strict=True)
+                if i.job_id not in cancelled]
+        stopped = [i for i in items if i.job_id in cancelled]
+        stream_keys, items = [k for k, _ in keep], [i for _, i in keep]
+        finalize_keys = [ops.op_key("FINALIZE", i.job_id, sha256=i.sha) for i in items]
+        if items:
+            ops.finish_many_in(conn, [(k, as_record(i.body.result))
+                                      for k, i in zip(stream_keys, items, strict=True)])
+            jobs.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
+                                 [(i.job_id, _complete(i, sync, boot)) for i in items],
+                                 owner=owner)
+            ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "FINALIZE", i.run.job.attempts,
+                                                 {"sha256": i.sha})
+                                     for k, i in zip(finalize_keys, items, strict=True)])
+    for item in stopped:
+        item.run.request_stop("cancel")
+        item.run.stopped()
+    if not items:
+        return
     _set_state(items, JobState.FINALIZING)
 
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,14 +17,17 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dltui import __version__, config, paths
-from dltui.errors import DltuiError, IllegalTransition, UsageError
-from dltui.ledger import Ledger, flags, jobs, reconcile, segments
+from dltui.errors import DltuiError, IllegalTransition, LedgerError, UsageError
+from dltui.ledger import Ledger, db_error, flags, jobs, reconcile, segments
 from dltui.model import Job, JobState, Segment
 from dltui.units import human_size
+from dltui.urls import redact, redact_text
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_JOB_ID = (1 << 63) - 1  # SQLite's INTEGER range
+_CREATING = frozenset({"add", "run", "flags"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,10 +47,11 @@ def _progress(job: Job) -> str:
     return "  -  " if job.bytes_committed == 0 else "  ?  "
 
 
-def _status_dict(job: Job, segs: list[Segment] | None = None) -> dict[str, object]:
+def _status_dict(job: Job, segs: list[Segment] | None = None, *,
+                 secrets: bool = False) -> dict[str, object]:
     return {
         "id": job.id,
-        "url": job.url,
+        "url": job.url if secrets else redact(job.url),
         "name": job.display_name,
         "dest_dir": job.dest_dir,
         "state": job.state.value,
@@ -95,7 +101,13 @@ def _read_input_file(source: str, default_dir: Path) -> list[jobs.JobSpec]:
                     f"{source}:{lineno}: unknown option {stripped!r}; "
                     f"use {', '.join(k + '=' for k in _INPUT_OPTIONS)}"
                 )
-            entries[-1][key.strip()] = value.strip()
+            value = value.strip()
+            if key.strip() == "dir" and not value:
+                raise UsageError(f"{source}:{lineno}: dir= is empty; give a directory, or "
+                                 "leave the line out to use the default")
+            if "\x00" in value:
+                raise UsageError(f"{source}:{lineno}: {key.strip()}= contains a NUL byte")
+            entries[-1][key.strip()] = value
             continue
         entries.append({"url": stripped, "line": f"{source}:{lineno}"})
     specs = []
@@ -135,9 +147,10 @@ def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         if args.json:
             out.write(json.dumps({**_status_dict(job), "created": result.created}) + "\n")
         elif result.created:
-            out.write(f"added job {job.id}: {job.url} -> {job.dest_dir}\n")
+            out.write(f"added job {job.id}: {redact(job.url)} -> {job.dest_dir}\n")
         else:
-            out.write(f"job {job.id} already exists ({job.state}): {job.url} -> {job.dest_dir}\n")
+            out.write(f"job {job.id} already exists ({job.state}): {redact(job.url)} -> "
+                      f"{job.dest_dir}\n")
     return EXIT_OK
 
 
@@ -169,7 +182,8 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     if args.json:
         segs = segments.by_job(ledger)
         for job in selected:
-            out.write(json.dumps(_status_dict(job, segs.get(job.id))) + "\n")
+            out.write(json.dumps(_status_dict(job, segs.get(job.id),
+                                              secrets=args.show_secrets)) + "\n")
         return EXIT_OK
     if not selected:
         out.write("no jobs\n" if states is None else "no jobs in that state\n")
@@ -235,10 +249,12 @@ def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
         "resume": {JobState.PAUSED, JobState.PLANNED, JobState.LEASED, JobState.PRECHECKED,
                    JobState.STREAMING, JobState.FINALIZING},
         "retry": {JobState.FAILED},
-        "cancel": set(JobState) - {JobState.FINALIZED, JobState.CANCELLED},
+        "cancel": set(JobState) - {JobState.FINALIZED, JobState.CANCELLED, JobState.FINALIZING},
     }[args.command]
     for job_id in dict.fromkeys(args.jobs):
         job = jobs.get(ledger, job_id)
+        if args.command == "cancel" and job.state is JobState.FINALIZING:
+            raise UsageError(f"job {job_id} is finishing; it can no longer be cancelled")
         if job.state not in allowed:
             need = ", ".join(sorted(s.value for s in allowed))
             raise UsageError(
@@ -305,9 +321,11 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    workers = _capped("--workers", workers, "workers")
     processes = args.processes if args.processes is not None else settings.processes
     if processes < 1:
         raise UsageError(f"--processes must be at least 1, got {processes}")
+    processes = _capped("--processes", processes, "processes")
     child = args.worker_process
     tty = sys.stderr.isatty() and not child
     if not child:
@@ -361,6 +379,15 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_FAILURE if failed and args.until_idle else EXIT_OK
 
 
+def _capped(option: str, value: int, setting: str) -> int:
+    """``value`` limited to the setting's maximum, saying so on stderr when it is cut."""
+    limit = config.MAX_COUNTS[setting]
+    if value > limit:
+        sys.stderr.write(f"dltui: {option} {value} is more than useful; using {limit}\n")
+        return limit
+    return value
+
+
 def _start_helpers(args: argparse.Namespace, ledger: Ledger, workers: int,
                    count: int) -> list[subprocess.Popen[bytes]]:
     """Start ``count`` more `dltui run` processes on the same ledger (see ``processes``)."""
@@ -395,6 +422,8 @@ def _tui(args: argparse.Namespace) -> int:
         settings = _settings(args)
         if args.workers is not None and args.workers < 0:
             raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+        if args.workers:
+            args.workers = _capped("--workers", args.workers, "workers")
         with Ledger(home) as ledger:
             _apply_env_flags(ledger)
     except DltuiError as exc:
@@ -421,9 +450,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _report(prog: str, exc: DltuiError) -> int:
-    """One line on stderr; exit code 2 for bad input, 1 for anything else."""
-    sys.stderr.write(f"{prog}: error: {exc}\n")
-    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
+    """One line on stderr; exit code 2 for bad input or an unusable ledger, else 1."""
+    text = redact_text(str(exc)).replace("\n", " ")
+    sys.stderr.write(f"{prog}: error: {text}\n")
+    return EXIT_USAGE if isinstance(exc, UsageError | LedgerError) else EXIT_FAILURE
 
 
 def _apply_env_flags(ledger: Ledger) -> None:
@@ -446,6 +476,9 @@ def _job_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"job id must be a number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"job id must be positive, got {text!r}")
+    if value > MAX_JOB_ID:
+        raise argparse.ArgumentTypeError(f"job id {text} is too large; no job has an id above "
+                                         f"{MAX_JOB_ID}")
     return value
 
 
@@ -494,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", action="append", default=[], metavar="S",
                    help="only jobs in state S (repeat or comma-separate)")
     p.add_argument("--json", action="store_true", help="one JSON object per job per line")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="--json: print URLs with their user info and tokens unmasked")
     p.set_defaults(func=cmd_status)
 
     for name, text in (("pause", "pause jobs (at the next checkpoint when running)"),
@@ -547,15 +582,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(args)
         except DltuiError as exc:
             return _report(prog, exc)
+    home = home.expanduser()
     try:
         flags.env_overrides(os.environ)  # a bad DLTUI_FLAG_* fails before the ledger is opened
-        with Ledger(home.expanduser()) as ledger:
+        # Only commands that queue or run work may start a ledger; the others say it is missing.
+        with Ledger(home, create=args.command in _CREATING) as ledger:
             _apply_env_flags(ledger)
             if args.func is cmd_control:
                 _check_controls(args, ledger)
             return int(args.func(args, ledger, sys.stdout))
     except DltuiError as exc:
         return _report(prog, exc)
+    except sqlite3.Error as exc:
+        return _report(prog, db_error(paths.ledger_path(home), exc))
+    except BrokenPipeError:
+        # `dltui status | head`: the reader left; say nothing more.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130

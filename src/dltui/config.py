@@ -7,6 +7,7 @@ Byte sizes accept suffixes as aria2 does: ``512K``, ``10M``, ``2G`` (powers of 1
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -92,6 +93,14 @@ class Settings:
     breaker_cooldown: float = _s(
         30.0, "Seconds an open circuit waits before letting one request try again.")
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
+    allow_downgrade: bool = _s(
+        False, "Follow a redirect from https:// to plain http://. Off: such a redirect fails "
+               "the download, since the rest of the exchange could be read or changed on the "
+               "way.")
+    link_mode: str = _s(
+        "auto", "How a finished file reaches its destination from the store: `reflink` (a "
+                "copy-on-write clone, btrfs/XFS), `hardlink` (shares the store's read-only "
+                "inode), `copy`, or `auto` (reflink, else hardlink, else copy).")
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.")
     theme: str = _s("dltui-dark", "TUI theme: one from themes/, the user's themes folder, or a "
@@ -160,10 +169,26 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
             result = str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{what}: {value!r} is not a valid {typ}") from None
-    if isinstance(result, int | float) and not isinstance(result, bool) and result < 0:
-        raise ConfigError(f"{what}: {value!r} must not be negative")
+    if isinstance(result, int | float) and not isinstance(result, bool):
+        if isinstance(result, float) and not math.isfinite(result):
+            raise ConfigError(f"{what}: {value!r} is not a finite number; give a plain number")
+        if result < 0:
+            raise ConfigError(f"{what}: {value!r} must not be negative")
+        if isinstance(result, float) and result > MAX_SECONDS:
+            raise ConfigError(f"{what}: {value!r} is too large; the limit is {MAX_SECONDS:g}")
+        limit = MAX_COUNTS.get(f.name)
+        if limit is not None and result > limit:
+            raise ConfigError(f"{what}: {value!r} is too many; the limit is {limit}")
     return result
 
+
+LINK_MODES = ("auto", "reflink", "hardlink", "copy")
+#: Upper bounds: more threads or processes than this only thrash, and a larger number is a typo.
+MAX_COUNTS = {"workers": 256, "processes": 64, "connections_per_file": 32, "batch_jobs": 1024,
+              "retries": 1000, "max_redirects": 100}
+#: No float setting (seconds or a multiple) is meaningful above this; bigger ones overflow
+#: the clocks they are added to.
+MAX_SECONDS = 1e7
 
 _POSITIVE = {"workers", "processes", "lease_ttl", "connections_per_file", "min_segment_size",
              "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
@@ -208,6 +233,9 @@ def load(
         var = ENV_PREFIX + name.upper()
         if var in env:
             values[name] = _coerce(f, env[var], var)
+    mode = values.get("link_mode")
+    if mode is not None and mode not in LINK_MODES:
+        raise ConfigError(f"setting link_mode: {mode!r} is not one of {', '.join(LINK_MODES)}")
     for name in _POSITIVE & values.keys():
         if not values[name]:
             raise ConfigError(f"setting {name} must be greater than zero")

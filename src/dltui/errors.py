@@ -10,7 +10,10 @@ Every error carries enough context to be printed as one line for the operator::
     │   ├── UnknownJob          a job id that is not in the ledger
     │   ├── UnknownFlag         a feature flag that does not exist, or a bad value
     │   └── ConfigError         a bad config file, setting or DLTUI_* variable
-    ├── LedgerError             the ledger file itself is unusable
+    ├── LedgerError             the ledger file itself is unusable (CLI exit code 2)
+    │   ├── LedgerMissing       no ledger where a command needs one
+    │   ├── LedgerDamaged       SQLite reports the file malformed or not a database
+    │   ├── LedgerGone          the file was deleted or replaced while dltui ran
     │   └── LedgerTooNew        written by a newer dltui (schema version above ours)
     ├── IllegalTransition       a state change the state machine does not allow
     ├── LeaseLost               a worker wrote to a job it no longer holds
@@ -58,6 +61,35 @@ class UnknownFlag(UsageError):
 
 class LedgerError(DltuiError):
     """The ledger database cannot be opened or used."""
+
+
+class LedgerMissing(LedgerError):
+    """A command that reads or changes jobs found no ledger file (it never creates one)."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__(f"no ledger at {path}; add a download first (`dltui add URL`), or "
+                         "point --home / DLTUI_HOME at an existing dltui home")
+
+
+class LedgerDamaged(LedgerError):
+    """SQLite cannot read the ledger file: damaged bytes, or not a database at all."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"ledger {path} is damaged ({detail}); `dltui check` shows what is readable; to "
+            f"start anew move it aside (mv {path} {path}.damaged) - downloaded files are kept")
+
+
+class LedgerGone(LedgerError):
+    """The ledger file was deleted or replaced under a running dltui."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__(f"ledger {path} was deleted or replaced while running; stopped so "
+                         "nothing is recorded in a file nobody will read")
 
 
 class LedgerTooNew(LedgerError):

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from dltui.urls import redact
+
 
 class JobState(enum.StrEnum):
     """Where a job is in its life; see the state machine in DESIGN.md."""
@@ -175,8 +177,9 @@ class Job:
             return self.file_name
         if self.requested_name:
             return self.requested_name
-        tail = self.canonical_url.rstrip("/").rsplit("/", 1)[-1]
-        return tail or self.canonical_url
+        shown = redact(self.canonical_url)
+        tail = shown.rstrip("/").rsplit("/", 1)[-1]
+        return tail or shown
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""

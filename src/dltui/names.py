@@ -10,9 +10,17 @@ from dltui.errors import InvalidName
 MAX_NAME_BYTES = 255
 FALLBACK_NAME = "download"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+#: Dropped from every name: C0 and C1 controls, and the bidi controls that make a name read
+#: differently than it is (``evil\u202egpj.exe`` shows as ``evilexe.jpg``).
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Names Windows refuses are harmless on POSIX, but files travel; avoid surprises.
 _RESERVED_STEMS = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                    *(f"lpt{i}" for i in range(1, 10))}
+
+
+def cut_bytes(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` UTF-8 bytes, at a character boundary."""
+    return name.encode()[:limit].decode("utf-8", errors="ignore")
 
 
 def _truncate_utf8(name: str, limit: int) -> str:
@@ -34,6 +42,7 @@ def sanitize(raw: str | None, fallback: str = FALLBACK_NAME) -> str:
     name = unicodedata.normalize("NFC", raw)
     # Keep only the last path component, whichever separator the server used.
     name = re.split(r"[/\\]", name)[-1]
+    name = _INVISIBLE.sub("", name)
     name = _UNSAFE.sub("_", name).strip().strip(".")
     if not name:
         return fallback
@@ -52,8 +61,8 @@ def check_requested(name: str) -> str:
         )
     if name in (".", ".."):
         raise InvalidName(f"--name {name!r} is not a file name")
-    if _UNSAFE.search(name):
-        raise InvalidName(f"--name {name!r} contains control characters; remove them")
+    if _UNSAFE.search(name) or _INVISIBLE.search(name):
+        raise InvalidName(f"--name {name!r} contains control or bidi characters; remove them")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise InvalidName(f"--name is {len(name.encode())} bytes long; the limit is 255")
     return name

@@ -91,7 +91,9 @@ def fsync_dir(path: Path) -> None:
 
 
 def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name[:200]}.dltui-{uuid.uuid4().hex[:12]}.tmp")
+    # Cut by bytes: 200 non-ASCII characters can be 800 bytes, past every filesystem's 255.
+    stem = path.name.encode()[:200].decode("utf-8", errors="ignore")
+    return path.with_name(f".{stem}.dltui-{uuid.uuid4().hex[:12]}.tmp")
 
 
 class Store:
@@ -117,7 +119,7 @@ class Store:
         if target.is_file():
             src.unlink(missing_ok=True)
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # link(2) fails on an existing name: of two jobs finishing the same bytes at once,
         # exactly one creates the object and the other counts as a duplicate.
         try:

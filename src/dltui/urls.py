@@ -96,7 +96,30 @@ def _canonical_host(raw_host: str, url: str) -> str:
             raise InvalidURL(f"invalid host name {raw_host!r} in {url!r}: {exc}") from None
     if not host or not set(host) <= _HOST_CHARS:
         raise InvalidURL(f"invalid host name {raw_host!r} in {url!r}")
+    _check_labels(host, raw_host, url)
     return host
+
+
+def _check_labels(host: str, raw_host: str, url: str) -> None:
+    """DNS rules a resolver would refuse later: empty or long labels, edge hyphens, bad IDNA."""
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        raise InvalidURL(f"host name in {url!r} is longer than 253 characters")
+    for label in name.split("."):
+        problem = None
+        if not label:
+            problem = "has an empty label (two dots in a row?)"
+        elif len(label) > 63:
+            problem = f"has a label of {len(label)} characters (the limit is 63)"
+        elif label.startswith("-") or label.endswith("-"):
+            problem = f"has a label {label!r} that starts or ends with '-'"
+        elif label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                problem = f"has a label {label!r} that is not valid IDNA punycode"
+        if problem:
+            raise InvalidURL(f"invalid host name {raw_host!r} in {url!r}: it {problem}")
 
 
 def canonical_url(url: str) -> str:
@@ -110,6 +133,13 @@ def canonical_url(url: str) -> str:
         raise InvalidURL("empty URL; give an http:// or https:// URL")
     if _CONTROL.search(text):
         raise InvalidURL(f"URL {text!r} contains control characters; remove them")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A command-line argument with a byte that is not UTF-8 arrives as a lone surrogate.
+        shown = text.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        raise InvalidURL(f"URL {shown!r} contains bytes that are not UTF-8; "
+                         "percent-encode them (%XX)") from None
     try:
         parts = urlsplit(text)
     except ValueError as exc:
@@ -142,3 +172,63 @@ def canonical_url(url: str) -> str:
         path = "/" + path
     query = _normalise_pct(parts.query)
     return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+# -- secrets -------------------------------------------------------------------------------------
+#: Query parameters whose values are credentials (compared case-insensitively). The one list:
+#: everything that prints, logs or stores a URL masks these and the user info through
+#: :func:`redact`.
+SECRET_PARAMS: frozenset[str] = frozenset({
+    "token", "access_token", "refresh_token", "id_token", "auth", "auth_token", "authorization",
+    "sig", "signature", "key", "api_key", "apikey", "api-key", "secret", "client_secret",
+    "password", "passwd", "pwd", "pass", "session", "sessionid", "session_id", "sid",
+    "credential", "credentials", "x-amz-signature", "x-amz-credential",
+    "x-amz-security-token", "x-goog-signature", "x-goog-credential", "googleaccessid",
+})
+MASK = "***"
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>\\]+", re.IGNORECASE)
+
+
+def _mask_query(query: str) -> str:
+    out = []
+    for pair in query.split("&"):
+        name, sep, _value = pair.partition("=")
+        if sep and name.lower() in SECRET_PARAMS:
+            out.append(f"{name}={MASK}")
+        else:
+            out.append(pair)
+    return "&".join(out)
+
+
+def redact(url: str) -> str:
+    """``url`` with user info and credential-like query values shown as ``***``.
+
+    Never raises: text that is not a URL comes back with only what can be recognised masked.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return url
+    start = scheme_end + 3
+    end = len(url)
+    for sep in "/?#":
+        pos = url.find(sep, start)
+        if pos >= 0:
+            end = min(end, pos)
+    authority = url[start:end]
+    if "@" in authority:
+        authority = MASK + "@" + authority.rsplit("@", 1)[1]
+    rest = url[end:]
+    q = rest.find("?")
+    if q >= 0:
+        frag = rest.find("#", q)
+        query = rest[q + 1:] if frag < 0 else rest[q + 1:frag]
+        tail = "" if frag < 0 else rest[frag:]
+        rest = rest[:q + 1] + _mask_query(query) + tail
+    return url[:start] + authority + rest
+
+
+def redact_text(text: str) -> str:
+    """Every http(s) URL inside ``text`` passed through :func:`redact`."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)

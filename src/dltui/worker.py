@@ -37,7 +37,7 @@ from dltui.errors import (
     TransportError,
 )
 from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops, segments
-from dltui.model import ACTIVE_STATES, Job, JobState, Segment, ServerValidators
+from dltui.model import ACTIVE_STATES, Control, Job, JobState, Segment, ServerValidators
 from dltui.store import Store
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
@@ -240,6 +240,11 @@ class JobRun:
         expected = self.job.expected_sha256
         if (length is None or length == result["size"]) and \
                 (expected is None or expected == result["sha256"]):
+            if jobs.with_control_in(conn, [self.job.id], Control.CANCEL):
+                # A cancel that reached the ledger before FINALIZING wins: nothing is placed.
+                # (Once FINALIZING commits, `cancel` is refused: the job is finishing.)
+                self.request_stop("cancel")
+                raise Interrupted("cancel")
             fields = {"sha256": result["sha256"]}
             if not self.job.requested_name and not self._head_ok:  # then the GET names it
                 fields["file_name"] = finalize.resolve_name(None, result["disposition_name"],
@@ -339,7 +344,11 @@ class JobRun:
             if name != self.job.file_name:
                 self._update(file_name=name)
         if self.state is not JobState.FINALIZING:
-            self._advance(JobState.FINALIZING, sha256=result.sha256)
+            with self.ledger.write() as conn:
+                if jobs.with_control_in(conn, [self.job.id], Control.CANCEL):
+                    self.request_stop("cancel")
+                    raise Interrupted("cancel")
+                self._advance_in(conn, JobState.FINALIZING, sha256=result.sha256)
         self._link_and_finish(result.sha256, name)
 
     def _fetch(self, url: str, decision: resume.ResumeDecision,

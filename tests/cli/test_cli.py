@@ -110,7 +110,7 @@ def test_flags_command(run) -> None:
 
 def test_env_flag_applied_at_start(run, home, monkeypatch) -> None:
     monkeypatch.setenv("DLTUI_FLAG_DEDUPE", "0")
-    run("status")
+    run("flags")
     with Ledger(home) as led:
         assert events.recent(led, kind="flag")[-1].data == {
             "name": "dedupe", "old": True, "new": False, "by": "env"}

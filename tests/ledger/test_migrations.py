@@ -47,7 +47,7 @@ def test_refuses_a_newer_ledger(home: Path) -> None:
 def test_refuses_a_file_that_is_not_sqlite(home: Path) -> None:
     home.mkdir(parents=True)
     paths.ledger_path(home).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(LedgerError, match="file is not a database; check --home"):
+    with pytest.raises(LedgerError, match="is damaged \\(file is not a database\\)"):
         Ledger(home)
 
 

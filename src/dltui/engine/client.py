@@ -14,6 +14,7 @@ import httpx
 from dltui import __version__
 from dltui.config import Settings
 from dltui.errors import DownloadError, RedirectError, TransportError
+from dltui.urls import redact
 
 
 class LazyTrust(ssl.SSLContext):
@@ -64,9 +65,26 @@ def _trust(settings: Settings) -> LazyTrust:
     return LazyTrust()
 
 
+def _refuse_downgrade(response: httpx.Response) -> None:
+    """A redirect from https to http would hand the rest of the exchange to anyone on the way."""
+    if not response.is_redirect or response.url.scheme != "https":
+        return
+    location = response.headers.get("location", "")
+    try:
+        target = response.url.join(location)
+    except httpx.InvalidURL:
+        return  # httpx reports the bad Location itself
+    if target.scheme == "http":
+        response.close()
+        raise RedirectError(
+            f"refused a redirect from https to plain http ({redact(str(response.url))} -> "
+            f"{redact(str(target))}); set allow_downgrade = true to follow it")
+
+
 def make_client(settings: Settings, *, connections: int) -> httpx.Client:
     """One client for every worker thread: a shared connection pool, identity encoding."""
     return httpx.Client(
+        event_hooks={"response": [] if settings.allow_downgrade else [_refuse_downgrade]},
         verify=_trust(settings),
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,

@@ -104,7 +104,7 @@ class SegmentedFetch:
         """Download every segment; ``first`` is an open 200 response for the whole object
         (a fresh download's first GET), which becomes segment 0's connection."""
         self.part_path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o600)
         threads: list[threading.Thread] = []
         try:
             self._size_part()

@@ -62,7 +62,7 @@ def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
 
 def write_part(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Create (or replace) the part at ``path`` holding exactly ``data``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
         while view:

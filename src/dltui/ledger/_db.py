@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -11,12 +13,43 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dltui import paths
-from dltui.errors import LedgerError
+from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing
 
 if TYPE_CHECKING:
     import sqlite_utils
 
 DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    """An SQLite failure worded for the operator: which file, what happened, what to do."""
+    detail = str(exc) or type(exc).__name__
+    low = detail.lower()
+    if "malformed" in low or "not a database" in low or "encrypted" in low:
+        return LedgerDamaged(path, detail)
+    if "disk is full" in low:
+        return LedgerError(f"no space for the ledger {path} ({detail}); free space on that "
+                           "filesystem, then `dltui retry` the failed jobs")
+    if "locked" in low or "busy" in low:
+        return LedgerError(f"ledger {path} is busy ({detail}); another dltui holds its write "
+                           "lock - try again")
+    if "readonly" in low or "read-only" in low:
+        return LedgerError(f"ledger {path} is read-only ({detail}); check its permissions")
+    return LedgerError(f"ledger {path}: {detail}")
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` 0600 (whatever the umask), or narrow an existing one of ours to it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # opening the database reports the real problem
+    try:
+        st = os.fstat(fd)
+        if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def now() -> float:
@@ -33,7 +66,8 @@ class Ledger:
     """
 
     def __init__(
-        self, home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True
+        self, home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True,
+        create: bool = True,
     ) -> None:
         self.home = Path(home)
         self.path = paths.ledger_path(self.home)
@@ -44,14 +78,37 @@ class Ledger:
         # Threads of one process queue here rather than in SQLite's busy handler, which sleeps
         # in growing steps (up to 100 ms) and would stall a pool of workers on every commit.
         self._write_lock = threading.RLock()
+        if not create and not self.path.exists():
+            raise LedgerMissing(self.path)
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            # Private: the ledger holds URLs with their credentials.
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for sub in (paths.parts_dir(self.home), paths.store_dir(self.home)):
+                sub.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise LedgerError(f"cannot create dltui home {self.home}: {exc.strerror}") from None
+        _private_file(self.path)
+        self.identity = self._file_identity()
         if migrate:
             from dltui.ledger.migrations import migrate as run_migrations
 
-            run_migrations(self)
+            try:
+                run_migrations(self)
+            except sqlite3.Error as exc:
+                self.close()
+                raise db_error(self.path, exc) from None
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check_file(self) -> None:
+        """Raise LedgerGone when the file this ledger opened was deleted or replaced."""
+        if self.identity is not None and self._file_identity() != self.identity:
+            raise LedgerGone(self.path)
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -66,10 +123,8 @@ class Ledger:
             # last commits, and the reconciler heals that from the part files.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"cannot open ledger {self.path}: {exc}; check --home / DLTUI_HOME"
-            ) from None
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc) from None
         with self._all_lock:
             self._all.append(conn)
         return conn

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dltui.ledger._db import now
+from dltui.urls import redact_text
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -29,6 +30,11 @@ class Event:
     data: dict[str, Any]
 
 
+def _encode(data: dict[str, Any]) -> str:
+    # Events outlive the jobs they describe and are shown anywhere: no credentials in them.
+    return redact_text(json.dumps(data, sort_keys=True, default=str))
+
+
 def append(
     conn: sqlite3.Connection,
     kind: str,
@@ -39,7 +45,7 @@ def append(
     """Append an event inside the caller's transaction and return its id."""
     cur = conn.execute(
         "INSERT INTO events (ts, job_id, kind, data) VALUES (?, ?, ?, ?)",
-        (now(), job_id, kind, json.dumps(data, sort_keys=True, default=str)),
+        (now(), job_id, kind, _encode(data)),
     )
     event_id = int(cur.lastrowid or 0)
     if event_id % PRUNE_EVERY == 0:
@@ -51,7 +57,7 @@ def append_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, int | None, 
                 keep: int = DEFAULT_KEEP) -> None:
     """Append ``(kind, job_id, data)`` events inside the caller's transaction, in order."""
     at = now()
-    params = [(at, job_id, kind, json.dumps(data, sort_keys=True, default=str))
+    params = [(at, job_id, kind, _encode(data))
               for kind, job_id, data in rows]
     if not params:
         return

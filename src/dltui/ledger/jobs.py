@@ -26,7 +26,7 @@ from dltui.model import (
     JobState,
     sources_of,
 )
-from dltui.urls import canonical_url
+from dltui.urls import canonical_url, redact_text
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -47,6 +47,16 @@ WRITABLE = frozenset(
 
 class NotApplicable(UsageError):
     """An operator action that does not apply to the job's current state."""
+
+
+class DigestConflict(UsageError):
+    """A re-add of an existing job (same URL and destination) with another expected digest."""
+
+    def __init__(self, job_id: int, existing: str | None, given: str) -> None:
+        self.job_id, self.existing, self.given = job_id, existing, given
+        had = f"expects SHA-256 {existing}" if existing else "has no expected digest"
+        super().__init__(f"job {job_id} already exists for this URL and directory and {had}, "
+                         f"not {given}; cancel or remove it first, or use another directory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,8 @@ def idempotency_key(canonical: str, dest_dir: str, name: str | None) -> str:
 
 
 def _check_dest(dest: Path) -> None:
+    if "\x00" in str(dest):
+        raise UsageError(f"destination directory {str(dest)!r} contains a NUL byte")
     if not dest.is_absolute():
         raise UsageError(f"destination directory {str(dest)!r} must be an absolute path")
     if dest.exists() and not dest.is_dir():
@@ -142,10 +154,14 @@ def add(ledger: Ledger, specs: Sequence[JobSpec], *, by: str = "cli") -> list[Ad
                 events.append(conn, "added", job.id, url=job.url, dest=job.dest_dir, by=by)
                 results.append(AddResult(job, True))
             else:
-                existing = conn.execute(
+                existing = Job.from_row(conn.execute(
                     f"SELECT {_COLUMNS} FROM jobs WHERE idem_key = ?", (values["idem_key"],)
-                ).fetchone()
-                results.append(AddResult(Job.from_row(existing), False))
+                ).fetchone())
+                wanted = values["expected_sha256"]
+                if wanted is not None and wanted != existing.expected_sha256:
+                    # Rolls back the whole add: bad input changes nothing.
+                    raise DigestConflict(existing.id, existing.expected_sha256, wanted)
+                results.append(AddResult(existing, False))
     return results
 
 
@@ -251,6 +267,8 @@ def write_row(
     params: Sequence[Any] = (),
 ) -> Job | None:
     """UPDATE one job, stamping ``updated_at`` and a fresh ``rev``; None when WHERE missed."""
+    if sets.get("error"):
+        sets = {**sets, "error": redact_text(str(sets["error"]))}
     cols = list(sets)
     assignments = ", ".join(f"{c} = ?" for c in cols)
     sql = (
@@ -382,6 +400,18 @@ def advance_many_in(
         segments.clear_many_in(conn, [job_id for job_id, _ in rows])
 
 
+def with_control_in(conn: sqlite3.Connection, ids: Sequence[int],
+                    control: Control) -> set[int]:
+    """Which of these jobs the operator has asked for ``control`` (in the caller's transaction)."""
+    if not ids:
+        return set()
+    rows = conn.execute(
+        f"SELECT id FROM jobs WHERE control = ? AND id IN ({','.join('?' * len(ids))})",
+        [control.value, *ids],
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
 def get_many(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Job]:
     """The jobs with these ids, in the order given (missing ids are left out)."""
     rows = conn.execute(
@@ -500,6 +530,9 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
         state = JobState(row["state"])
         if state in FINAL_STATES:
             raise NotApplicable(f"job {job_id} is {state}; it can no longer be cancelled")
+        if state is JobState.FINALIZING:
+            # Its file is being placed: a cancel now could leave half of that done.
+            raise NotApplicable(f"job {job_id} is finishing; it can no longer be cancelled")
         if state in ACTIVE_STATES and _lease_live(row, now()):
             write_row(conn, job_id, {"control": Control.CANCEL.value})
             events.append(conn, "control", job_id, control="cancel", by=by)

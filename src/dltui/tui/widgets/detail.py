@@ -17,6 +17,7 @@ from dltui.ledger.ops import Op
 from dltui.model import REASONS, Job, Segment
 from dltui.tui import format as fmt
 from dltui.tui.format import STATE_STYLE
+from dltui.urls import redact
 
 
 def _clock(ts: float | None) -> str:
@@ -88,7 +89,7 @@ class DetailPane(VerticalScroll):
         facts = Table.grid(padding=(0, 1))
         facts.add_column(style="dim", no_wrap=True)
         facts.add_column(overflow="fold")
-        facts.add_row("URL", job.url)
+        facts.add_row("URL", redact(job.url))
         facts.add_row("Into", job.final_path or f"{job.dest_dir}/")
         v = job.validators
         ranges = {True: "bytes", False: "none", None: "?"}[v.accept_ranges]
