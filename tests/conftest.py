@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +101,24 @@ def origin() -> Iterator[Origin]:
 @pytest.fixture
 def settings() -> Settings:
     return TEST_SETTINGS
+
+
+# -- CLI fixture ------------------------------------------------------------------------------
+@pytest.fixture
+def run(home, monkeypatch, capsys):
+    monkeypatch.setenv("DLTUI_HOME", str(home))
+    for var in list(os.environ):
+        if var.startswith("DLTUI_FLAG_"):
+            monkeypatch.delenv(var)
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        try:
+            from dltui.cli import main
+
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse's own errors
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run

@@ -12,31 +12,12 @@ from pathlib import Path
 import pytest
 
 from dltui import paths
-from dltui.cli import main
 from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
 from tests.conftest import TEST_ENV, dump, force_state
 
 DIGEST = "a" * 64
-
-
-@pytest.fixture
-def run(home, monkeypatch, capsys):
-    monkeypatch.setenv("DLTUI_HOME", str(home))
-    for var in list(os.environ):
-        if var.startswith("DLTUI_FLAG_"):
-            monkeypatch.delenv(var)
-
-    def _run(*argv: str) -> tuple[int, str, str]:
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:  # argparse's own errors
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
 
 
 def _status(run) -> list[dict]:

@@ -12,7 +12,6 @@ import pytest
 
 from dltui import paths
 from dltui.ledger import Ledger, events
-from tests.cli.test_cli import run  # noqa: F401  (the CLI fixture)
 
 SECRET_URL = "http://bob:Hunter2@example.com/f.bin?token=TOPSECRET&X-Amz-Signature=S1G&keep=1"
 SECRETS = ("Hunter2", "TOPSECRET", "S1G", "bob:")
@@ -124,7 +123,7 @@ def test_readd_with_another_digest_is_refused(run, dest) -> None:
 
 def test_read_only_commands_do_not_create_a_ledger(run, home) -> None:
     for argv in (["status"], ["status", "--json"], ["pause", "1"], ["reconcile"]):
-        code, out, err = run(*argv)
+        code, _, err = run(*argv)
         assert code == 2 and f"no ledger at {paths.ledger_path(home)}" in err, argv
         assert err.count("\n") == 1
     assert not paths.ledger_path(home).exists()
