@@ -44,6 +44,21 @@ def force_state(ledger: Ledger, job_id: int, state: JobState | str, **cols) -> N
         )
 
 
+def assert_placed_once(store_root: Path, finished: list) -> None:
+    """Each finished job's file holds its digest's bytes, and each store object shares its
+    inode with at most one destination (the others are independent copies)."""
+    from dltui.store import Store, sha256_file
+
+    store = Store(store_root)
+    sharing: dict[str, int] = {}
+    for job in finished:
+        target = Path(job.final_path)
+        assert sha256_file(target) == job.sha256, job.id
+        if os.stat(target).st_ino == os.stat(store.object_path(job.sha256)).st_ino:
+            sharing[job.sha256] = sharing.get(job.sha256, 0) + 1
+    assert all(n == 1 for n in sharing.values()), sharing
+
+
 def dump(path: Path) -> list[tuple]:
     """Every row of every table of a SQLite file, for before/after comparisons."""
     conn = sqlite3.connect(path)

@@ -35,8 +35,8 @@ from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small
 from dltui.engine.transfer import as_record
 from dltui.errors import CircuitOpenError, DltuiError
-from dltui.ledger import events, jobs, ops
-from dltui.model import Control, JobState, ServerValidators
+from dltui.ledger import events, jobs, objects, ops
+from dltui.model import Control, FileIdentity, JobState, ServerValidators
 
 if TYPE_CHECKING:
     from dltui.worker import JobRun, WorkerPool
@@ -214,22 +214,26 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
     link_keys = [ops.op_key("LINK", i.job_id, sha256=i.sha, dir=str(i.dest_dir)) for i in items]
     with ledger.write() as conn:
         ops.finish_many_in(conn, list(zip(finalize_keys, promoted, strict=True)))
+        objects.record_in(conn, _object_identities(items, promoted))
         ops.start_many_in(conn, [
             ops.OpStart(k, i.job_id, "LINK", i.run.job.attempts,
                         {"sha256": i.sha, "dest": str(i.dest_dir / i.name)})
             for k, i in zip(link_keys, items, strict=True)])
 
     for item in items:
-        item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync)
+        item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync,
+                                    mode=pool.link_mode)
     with ledger.write() as conn:
         placed = ops.finish_many_in(conn, [(k, i.placed)
                                            for k, i in zip(link_keys, items, strict=True)])
+        objects.record_in(conn, _object_identities(items, placed))
         jobs.advance_many_in(
             conn, [JobState.FINALIZING, JobState.FINALIZED],
             [(i.job_id, {"final_path": p["dest"], "sha256": i.sha, "error": None,
                          "bytes_committed": i.body.result.size, "boot_id": boot,
                          "bytes_durable": i.body.result.size if sync else 0,
-                         "lease_owner": None, "lease_until": None, "heartbeat_at": None})
+                         "lease_owner": None, "lease_until": None, "heartbeat_at": None,
+                         **jobs.dest_fields(finalize.identities(p)[1])})
              for i, p in zip(items, placed, strict=True)],
             owner=owner, reason="finished",
             last_data=[{"dest": p["dest"], "how": p.get("how")} for p in placed],
@@ -238,6 +242,16 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
         item.run.state = JobState.FINALIZED
         item.run.released = True
     pool.stats.finished += len(items)
+
+
+def _object_identities(items: list[_Item],
+                       results: list[dict[str, Any]]) -> list[tuple[str, FileIdentity]]:
+    out = []
+    for item, result in zip(items, results, strict=True):
+        obj, _ = finalize.identities(result)
+        if obj is not None:
+            out.append((item.sha, obj))
+    return out
 
 
 def _set_state(items: list[_Item], state: JobState) -> None:

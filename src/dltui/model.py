@@ -146,6 +146,11 @@ class Job:
     #: Of ``bytes_committed``, how many were fsynced, and the boot that wrote them.
     bytes_durable: int | None = None
     boot_id: str | None = None
+    #: What dltui placed at ``final_path`` (device, inode, mtime): the proof, before anything
+    #: there is removed or replaced, that the file is still the one dltui put there.
+    final_dev: int | None = None
+    final_ino: int | None = None
+    final_mtime_ns: int | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:
@@ -193,6 +198,36 @@ _CONTROL_AT = JOB_FIELDS.index("control")
 _RANGES_AT = JOB_FIELDS.index("accept_ranges")
 _STATES = {s.value: s for s in JobState}
 _CONTROLS = {c.value: c for c in Control}
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What ``stat`` says of a file dltui made: any edit, replacement or relink changes it.
+
+    ``ctime_ns`` moves on every change to the inode, including a new hard link to it, so a
+    store object's record is refreshed after each link dltui makes.
+    """
+
+    size: int
+    dev: int
+    ino: int
+    mtime_ns: int
+    ctime_ns: int
+
+    def as_list(self) -> list[int]:
+        """The fields in order, for JSON op results."""
+        return [self.size, self.dev, self.ino, self.mtime_ns, self.ctime_ns]
+
+    @classmethod
+    def from_list(cls, values: Sequence[int]) -> FileIdentity:
+        """The inverse of :meth:`as_list`."""
+        return cls(*(int(v) for v in values))
+
+    def same_file(self, other: FileIdentity) -> bool:
+        """Same inode, size and mtime: the bytes are the ones recorded unless someone reset
+        the mtime by hand (which ``ctime_ns`` still shows)."""
+        return (self.dev, self.ino, self.size, self.mtime_ns) == (
+            other.dev, other.ino, other.size, other.mtime_ns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,45 @@ from it) share one implementation.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
 import stat
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Literal
 
+from dltui.model import FileIdentity
+
 HASH_CHUNK = 1 << 20
-Materialized = Literal["hardlink", "copy", "present"]
+Materialized = Literal["reflink", "hardlink", "copy", "present"]
+LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
+_FICLONE = 0x40049409  # ioctl: share the source's extents copy-on-write (btrfs, XFS, bcachefs)
+_NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+               errno.EPERM)
+# Read once while start-up is single-threaded: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+OBJECT_MODE = 0o444  # store objects are read-only: an edit must be deliberate
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """``stat`` of a regular file (not following a symlink), or None."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return FileIdentity(st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def user_mode(fd: int) -> None:
+    """Give a file the mode a new file of the user's would have (0666 less the umask)."""
+    os.fchmod(fd, 0o666 & ~_UMASK)
 
 
 def sha256_file(path: Path) -> str:
@@ -110,39 +138,63 @@ class Store:
         """True when the object is present."""
         return self.object_path(sha256).is_file()
 
-    def promote(self, src: Path, sha256: str, *, fsync: bool = True) -> bool:
-        """Move a verified file into the store; True if new, False if deduped (``src`` removed).
+    def identity(self, sha256: str) -> FileIdentity | None:
+        """The object's identity now, or None when it is absent."""
+        return file_identity(self.object_path(sha256))
 
-        The caller has already checked ``src`` hashes to ``sha256``.
+    def promote(self, src: Path, sha256: str, *, fsync: bool = True) -> bool:
+        """Move a verified file into the store; True if new, False if it replaced an object
+        with the same name (``src`` is then the object).
+
+        The caller has already checked ``src`` hashes to ``sha256``. A file already stored
+        under the name is *replaced*, never trusted: it may be a user's edited hard link. The
+        object is made read-only.
         """
         target = self.object_path(sha256)
-        if target.is_file():
-            src.unlink(missing_ok=True)
-            return False
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # link(2) fails on an existing name: of two jobs finishing the same bytes at once,
-        # exactly one creates the object and the other counts as a duplicate.
-        try:
-            os.link(src, target)
-        except FileExistsError:
-            src.unlink(missing_ok=True)
-            return False
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-                raise
-            os.replace(src, target)
-        else:
-            src.unlink()
+        os.chmod(src, OBJECT_MODE)
+        existed = os.path.lexists(target)
+        # rename(2) is atomic: readers see the old object or the new one, whole. Destinations
+        # hard-linked to the old inode keep it; only the store's name moves to fresh bytes.
+        os.replace(src, target)
         if fsync:
             fsync_dir(target.parent)
-        return True
+        return not existed
+
+    def check(self, sha256: str, recorded: FileIdentity | None, *,
+              rehash: bool = False) -> tuple[FileIdentity | None, Path | None]:
+        """Whether the object may be reused: ``(identity, None)`` when its bytes are the
+        digest's, ``(None, None)`` when it is absent, ``(None, moved_to)`` when it was
+        tampered with and has been quarantined.
+
+        An object whose identity matches ``recorded`` is trusted without reading it (unless
+        ``rehash``); any difference (an edit through a hard link, a touch, a replacement) is
+        settled by re-hashing it.
+        """
+        current = self.identity(sha256)
+        if current is None:
+            return None, None
+        if not rehash and recorded is not None and current == recorded:
+            return current, None
+        if sha256_file(self.object_path(sha256)) == sha256:
+            return self.identity(sha256), None
+        return None, self.quarantine(sha256)
+
+    def quarantine(self, sha256: str) -> Path:
+        """Move a damaged object out of the store (kept for inspection, never reused)."""
+        qdir = self.root / "quarantine"
+        qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        moved = qdir / f"{sha256}.{time.time_ns()}"
+        os.replace(self.object_path(sha256), moved)
+        return moved
 
     def is_materialized(self, sha256: str, dest: Path) -> bool:
         """True when ``dest`` holds this object: the same inode, or the same bytes."""
         return holds(dest, sha256, self.object_path(sha256))
 
-    def materialize(self, sha256: str, dest: Path, *, fsync: bool = True) -> Materialized:
-        """Make ``dest`` hold the object: hardlink, or copy when links cannot cross devices.
+    def materialize(self, sha256: str, dest: Path, *, fsync: bool = True,
+                    mode: LinkMode = "auto") -> Materialized:
+        """Make ``dest`` hold the object (see :func:`place` for ``mode``).
 
         Never overwrites: ``dest`` holding other content raises FileExistsError, so two
         finishing jobs can race for one name and the loser simply picks the next. A copy is
@@ -151,7 +203,7 @@ class Store:
         obj = self.object_path(sha256)
         if not obj.is_file():
             raise FileNotFoundError(f"store object {sha256} is missing from {self.root}")
-        how = place(obj, dest, sha256, keep_source=True, fsync=fsync)
+        how = place(obj, dest, sha256, keep_source=True, fsync=fsync, mode=mode)
         if how == "taken":
             raise FileExistsError(f"{dest} exists with other content")
         return how
@@ -177,15 +229,113 @@ def holds(dest: Path, sha256: str, source: Path | None = None) -> bool:
     return sha256_file(dest) == sha256
 
 
+#: Devices whose filesystem refused FICLONE once: not asked again by this process.
+_NO_CLONE: set[int] = set()
+_LINK_FALLBACK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
+
+
+def _clone_or_copy(source: Path, tmp: Path, *, reflink: bool, copy: bool,
+                   fsync: bool) -> Materialized | None:
+    """Write ``source``'s bytes to the new file ``tmp``: a reflink when ``reflink`` and the
+    filesystem can, else (with ``copy``) a copy; None when neither was done."""
+    with open(source, "rb") as src:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            how: Materialized | None = None
+            if reflink:
+                try:
+                    fcntl.ioctl(fd, _FICLONE, src.fileno())
+                    how = "reflink"
+                except OSError as exc:
+                    if exc.errno not in _NO_REFLINK:
+                        raise
+                    if exc.errno != errno.EXDEV:
+                        _NO_CLONE.add(os.fstat(src.fileno()).st_dev)
+            if how is None and copy:
+                with open(fd, "wb", closefd=False) as out:
+                    shutil.copyfileobj(src, out, HASH_CHUNK)
+                how = "copy"
+            if how is not None and fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    return how
+
+
+def _via_temp(source: Path, dest: Path, *, reflink: bool, copy: bool,
+              fsync: bool) -> Materialized | None:
+    """Clone (or copy) ``source`` to a temp file beside ``dest``, then link that into place.
+
+    None when ``reflink`` failed and ``copy`` is off; FileExistsError when ``dest`` was taken
+    meanwhile.
+    """
+    if reflink and not copy and os.stat(source).st_dev in _NO_CLONE:
+        return None  # this filesystem cannot clone: skip making and removing a temp file
+    tmp = _temp_beside(dest)
+    try:
+        how = _clone_or_copy(source, tmp, reflink=reflink, copy=copy, fsync=fsync)
+        if how is not None:
+            os.link(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return how
+
+
+def _link_object(source: Path, dest: Path) -> bool:
+    """Hard-link a store object to ``dest`` unless another destination already shares its
+    inode (then False: the caller copies, so one user's edit never reaches another copy).
+
+    The check and the link happen under an exclusive flock on the object, so two processes
+    placing the same object cannot both take the one hard link.
+    """
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 1:
+            return False
+        os.link(source, dest)
+        return True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _materialize(source: Path, dest: Path, *, keep_source: bool, mode: LinkMode,
+                 fsync: bool) -> Materialized:
+    if not keep_source:  # the part itself moves into place: its own inode, no store involved
+        try:
+            os.link(source, dest)
+            return "hardlink"
+        except OSError as exc:
+            if isinstance(exc, FileExistsError) or exc.errno not in _LINK_FALLBACK:
+                raise
+        return _via_temp(source, dest, reflink=False, copy=True, fsync=fsync) or "copy"
+    if mode in ("auto", "reflink"):
+        how = _via_temp(source, dest, reflink=True, copy=mode == "reflink", fsync=fsync)
+        if how is not None:
+            return how
+    if mode in ("auto", "hardlink"):
+        try:
+            if _link_object(source, dest):
+                return "hardlink"
+        except OSError as exc:
+            if isinstance(exc, FileExistsError) or exc.errno not in _LINK_FALLBACK:
+                raise
+    return _via_temp(source, dest, reflink=False, copy=True, fsync=fsync) or "copy"
+
+
 def place(
-    source: Path, dest: Path, sha256: str, *, keep_source: bool, fsync: bool = True
+    source: Path, dest: Path, sha256: str, *, keep_source: bool, fsync: bool = True,
+    mode: LinkMode = "auto",
 ) -> Materialized | Literal["taken"]:
     """Put ``source``'s bytes at ``dest`` without ever clobbering it.
 
-    Hardlinks when possible, else copies through a temp file; the final step is always
-    ``link(2)``, which fails on an existing name. Returns ``present`` when ``dest`` already
-    holds the bytes, ``taken`` when it holds something else (or is not a regular file).
-    Without ``keep_source`` the source is removed once ``dest`` holds the bytes.
+    ``mode``: ``reflink`` clones copy-on-write (a copy where the filesystem cannot); ``copy``
+    copies; ``hardlink`` links, but the store keeps at most one hard link per object, so
+    further destinations get copies; ``auto`` tries reflink, then hardlink, then copy.
+    Copies go through a temp file; the final step is always ``link(2)``, which fails on an
+    existing name. Returns ``present`` when ``dest`` already holds the bytes, ``taken`` when
+    it holds something else (or is not a regular file). Without ``keep_source`` (the part
+    itself moves into place) the source is removed once ``dest`` holds the bytes.
     """
     if os.path.lexists(dest):
         if holds(dest, sha256, source):
@@ -194,28 +344,17 @@ def place(
             return "present"
         return "taken"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    how: Materialized = "hardlink"
-    try:
-        os.link(source, dest)
-    except FileExistsError:
-        return place(source, dest, sha256, keep_source=keep_source, fsync=fsync)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        how = "copy"
-        tmp = _temp_beside(dest)
+    if not keep_source:
+        # The part becomes the user's file: give it the mode a file of theirs would have.
+        fd = os.open(source, os.O_RDONLY)
         try:
-            with open(source, "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, HASH_CHUNK)
-                out.flush()
-                if fsync:
-                    os.fsync(out.fileno())
-            try:
-                os.link(tmp, dest)
-            except FileExistsError:
-                return place(source, dest, sha256, keep_source=keep_source, fsync=fsync)
+            user_mode(fd)
         finally:
-            tmp.unlink(missing_ok=True)
+            os.close(fd)
+    try:
+        how = _materialize(source, dest, keep_source=keep_source, mode=mode, fsync=fsync)
+    except FileExistsError:  # another job took the name meanwhile
+        return place(source, dest, sha256, keep_source=keep_source, fsync=fsync, mode=mode)
     if not keep_source:
         source.unlink(missing_ok=True)
     if fsync:

@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from dltui import batch, durability, paths
@@ -36,9 +36,16 @@ from dltui.errors import (
     QuotaError,
     TransportError,
 )
-from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, ops, segments
-from dltui.model import ACTIVE_STATES, Control, Job, JobState, Segment, ServerValidators
-from dltui.store import Store
+from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, objects, ops, segments
+from dltui.model import (
+    ACTIVE_STATES,
+    Control,
+    Job,
+    JobState,
+    Segment,
+    ServerValidators,
+)
+from dltui.store import LinkMode, Store
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
 
@@ -376,14 +383,18 @@ class JobRun:
 
     def _cached_object(self) -> tuple[str | None, ServerValidators | None]:
         """A stored object this job may reuse: its own (after a crash) or its URL's."""
-        store = self.pool.store
         job = self.job
-        if job.sha256 and store.has(job.sha256) and job.bytes_committed == job.bytes_total:
+        # A job that must have particular bytes re-reads the object rather than trust a stat.
+        strict = job.expected_sha256 is not None
+        if job.sha256 and job.bytes_committed == job.bytes_total and \
+                self.pool.trusted(job.sha256, rehash=strict, job_id=job.id):
             return job.sha256, job.validators
         if not self.flags["dedupe"]:
             return None, None
         other = jobs.find_stored(self.ledger, job.canonical_url)
-        if other is not None and other.sha256 and store.has(other.sha256):
+        if other is not None and other.sha256 and \
+                (not strict or other.sha256 == job.expected_sha256) and \
+                self.pool.trusted(other.sha256, rehash=strict, job_id=job.id):
             return other.sha256, other.validators
         return None, None
 
@@ -440,7 +451,10 @@ class JobRun:
             link_key = ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir))
             link_args = {"sha256": sha, "dest": str(dest_dir / name)}
 
-            def start_link(conn: Any, _result: Any) -> None:
+            def start_link(conn: Any, result: Any) -> None:
+                obj, _ = finalize.identities(result)
+                if obj is not None:
+                    objects.record_in(conn, [(sha, obj)])
                 # LINK is the next effect: mark it started with FINALIZE's completion.
                 ops.start_in(conn, link_key, job_id=job.id, kind="LINK", owner=self.owner,
                              attempt=job.attempts, args=link_args)
@@ -461,7 +475,8 @@ class JobRun:
             self._prestarted.discard(link_key)
             placed = ops.run_effect(
                 self.ledger, link_key,
-                lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync),
+                lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync,
+                                      mode=pool.link_mode),
                 job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
                 args=link_args,
                 verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
@@ -485,6 +500,9 @@ class JobRun:
 
     def _finalized(self, conn: Any, sha: str, placed: dict[str, Any]) -> None:
         """LINK done: the job is FINALIZED in the same transaction, its lease cleared."""
+        obj, dest = finalize.identities(placed)
+        if obj is not None:
+            objects.record_in(conn, [(sha, obj)])
         self.job = jobs.transition_in(
             conn, self.job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
             fields={"final_path": placed["dest"], "sha256": sha, "error": None,
@@ -493,7 +511,8 @@ class JobRun:
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
                     if self.sync_finished else 0,
-                    "lease_owner": None, "lease_until": None, "heartbeat_at": None},
+                    "lease_owner": None, "lease_until": None, "heartbeat_at": None,
+                    **jobs.dest_fields(dest)},
             dest=placed["dest"], how=placed.get("how"),
         )
         self.segmented = False  # the transition cleared the rows
@@ -552,6 +571,7 @@ class WorkerPool:
         self.settings = settings
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
+        self.link_mode = cast(LinkMode, settings.link_mode)  # config.load checked it
         # Each worker may hold a connection per segment plus a spare for probes.
         per_job = max(settings.connections_per_file, 1) + 1
         self.client = make_client(settings, connections=max(self.size, 1) * per_job)
@@ -595,6 +615,28 @@ class WorkerPool:
             self._keeper.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         self.client.close()
+
+    def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None) -> bool:
+        """True when the stored object may be reused: present, and its bytes still its digest.
+
+        An object that changed since dltui recorded it (a user's edit through a hard link) is
+        re-hashed; a bad one is quarantined, its record dropped and a ``store_tampered`` event
+        written, and the caller downloads the content again.
+        """
+        recorded = objects.get(self.ledger, sha256)
+        current, moved = self.store.check(sha256, recorded, rehash=rehash)
+        if current is None:
+            if moved is not None:
+                events.record(self.ledger, "store_tampered", job_id, sha256=sha256,
+                              quarantined=str(moved),
+                              detail="the stored object no longer has its SHA-256 (edited "
+                                     "through a hard link?); downloading again")
+            if recorded is not None:
+                objects.forget(self.ledger, sha256)
+            return False
+        if current != recorded:
+            objects.record(self.ledger, sha256, current)
+        return True
 
     def note_retry_after(self, host: str, until: float, error: str) -> None:
         """A server asked us to wait; shown as a countdown on the hosts screen."""

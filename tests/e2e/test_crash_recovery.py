@@ -17,7 +17,7 @@ from dltui.ledger import Ledger, jobs, ops
 from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.store import Store
-from tests.conftest import TEST_ENV
+from tests.conftest import TEST_ENV, assert_placed_once
 from tests.engine.helpers import blob, sha
 
 MiB = 1 << 20
@@ -75,12 +75,13 @@ def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
         target = Path(job.final_path)
         assert target.parent == dest and target.name == Path(job.url).name
         assert hashlib.sha256(target.read_bytes()).hexdigest() == job.sha256
-        assert os.stat(target).st_ino == os.stat(store.object_path(job.sha256)).st_ino
+        assert store.has(job.sha256)
         job_ops = ops.for_job(led, job.id)
         for kind in ("FINALIZE", "LINK"):
             done = [o for o in job_ops if o.kind == kind]
             assert len(done) == 1 and done[0].status == "done", (job.id, kind, done)
         assert not [o for o in job_ops if o.status == "started"]
+    assert_placed_once(paths.store_dir(home), jobs.list_jobs(led))
     # Every effect happened once: one object per distinct content, one file per job, no extras.
     objects = [p for p in paths.store_dir(home).rglob("*") if p.is_file()]
     assert sorted(o.name for o in objects) == sorted({sha(d) for d in payloads.values()})

@@ -14,7 +14,8 @@ from typing import Any
 from dltui import names
 from dltui.engine.headers import filename_from_url
 from dltui.errors import IntegrityError
-from dltui.store import Store, fsync_dir, holds, place
+from dltui.model import FileIdentity
+from dltui.store import LinkMode, Store, file_identity, fsync_dir, holds, place
 
 MAX_NAME_TRIES = 10_000
 
@@ -48,14 +49,26 @@ def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, 
     part whose bytes were already stored, reports False.
     """
     if not part.exists():
-        if store.has(sha256):
-            return {"applied": False, "deduped": False, "object": str(store.object_path(sha256))}
+        ident = store.identity(sha256)
+        if ident is not None:
+            return {"applied": False, "deduped": False, "object": str(store.object_path(sha256)),
+                    "identity": ident.as_list()}
         raise IntegrityError(f"part file {part} vanished before finalizing")
     if fsync:
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
     created = store.promote(part, sha256, fsync=fsync)
-    return {"applied": created, "deduped": not created, "object": str(store.object_path(sha256))}
+    ident = store.identity(sha256)
+    return {"applied": created, "deduped": not created, "object": str(store.object_path(sha256)),
+            "identity": ident.as_list() if ident else None}
+
+
+def identities(result: dict[str, Any]) -> tuple[FileIdentity | None, FileIdentity | None]:
+    """From a FINALIZE or LINK result: the store object's identity and the placed file's."""
+    obj = result.get("identity")
+    dest = result.get("dest_identity")
+    return (FileIdentity.from_list(obj) if obj else None,
+            FileIdentity.from_list(dest) if dest else None)
 
 
 def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
@@ -69,23 +82,33 @@ def _inside(dest_dir: Path, path: Path) -> bool:
 
 
 def _place_first_free(source: Path, sha256: str, dest_dir: Path, name: str, *,
-                      keep_source: bool, fsync: bool) -> dict[str, Any]:
+                      keep_source: bool, fsync: bool, mode: LinkMode = "auto") -> dict[str, Any]:
     dest_dir.mkdir(parents=True, exist_ok=True)
     for candidate in _candidates(dest_dir, name):
         if not _inside(dest_dir, candidate):
             continue
-        how = place(source, candidate, sha256, keep_source=keep_source, fsync=fsync)
+        how = place(source, candidate, sha256, keep_source=keep_source, fsync=fsync, mode=mode)
         if how != "taken":
-            return {"applied": how != "present", "how": how, "dest": str(candidate)}
+            ident = file_identity(candidate)
+            return {"applied": how != "present", "how": how, "dest": str(candidate),
+                    "dest_identity": ident.as_list() if ident else None}
     raise IntegrityError(f"no free file name for {name!r} in {dest_dir}")
 
 
-def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool) -> dict[str, Any]:
-    """LINK effect with the store: hardlink (or copy) the object to the first free name."""
+def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool,
+         mode: LinkMode = "auto") -> dict[str, Any]:
+    """LINK effect with the store: reflink, hardlink or copy the object to the first free
+    name (``mode``, see :func:`dltui.store.place`).
+
+    The result carries the placed file's identity and the object's identity after the link
+    (a hard link changes the object's ctime).
+    """
     result = _place_first_free(store.object_path(sha256), sha256, dest_dir, name,
-                               keep_source=True, fsync=fsync)
+                               keep_source=True, fsync=fsync, mode=mode)
     if fsync:
         fsync_dir(dest_dir)
+    ident = store.identity(sha256)
+    result["identity"] = ident.as_list() if ident else None
     return result
 
 
@@ -97,6 +120,8 @@ def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
             if not os.path.lexists(candidate):
                 break
             if holds(candidate, sha256):  # by content: a name may hold someone else's file
-                return {"applied": False, "how": "present", "dest": str(candidate)}
+                ident = file_identity(candidate)
+                return {"applied": False, "how": "present", "dest": str(candidate),
+                        "dest_identity": ident.as_list() if ident else None}
         raise IntegrityError(f"part file {part} vanished before it reached {dest_dir}")
     return _place_first_free(part, sha256, dest_dir, name, keep_source=False, fsync=fsync)

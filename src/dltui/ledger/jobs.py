@@ -22,6 +22,7 @@ from dltui.model import (
     JOB_FIELDS,
     TRANSITIONS,
     Control,
+    FileIdentity,
     Job,
     JobState,
     sources_of,
@@ -41,8 +42,16 @@ WRITABLE = frozenset(
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
         "error", "finished_at", "not_before", "bytes_durable", "boot_id",
+        "final_dev", "final_ino", "final_mtime_ns",
     }
 )
+
+
+def dest_fields(ident: FileIdentity | None) -> dict[str, Any]:
+    """The job columns that prove what dltui placed at ``final_path``."""
+    if ident is None:
+        return {"final_dev": None, "final_ino": None, "final_mtime_ns": None}
+    return {"final_dev": ident.dev, "final_ino": ident.ino, "final_mtime_ns": ident.mtime_ns}
 
 
 class NotApplicable(UsageError):

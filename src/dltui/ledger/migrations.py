@@ -142,6 +142,21 @@ def _m006_segments(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_store_identity(db: sqlite_utils.Database) -> None:
+    # A finished file may be edited by its user; through a hard link that edit reaches the
+    # store object. Each object's identity at promotion (and after each link) is recorded and
+    # compared before the object is reused; each job records what it placed at final_path,
+    # so nothing there is removed unless it is provably dltui's.
+    db["objects"].create(
+        {"sha256": str, "size": int, "dev": int, "ino": int, "mtime_ns": int, "ctime_ns": int,
+         "recorded_at": float},
+        pk="sha256",
+    )
+    db["jobs"].add_column("final_dev", int)
+    db["jobs"].add_column("final_ino", int)
+    db["jobs"].add_column("final_mtime_ns", int)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -150,6 +165,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("url_index", _m004_url_index),
     ("durable_checkpoints", _m005_durable_checkpoints),
     ("segments", _m006_segments),
+    ("store_identity", _m007_store_identity),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,54 @@
+"""Store objects' recorded identities: what each object looked like when dltui last vouched
+for its bytes (at promotion, after each link, after a re-hash)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from dltui.ledger._db import now
+from dltui.model import FileIdentity
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+_UPSERT = (
+    "INSERT INTO objects (sha256, size, dev, ino, mtime_ns, ctime_ns, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, "
+    "dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns, "
+    "ctime_ns = excluded.ctime_ns, recorded_at = excluded.recorded_at"
+)
+
+
+def record_in(conn: sqlite3.Connection, items: Iterable[tuple[str, FileIdentity]]) -> None:
+    """Record (or refresh) objects' identities inside the caller's transaction."""
+    at = now()
+    conn.executemany(_UPSERT, [(sha, i.size, i.dev, i.ino, i.mtime_ns, i.ctime_ns, at)
+                               for sha, i in items])
+
+
+def record(ledger: Ledger, sha256: str, identity: FileIdentity) -> None:
+    """:func:`record_in` in a transaction of its own."""
+    with ledger.write() as conn:
+        record_in(conn, [(sha256, identity)])
+
+
+def get(ledger: Ledger, sha256: str) -> FileIdentity | None:
+    """The recorded identity of an object, or None when none was recorded."""
+    row = ledger.conn.execute(
+        "SELECT size, dev, ino, mtime_ns, ctime_ns FROM objects WHERE sha256 = ?", (sha256,)
+    ).fetchone()
+    return FileIdentity(*row) if row else None
+
+
+def forget(ledger: Ledger, sha256: str) -> None:
+    """Drop an object's record (it was quarantined or vanished)."""
+    with ledger.write() as conn:
+        conn.execute("DELETE FROM objects WHERE sha256 = ?", (sha256,))
+
+
+def all_records(ledger: Ledger) -> dict[str, FileIdentity]:
+    """Every recorded object, for `dltui check`."""
+    return {r[0]: FileIdentity(*r[1:]) for r in ledger.conn.execute(
+        "SELECT sha256, size, dev, ino, mtime_ns, ctime_ns FROM objects")}

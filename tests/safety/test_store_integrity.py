@@ -1,0 +1,124 @@
+"""A user's edit to a finished file never reaches the store, another copy or a later download."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from dltui import paths
+from dltui.ledger import events, jobs
+from dltui.model import JobState
+from dltui.store import Store, sha256_file
+from tests.engine.helpers import blob, fetch_one, sha
+
+
+def _edit_in_place(path: Path, data: bytes = b"EDITED BY THE USER") -> bytes:
+    with open(path, "r+b") as fh:  # as `dd conv=notrunc` would
+        fh.write(data)
+    return path.read_bytes()
+
+
+def _quarantined(home: Path) -> list[Path]:
+    q = paths.store_dir(home) / "quarantine"
+    return sorted(q.iterdir()) if q.exists() else []
+
+
+def _tampered_events(ledger) -> list:
+    return [e for e in events.recent(ledger, limit=1000) if e.kind == "store_tampered"]
+
+
+def test_edit_does_not_poison_a_later_download_of_the_same_url(ledger, home, dest, origin,
+                                                               settings, tmp_path) -> None:
+    data = blob(300_000, seed=21)
+    url = origin.add("/d.iso", data)
+    first = fetch_one(ledger, dest, settings, url)
+    mine = Path(first.final_path)
+    obj = Store(paths.store_dir(home)).object_path(sha(data))
+    assert stat.S_IMODE(obj.stat().st_mode) == 0o444  # store objects are read-only
+    edited = _edit_in_place(mine)
+
+    second = fetch_one(ledger, tmp_path / "other", settings, url)
+    assert second.state is JobState.FINALIZED
+    assert Path(second.final_path).read_bytes() == data and second.sha256 == sha(data)
+    assert second.decision != "cached"  # the tampered object was not reused
+    assert mine.read_bytes() == edited  # the user's edit is never reverted
+    assert sha256_file(obj) == sha(data)
+    assert len(_quarantined(home)) == 1 and len(_tampered_events(ledger)) == 1
+    assert len(origin.requests("/d.iso", "GET")) == 2
+
+
+def test_edit_does_not_poison_another_url_with_the_same_bytes(ledger, home, dest, origin,
+                                                              settings, tmp_path) -> None:
+    data = blob(200_000, seed=22)
+    first = fetch_one(ledger, dest, settings, origin.add("/a.bin", data))
+    edited = _edit_in_place(Path(first.final_path))
+    second = fetch_one(ledger, tmp_path / "b", settings, origin.add("/mirror/a.bin", data))
+    assert Path(second.final_path).read_bytes() == data
+    assert Path(first.final_path).read_bytes() == edited
+    assert sha256_file(Store(paths.store_dir(home)).object_path(sha(data))) == sha(data)
+
+
+def test_a_job_with_an_expected_digest_never_finishes_with_edited_bytes(
+        ledger, home, dest, origin, settings, tmp_path) -> None:
+    data = blob(150_000, seed=23)
+    url = origin.add("/s.bin", data)
+    first = fetch_one(ledger, dest, settings, url)
+    _edit_in_place(Path(first.final_path))
+    second = fetch_one(ledger, tmp_path / "x", settings, url, sha256=sha(data))
+    assert second.state is JobState.FINALIZED
+    assert sha256_file(Path(second.final_path)) == sha(data)
+
+
+def test_an_edit_that_restores_the_mtime_is_still_caught(ledger, home, dest, origin, settings,
+                                                         tmp_path) -> None:
+    data = blob(120_000, seed=24)
+    url = origin.add("/m.bin", data)
+    first = fetch_one(ledger, dest, settings, url)
+    mine = Path(first.final_path)
+    before = mine.stat()
+    _edit_in_place(mine)
+    os.utime(mine, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r, a careful forger
+    second = fetch_one(ledger, tmp_path / "y", settings, url)
+    assert Path(second.final_path).read_bytes() == data
+    assert len(_tampered_events(ledger)) == 1
+
+
+def test_an_untouched_object_is_reused_without_reading_it_twice(ledger, home, dest, origin,
+                                                                settings, tmp_path) -> None:
+    data = blob(100_000, seed=25)
+    url = origin.add("/u.bin", data)
+    fetch_one(ledger, dest, settings, url)
+    second = fetch_one(ledger, tmp_path / "z", settings, url)
+    assert second.decision == "cached"
+    assert len(origin.requests("/u.bin", "GET")) == 1
+    assert not _tampered_events(ledger) and not _quarantined(home)
+
+
+def test_copy_mode_keeps_destinations_independent_of_the_store(ledger, home, dest, origin,
+                                                               settings, tmp_path) -> None:
+    settings = settings.replace(link_mode="copy")
+    data = blob(100_000, seed=26)
+    url = origin.add("/c.bin", data)
+    first = fetch_one(ledger, dest, settings, url)
+    mine = Path(first.final_path)
+    obj = Store(paths.store_dir(home)).object_path(sha(data))
+    assert mine.stat().st_ino != obj.stat().st_ino
+    assert stat.S_IMODE(mine.stat().st_mode) & 0o200  # the user's copy is writable
+    _edit_in_place(mine)
+    assert sha256_file(obj) == sha(data)
+    second = fetch_one(ledger, tmp_path / "w", settings, url)
+    assert second.decision == "cached" and Path(second.final_path).read_bytes() == data
+
+
+def test_two_destinations_of_one_object_do_not_share_edits(ledger, home, dest, origin,
+                                                           settings, tmp_path) -> None:
+    data = blob(100_000, seed=27)
+    url = origin.add("/t.bin", data)
+    a = Path(fetch_one(ledger, dest, settings, url).final_path)
+    b = Path(fetch_one(ledger, tmp_path / "two", settings, url).final_path)
+    _edit_in_place(a)
+    assert b.read_bytes() == data
+    _edit_in_place(b, b"SECOND EDIT")
+    assert a.read_bytes().startswith(b"EDITED BY THE USER")
+    assert jobs.counts(ledger)[JobState.FINALIZED] == 2
