@@ -9,15 +9,22 @@ Actions, by ``kind``:
 - ``paused`` / ``cancelled``  the same, when the operator had asked for pause / cancel
 - ``op_completed``  op left ``started`` whose effect is verifiably on disk -> done
 - ``op_reset``      op left ``started`` without a verifiable effect -> failed, runs again
-- ``relinked``      FINALIZED job whose file vanished, re-made from the store
-- ``requeued``      FINALIZED job whose file and store object both vanished -> PLANNED
+- ``relinked``      FINALIZED job whose file vanished, re-made from a verified store object
+- ``requeued``      FINALIZED job whose file vanished and whose store object is gone or bad
 - ``reverified``    after a reboot, a file finished without fsync still has its SHA-256
-- ``corrupt``       after a reboot, a file finished without fsync lost bytes -> PLANNED
+- ``corrupt``       after a reboot, a file dltui placed without fsync lost bytes -> PLANNED
+- ``dest_changed``  a finished file was edited, replaced or turned into something else by
+                    someone else: left alone, recorded, never deleted or re-downloaded over
 - ``part_deleted``  part file with no job, or whose job is finished or cancelled
+
+Nothing at a destination is removed unless it is provably the file dltui placed there: the
+inode, device and mtime recorded when it was placed, or (for jobs finished before those were
+recorded) the store object's own inode.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 from dltui import paths
 from dltui.durability import boot_id
-from dltui.ledger import events, jobs, ops
+from dltui.ledger import events, jobs, objects, ops
 from dltui.ledger._db import now
 from dltui.ledger.leases import lease_is_live
 from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState
-from dltui.store import Store, sha256_file
+from dltui.store import Store, file_identity, sha256_file
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
 ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
-    "relinked", "requeued", "reverified", "corrupt", "part_deleted",
+    "relinked", "requeued", "reverified", "corrupt", "dest_changed", "part_deleted",
 )
 _PART_NAME = re.compile(r"^(\d+)\.part(\..*)?$")
 _CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
@@ -86,6 +93,20 @@ def _verify_op(store: Store, op: ops.Op) -> tuple[bool, Any]:
     return False, None
 
 
+def placed_by_us(row: Any, dest: Path, store: Store) -> bool:
+    """True when ``dest`` is provably the file dltui placed for this job (``row`` has
+    ``sha256`` and the ``final_*`` columns): the recorded device, inode and mtime, or for a
+    job finished before those were recorded, the store object's inode."""
+    ident = file_identity(dest)  # None for a symlink, a directory, anything not a plain file
+    if ident is None:
+        return False
+    if row["final_ino"] is not None:
+        return (ident.dev, ident.ino, ident.mtime_ns) == (
+            row["final_dev"], row["final_ino"], row["final_mtime_ns"])
+    obj = store.identity(row["sha256"]) if row["sha256"] else None
+    return obj is not None and (obj.dev, obj.ino) == (ident.dev, ident.ino)
+
+
 def plan(ledger: Ledger) -> list[Action]:
     """Every action the reconciler would take now."""
     store = Store(paths.store_dir(ledger.home))
@@ -129,24 +150,34 @@ def plan(ledger: Ledger) -> list[Action]:
 
     this_boot = boot_id()
     for row in ledger.conn.execute(
-        "SELECT id, sha256, final_path, boot_id, bytes_durable, bytes_committed FROM jobs "
-        "WHERE state = 'FINALIZED' AND final_path IS NOT NULL"
+        "SELECT id, sha256, final_path, boot_id, bytes_durable, bytes_committed, final_dev, "
+        "final_ino, final_mtime_ns FROM jobs WHERE state = 'FINALIZED' AND final_path IS NOT NULL"
     ):
         dest = Path(row["final_path"])
-        if dest.exists():
+        if os.path.lexists(dest):
             if (this_boot is not None and row["boot_id"] not in (None, this_boot)
                     and (row["bytes_durable"] or 0) < row["bytes_committed"]):
                 # Finished without fsync, then the host went down: the page cache may have
                 # died with the bytes. Whatever the file holds now is on disk: check it.
-                if row["sha256"] and sha256_file(dest) == row["sha256"]:
+                regular = file_identity(dest) is not None
+                if regular and row["sha256"] and sha256_file(dest) == row["sha256"]:
                     actions.append(Action("reverified", row["id"],
                                           f"{dest} survived the reboot intact",
                                           {"size": row["bytes_committed"]}))
-                else:
+                elif placed_by_us(row, dest, store):
                     end_state[row["id"]] = JobState.PLANNED
                     actions.append(Action("corrupt", row["id"],
                                           f"{dest} lost bytes in a reboot; downloading again",
-                                          {"dest": str(dest), "sha256": row["sha256"]}))
+                                          {"dest": str(dest), "sha256": row["sha256"],
+                                           "identity": file_identity(dest)}))
+                else:
+                    # Not provably ours: someone edited or replaced it. Theirs stays; the
+                    # download is made again beside it (as "name (1).ext").
+                    end_state[row["id"]] = JobState.PLANNED
+                    actions.append(Action("dest_changed", row["id"],
+                                          f"{dest} was changed by someone else; left as it "
+                                          "is, downloading again beside it",
+                                          {"dest": str(dest)}))
             continue
         sha = row["sha256"]
         if sha and store.has(sha):
@@ -206,10 +237,26 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
         return True
     if kind == "relinked":
         assert job_id is not None
-        dest = Path(action.data["dest"])
-        if dest.exists():
+        dest, sha = Path(action.data["dest"]), action.data["sha256"]
+        if os.path.lexists(dest):
             return False
-        how = store.materialize(action.data["sha256"], dest)
+        current, moved = store.check(sha, objects.get(ledger, sha))
+        if current is None:  # the object was edited through a hard link: never re-made from it
+            if moved is not None:
+                events.record(ledger, "store_tampered", job_id, sha256=sha,
+                              quarantined=str(moved), by=by)
+            objects.forget(ledger, sha)
+            return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
+        try:
+            how = store.materialize(sha, dest)
+        except FileExistsError:
+            return False  # someone put a file there meanwhile: theirs
+        placed = file_identity(dest)
+        with ledger.write() as conn:
+            jobs.write_row(conn, job_id, jobs.dest_fields(placed), "AND state = 'FINALIZED'", ())
+            after = store.identity(sha)
+            if after is not None:
+                objects.record_in(conn, [(sha, after)])
         events.record(ledger, "relinked", job_id, dest=str(dest), how=how, by=by)
         return True
     if kind == "requeued":
@@ -222,7 +269,8 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
                 conn, job_id, JobState.PLANNED, reason="reconciler: file and object vanished",
                 fields={"sha256": None, "final_path": None, "bytes_committed": 0,
                         "prefix_hash": None, "decision": None, "decision_reason": None,
-                        "error": None, "control": Control.RUN.value},
+                        "error": None, "control": Control.RUN.value,
+                        **jobs.dest_fields(None)},
                 by=by,
             )
             # The done ops describe effects that are gone; the next run must redo them.
@@ -242,10 +290,22 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
     if kind == "corrupt":
         assert job_id is not None
         dest, sha = Path(action.data["dest"]), action.data["sha256"]
-        # The damaged file is ours (placed by this job); its store object shares the bytes.
-        dest.unlink(missing_ok=True)
+        # Proven ours when planned; if it changed since, it is someone's now: leave it.
+        if file_identity(dest) != action.data["identity"]:
+            return False
+        dest.unlink()
         if sha:
-            store.object_path(sha).unlink(missing_ok=True)
+            current, moved = store.check(sha, None, rehash=True)  # quarantined when damaged
+            if current is None:
+                objects.forget(ledger, sha)
+                if moved is not None:
+                    events.record(ledger, "store_tampered", job_id, sha256=sha,
+                                  quarantined=str(moved), by=by)
+        return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
+    if kind == "dest_changed":
+        assert job_id is not None
+        events.record(ledger, "dest_changed", job_id, dest=action.data["dest"], by=by,
+                      detail="destination changed by someone else; left as it is")
         return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
     if kind == "part_deleted":
         Path(action.data["path"]).unlink(missing_ok=True)

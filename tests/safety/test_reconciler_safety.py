@@ -1,0 +1,100 @@
+"""The reconciler never deletes or overwrites a file that is not provably the one dltui placed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dltui.ledger import Ledger, events, jobs
+from dltui.ledger.reconcile import reconcile
+from dltui.model import JobState
+from tests.conftest import TEST_ENV, force_state
+from tests.engine.helpers import blob, fetch_one, sha
+
+
+def _dltui(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "dltui", *argv], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _reboot(ledger: Ledger, job_id: int) -> None:
+    """What a host crash leaves: the job finished in an earlier boot, its file never fsynced."""
+    force_state(ledger, job_id, JobState.FINALIZED, boot_id="an-earlier-boot", bytes_durable=0)
+
+
+def test_a_replaced_file_survives_a_reboot_and_the_download_lands_beside_it(
+        ledger, home, dest, origin, settings) -> None:
+    data = blob(200_000, seed=31)
+    job = fetch_one(ledger, dest, settings, origin.add("/r.bin", data))
+    final = Path(job.final_path)
+    final.unlink()
+    final.write_bytes(b"the user's own file, same name")  # a new inode
+    _reboot(ledger, job.id)
+    ledger.close()
+    rec = _dltui(home, "reconcile")
+    assert rec.returncode == 0, rec.stderr
+    assert "dest_changed" in rec.stdout
+    assert final.read_bytes() == b"the user's own file, same name"
+    run = _dltui(home, "run", "--until-idle")
+    assert run.returncode == 0, run.stderr
+    assert final.read_bytes() == b"the user's own file, same name"
+    with Ledger(home) as led:
+        again = jobs.get(led, job.id)
+        assert again.state is JobState.FINALIZED
+        assert Path(again.final_path) == dest / "r (1).bin"
+        assert Path(again.final_path).read_bytes() == data
+        assert [e for e in events.for_job(led, job.id, 500) if e.kind == "dest_changed"]
+
+
+def test_a_file_edited_in_place_is_never_deleted(ledger, home, dest, origin, settings) -> None:
+    data = blob(200_000, seed=32)
+    job = fetch_one(ledger, dest, settings, origin.add("/e.bin", data))
+    final = Path(job.final_path)
+    with open(final, "r+b") as fh:
+        fh.write(b"MY NOTES")
+    edited = final.read_bytes()
+    _reboot(ledger, job.id)
+    report = reconcile(ledger)
+    assert report.counts["dest_changed"] == 1 and report.counts["corrupt"] == 0
+    assert final.read_bytes() == edited
+
+
+def test_our_file_damaged_by_a_reboot_is_replaced(ledger, home, dest, origin, settings) -> None:
+    data = blob(200_000, seed=33)
+    job = fetch_one(ledger, dest, settings, origin.add("/z.bin", data))
+    final = Path(job.final_path)
+    before = final.stat()
+    with open(final, "r+b") as fh:  # unsynced pages lost: zeros, inode and mtime unchanged
+        fh.seek(4096)
+        fh.write(bytes(8192))
+    os.utime(final, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _reboot(ledger, job.id)
+    report = reconcile(ledger)
+    assert report.counts["corrupt"] == 1
+    assert not final.exists()
+    again = fetch_one(ledger, dest, settings, origin.url("/z.bin"))
+    assert again.id == job.id and Path(again.final_path) == final
+    assert final.read_bytes() == data and again.sha256 == sha(data)
+
+
+def test_a_broken_symlink_at_a_finished_files_path(ledger, home, dest, origin, settings) -> None:
+    data = blob(50_000, seed=34)
+    job = fetch_one(ledger, dest, settings, origin.add("/s.bin", data))
+    final = Path(job.final_path)
+    final.unlink()
+    final.symlink_to(dest / "nowhere")
+    ledger.close()
+    for argv in (["reconcile"], ["run", "--until-idle"], ["reconcile", "--dry-run"]):
+        proc = _dltui(home, *argv)
+        assert proc.returncode == 0, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert final.is_symlink() and os.readlink(final) == str(dest / "nowhere")
+    # After a reboot too: the symlink is someone else's, the download is made beside it.
+    with Ledger(home) as led:
+        _reboot(led, job.id)
+    assert _dltui(home, "run", "--until-idle").returncode == 0
+    assert final.is_symlink()
+    assert (dest / "s (1).bin").read_bytes() == data
