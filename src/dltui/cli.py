@@ -283,6 +283,26 @@ def cmd_reconcile(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace, home: Path, out: TextIO) -> int:
+    """Report what is wrong with the ledger and the store; changes nothing."""
+    from dltui.ledger import check
+
+    with Ledger(home, create=False, migrate=False) as ledger:
+        problems = check.check(ledger, deep=args.deep)
+        if args.json:
+            for p in problems:
+                out.write(json.dumps({"kind": p.kind, "job_id": p.job_id,
+                                      "detail": p.detail}) + "\n")
+        else:
+            for p in problems:
+                target = f"job {p.job_id}" if p.job_id is not None else "-"
+                out.write(f"{p.kind:<20} {target:<10} {p.detail}\n")
+            what = "ledger and store" if args.deep else "ledger"
+            out.write(f"check: {len(problems)} problem(s) in {ledger.path}\n" if problems
+                      else f"check: {what} OK ({ledger.path})\n")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
 def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Show flags, or set them with NAME=on|off (all validated before any is written)."""
     changes: list[tuple[str, bool]] = []
@@ -361,6 +381,8 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
                     f"{counts[JobState.FAILED]} failed, {_rate(rate)}"
                 )
                 sys.stderr.flush()
+            if pool.fatal is not None:
+                break
             if args.until_idle and not pool.active() and pool.idle():
                 break
     finally:
@@ -373,6 +395,8 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         helper_failed = _wait_helpers(helpers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if pool.fatal is not None:
+        raise pool.fatal
     if stop.is_set() and tty:
         sys.stderr.write("dltui run: stopped; active downloads were checkpointed and requeued\n")
     failed = pool.stats.failed or helper_failed
@@ -562,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_reconcile)
 
+    p = sub.add_parser("check", help="check the ledger and the store; changes nothing")
+    p.add_argument("--deep", action="store_true", help="also re-hash every store object")
+    p.add_argument("--json", action="store_true", help="one JSON object per problem")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("flags", help="show or set feature flags")
     p.add_argument("assignments", nargs="*", metavar="NAME=on|off")
     p.add_argument("--json", action="store_true", help="one JSON object per flag")
@@ -582,6 +611,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(args)
         except DltuiError as exc:
             return _report(prog, exc)
+    if args.func is cmd_check:  # opens the ledger itself: no migration, no flags written
+        try:
+            return cmd_check(args, home.expanduser(), sys.stdout)
+        except DltuiError as exc:
+            return _report(prog, exc)
+        except sqlite3.Error as exc:
+            _report(prog, db_error(paths.ledger_path(home.expanduser()), exc))
+            return EXIT_FAILURE
     home = home.expanduser()
     try:
         flags.env_overrides(os.environ)  # a bad DLTUI_FLAG_* fails before the ledger is opened

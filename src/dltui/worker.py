@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import os
+import sqlite3
 import threading
 import time
 import traceback
@@ -33,10 +36,22 @@ from dltui.errors import (
     IntegrityError,
     Interrupted,
     LeaseLost,
+    LedgerError,
     QuotaError,
     TransportError,
 )
-from dltui.ledger import Ledger, events, flags, hosts, jobs, leases, objects, ops, segments
+from dltui.ledger import (
+    Ledger,
+    db_error,
+    events,
+    flags,
+    hosts,
+    jobs,
+    leases,
+    objects,
+    ops,
+    segments,
+)
 from dltui.model import (
     ACTIVE_STATES,
     Control,
@@ -145,6 +160,8 @@ class JobRun:
             return
         with self.ledger.write() as conn:
             self._record_checkpoint(conn, fields, cp.segments)
+        # After the record: what is on disk so far stays resumable when the disk fills up.
+        quota.check_streaming(self.part.parent, self.pool.settings)
 
     def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
                            segs: tuple[Segment, ...] | None) -> None:
@@ -195,12 +212,35 @@ class JobRun:
             self._fail(exc)
         except DltuiError as exc:
             self._fail(exc)
+        except OSError as exc:  # the part, the store or a destination refused a write
+            self._fail(self._os_error(exc))
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            # The ledger shares a full filesystem: free the part's unrecorded tail, then
+            # record the failure (if even that fails, the pool stops with the reason).
+            self._fail(self._os_error(OSError(errno.ENOSPC, "No space left on device",
+                                              str(self.ledger.path))))
         except Exception as exc:  # a bug must not strand the job in an active state
             self._event("internal_error", error=repr(exc), traceback=traceback.format_exc())
             self._fail(exc, prefix="internal error: ")
         finally:
             if not self.released:
                 leases.release(self.ledger, self.job.id, self.owner)
+
+    def _os_error(self, exc: OSError) -> DltuiError:
+        """A filesystem error worded with its path; a full disk keeps what was recorded."""
+        where = Path(exc.filename) if exc.filename else self.part
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if not self.segmented:
+                # Bytes past the last checkpoint are not recorded: give their room back so
+                # the ledger can record the failure on the same filesystem.
+                with contextlib.suppress(OSError):
+                    if self.part.stat().st_size > self.job.bytes_committed:
+                        os.truncate(self.part, self.job.bytes_committed)
+            remaining = None if self.total is None else self.total - self.bytes_now
+            return quota.no_space(where.parent if where == self.part else where, remaining)
+        return DltuiError(f"cannot write {where}: {exc.strerror or exc}")
 
     def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
         self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
@@ -588,6 +628,10 @@ class WorkerPool:
         self._wake = threading.Event()
         self._settled = threading.Event()  # a job ended or a worker found nothing to do
         self._retry_after: dict[str, tuple[float, str]] = {}
+        #: Why the pool stopped by itself: the ledger became unusable (damaged, deleted,
+        #: replaced, full). The front end reports it and exits.
+        self.fatal: LedgerError | None = None
+        self._last_flags = 0.0
         self._published: dict[str, tuple[object, ...]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -701,6 +745,8 @@ class WorkerPool:
                     break
         finally:
             self.stop()
+        if self.fatal is not None:
+            raise self.fatal
 
     # -- threads ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -709,6 +755,9 @@ class WorkerPool:
             try:
                 leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
                                             self._batch_limit())
+            except (sqlite3.Error, LedgerError) as exc:
+                self._ledger_failed(exc)
+                return
             except DltuiError:
                 leased = []
             if not leased:
@@ -721,11 +770,35 @@ class WorkerPool:
                 self._active.update((run.job.id, run) for run in runs)
             try:
                 for run in batch.carry(self, runs) if len(runs) > 1 else runs:
-                    run.run()
+                    self._carry(run)
                     self._done(run)
+            except (sqlite3.Error, LedgerError) as exc:
+                self._ledger_failed(exc)
+                return
             finally:
                 for run in runs:
                     self._done(run)
+
+    def _carry(self, run: JobRun) -> None:
+        """Run one job; a worker thread survives anything but an unusable ledger."""
+        try:
+            run.run()
+        except (sqlite3.Error, LedgerError):
+            raise
+        except Exception as exc:  # JobRun settles its own failures; this is a bug in that
+            with contextlib.suppress(Exception):
+                run._fail(exc, prefix="internal error: ")
+
+    def _ledger_failed(self, exc: Exception) -> None:
+        """The ledger cannot be read or written: stop everything, keep the reason to report."""
+        if self.fatal is None:
+            self.fatal = exc if isinstance(exc, LedgerError) else \
+                db_error(self.ledger.path, cast(sqlite3.Error, exc))
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            for run in self._active.values():
+                run.request_stop("shutdown")
 
     def _batch_limit(self) -> int:
         """How many jobs to lease at once: a fair share of the queue, up to ``batch_jobs``."""
@@ -743,36 +816,37 @@ class WorkerPool:
         self._settled.set()
 
     def _keep(self) -> None:
-        ttl = self.settings.lease_ttl
-        last_flags = 0.0
         while not self._stop.wait(self.settings.control_poll):
-            now = time.monotonic()
-            if now - last_flags >= 1.0:
-                last_flags = now
-                with contextlib.suppress(DltuiError):
-                    self.flags = flags.values(self.ledger)
-                    self.limits.enabled = self.flags["rate_limit"]
-                    self.breaker.enabled = self.flags["circuit_breaker"]
-                    self._sync_hosts()
-            runs = self.active()
-            if not runs:
+            try:
+                self._keep_once()
+            except (sqlite3.Error, LedgerError) as exc:
+                self._ledger_failed(exc)
+                return
+
+    def _keep_once(self) -> None:
+        ttl = self.settings.lease_ttl
+        now = time.monotonic()
+        if now - self._last_flags >= 1.0:
+            self._last_flags = now
+            self.ledger.check_file()  # deleted or replaced under us: stop, write nothing
+            self.flags = flags.values(self.ledger)
+            self.limits.enabled = self.flags["rate_limit"]
+            self.breaker.enabled = self.flags["circuit_breaker"]
+            self._sync_hosts()
+        runs = self.active()
+        if not runs:
+            return
+        by_id = jobs.controls(self.ledger, [r.job.id for r in runs])
+        for run in runs:
+            control, owner = by_id.get(run.job.id, (None, None))
+            if owner != run.owner:
+                run.request_stop("lost")
                 continue
-            ids = [r.job.id for r in runs]
-            rows = self.ledger.conn.execute(
-                f"SELECT id, control, lease_owner FROM jobs WHERE id IN "
-                f"({','.join('?' * len(ids))})", ids,
-            ).fetchall()
-            by_id = {r["id"]: r for r in rows}
-            for run in runs:
-                row = by_id.get(run.job.id)
-                if row is None or row["lease_owner"] != run.owner:
+            if control in ("pause", "cancel"):
+                run.request_stop(control)
+            if now - run.last_renew >= ttl / 3:
+                try:
+                    leases.renew(self.ledger, run.job.id, run.owner, ttl)
+                    run.last_renew = now
+                except LeaseLost:
                     run.request_stop("lost")
-                    continue
-                if row["control"] in ("pause", "cancel"):
-                    run.request_stop(row["control"])
-                if now - run.last_renew >= ttl / 3:
-                    try:
-                        leases.renew(self.ledger, run.job.id, run.owner, ttl)
-                        run.last_renew = now
-                    except LeaseLost:
-                        run.request_stop("lost")

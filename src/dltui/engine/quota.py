@@ -16,6 +16,34 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def mount_point(path: Path) -> Path:
+    """The mount point of the filesystem holding ``path`` (what `df` would name)."""
+    path = _existing(Path(os.path.abspath(path)))
+    dev = os.stat(path).st_dev
+    while path != path.parent and os.stat(path.parent).st_dev == dev:
+        path = path.parent
+    return path
+
+
+def no_space(directory: Path, need: int | None) -> QuotaError:
+    """The error for a full filesystem: which one, what was needed, what is left."""
+    where = mount_point(directory)
+    have = shutil.disk_usage(where).free
+    wanted = "more" if need is None else f"{need} bytes"
+    return QuotaError(f"no space on {where}: need {wanted}, have {have} bytes free; free "
+                      "space there, then retry the job (it resumes)")
+
+
+def check_streaming(directory: Path, settings: Settings) -> None:
+    """While a body streams in: stop before free space on its filesystem falls under
+    ``min_free`` (the ledger, the store and everything else there need room too)."""
+    if settings.min_free <= 0:
+        return
+    free = shutil.disk_usage(_existing(directory)).free
+    if free < settings.min_free:
+        raise no_space(directory, settings.min_free)
+
+
 def needed(remaining: int | None, settings: Settings) -> int:
     """Bytes that must be free: the remaining download times the margin, at least min_free."""
     return max(settings.min_free, int((remaining or 0) * settings.free_margin))

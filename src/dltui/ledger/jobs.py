@@ -421,6 +421,17 @@ def with_control_in(conn: sqlite3.Connection, ids: Sequence[int],
     return {int(r[0]) for r in rows}
 
 
+def controls(ledger: Ledger, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+    """``{job id: (control, lease owner)}`` for these jobs: what the keeper watches."""
+    if not ids:
+        return {}
+    rows = ledger.conn.execute(
+        f"SELECT id, control, lease_owner FROM jobs WHERE id IN ({','.join('?' * len(ids))})",
+        list(ids),
+    ).fetchall()
+    return {int(r["id"]): (r["control"], r["lease_owner"]) for r in rows}
+
+
 def get_many(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Job]:
     """The jobs with these ids, in the order given (missing ids are left out)."""
     rows = conn.execute(

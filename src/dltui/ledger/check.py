@@ -1,0 +1,101 @@
+"""`dltui check`: SQLite's integrity check, the ledger's invariants, and (deep) every stored
+object re-hashed. It reads only: what it finds, ``dltui reconcile`` or the operator heals."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dltui import paths
+from dltui.ledger import objects
+from dltui.ledger.migrations import SCHEMA_VERSION, current_version
+from dltui.model import ACTIVE_STATES, FINAL_STATES, JobState
+from dltui.store import Store, file_identity, sha256_file
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+_PART = re.compile(r"^(\d+)\.part(\..*)?$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing found wrong: a short ``kind``, the job it concerns, and what to do."""
+
+    kind: str
+    job_id: int | None
+    detail: str
+
+
+def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
+    """Every problem found; an empty list means the ledger and the store are consistent."""
+    conn = ledger.conn
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
+    except sqlite3.DatabaseError as exc:
+        return [Problem("sqlite", None, f"{ledger.path}: {exc}")]
+    if rows != ["ok"]:
+        return [Problem("sqlite", None, f"{ledger.path}: {r}") for r in rows]
+    version = current_version(conn)
+    if version != SCHEMA_VERSION:
+        return [Problem("schema", None, f"schema version {version}, this dltui uses "
+                        f"{SCHEMA_VERSION}; any other dltui command migrates it")]
+    out: list[Problem] = []
+    active = {s.value for s in ACTIVE_STATES}
+    states: dict[int, str] = {}
+    store = Store(paths.store_dir(ledger.home))
+    for r in conn.execute("SELECT id, state, lease_owner, sha256, final_path, final_ino "
+                          "FROM jobs"):
+        job_id, state = r["id"], r["state"]
+        states[job_id] = state
+        if state in active and r["lease_owner"] is None:
+            out.append(Problem("no_lease", job_id, f"{state} without a lease holder; "
+                               "`dltui reconcile` re-queues it"))
+        if state not in active and r["lease_owner"] is not None:
+            out.append(Problem("stray_lease", job_id, f"{state} but leased by "
+                               f"{r['lease_owner']}"))
+        if state == JobState.FINALIZED.value:
+            if not r["sha256"] or not r["final_path"]:
+                out.append(Problem("finalized_incomplete", job_id,
+                                   "FINALIZED without a digest or a file path"))
+            elif not os.path.lexists(r["final_path"]):
+                out.append(Problem("file_missing", job_id, f"{r['final_path']} is gone; "
+                                   "`dltui reconcile` re-makes it from the store"))
+            elif r["final_ino"] is not None and (ident := file_identity(Path(r["final_path"]))) \
+                    and ident.ino != r["final_ino"]:
+                out.append(Problem("file_replaced", job_id, f"{r['final_path']} is not the "
+                                   "file dltui placed (replaced by someone else)"))
+    for r in conn.execute("SELECT key, job_id, kind FROM ops WHERE status = 'started'"):
+        if states.get(r["job_id"]) not in active:
+            out.append(Problem("op_open", r["job_id"], f"{r['kind']} op still started for a "
+                               f"{states.get(r['job_id'], 'missing')} job; `dltui reconcile`"))
+    parts = paths.parts_dir(ledger.home)
+    if parts.is_dir():
+        for part in sorted(parts.iterdir()):
+            m = _PART.match(part.name)
+            if m and (states.get(int(m.group(1))) in {s.value for s in FINAL_STATES} | {None}):
+                out.append(Problem("orphan_part", int(m.group(1)), f"{part} belongs to no "
+                                   "running job; `dltui reconcile` deletes it"))
+    recorded = objects.all_records(ledger)
+    for sha, ident in sorted(recorded.items()):
+        now_ident = store.identity(sha)
+        if now_ident is None:
+            out.append(Problem("object_missing", None, f"store object {sha} is gone"))
+        elif now_ident != ident and not deep:
+            out.append(Problem("object_changed", None, f"store object {sha} changed since it "
+                               "was recorded; `dltui check --deep` re-hashes it"))
+    if deep and store.root.is_dir():
+        for shard in sorted(store.root.iterdir()):
+            if not shard.is_dir() or len(shard.name) != 2:
+                continue
+            for obj in sorted(shard.iterdir()):
+                if _SHA.match(obj.name) and sha256_file(obj) != obj.name:
+                    out.append(Problem("object_corrupt", None, f"store object {obj} does not "
+                                       "hash to its name; it will be quarantined when next "
+                                       "used"))
+    return out

@@ -1,0 +1,155 @@
+"""Full disks and damaged or deleted ledgers: ordinary failures, one line, never a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dltui import paths
+from dltui.ledger import Ledger, jobs
+from dltui.model import JobState
+from dltui.origin import Resource
+from tests.conftest import TEST_ENV
+from tests.engine.helpers import blob, sha
+
+MiB = 1 << 20
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), **extra}
+
+
+def _dltui(home: Path, *argv: str, timeout: float = 60, **extra: str):
+    return subprocess.run([sys.executable, "-m", "dltui", *argv], env=_env(home, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 24 MiB tmpfs: a real filesystem that fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("min_free", ["4M", "0"], ids=["guard", "enospc"])
+def test_a_full_disk_fails_the_job_and_retry_resumes(small_fs, origin, min_free) -> None:
+    home, dest = small_fs / "home", small_fs / "dl"
+    data = blob(16 * MiB, seed=41)
+    # No Content-Length: nothing can tell before the body that it will not fit.
+    url = origin.add("/big.bin", Resource(data=data, chunked=True))
+    filler = small_fs / "filler"
+    filler.write_bytes(bytes(12 * MiB))
+    assert _dltui(home, "add", url, "-d", str(dest)).returncode == 0
+    proc = _dltui(home, "run", "--until-idle", DLTUI_MIN_FREE=min_free,
+                  DLTUI_FLAG_BATCH="0")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with Ledger(home) as led:
+        job = jobs.get(led, 1)
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"no space on {small_fs}: need"), job.error
+    assert "have" in job.error
+    committed = job.bytes_committed
+    filler.unlink()  # the operator frees space
+    assert _dltui(home, "retry", "1").returncode == 0
+    proc = _dltui(home, "run", "--until-idle", DLTUI_MIN_FREE=min_free)
+    assert proc.returncode == 0, proc.stderr
+    with Ledger(home) as led:
+        job = jobs.get(led, 1)
+    assert job.state is JobState.FINALIZED and job.sha256 == sha(data)
+    assert Path(job.final_path).read_bytes() == data
+    gets = origin.requests("/big.bin", "GET")
+    if committed and "range" in gets[-1].headers:
+        assert gets[-1].headers["range"] == f"bytes={committed}-"
+
+
+def _damage(path: Path) -> None:
+    """Overwrite the b-tree header of every page but the first (the file header is kept)."""
+    pages = path.stat().st_size // 4096
+    with open(path, "r+b") as fh:
+        for page in range(1, pages):
+            fh.seek(page * 4096)
+            fh.write(b"\xde\xad\xbe\xef" * 4)
+
+
+def _ledger_with_jobs(home: Path, dest: Path, n: int = 200) -> None:
+    with Ledger(home) as led:
+        jobs.add(led, [jobs.JobSpec(f"http://127.0.0.1:9/{i}.bin", dest) for i in range(n)])
+        led.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def test_a_damaged_ledger_is_one_line_for_every_command(tmp_path) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    _ledger_with_jobs(home, dest)
+    _damage(paths.ledger_path(home))
+    for argv in (["status"], ["status", "--json"], ["run", "--until-idle"], ["pause", "1"],
+                 ["reconcile"], ["check"]):
+        proc = _dltui(home, *argv, timeout=30)
+        assert "Traceback" not in proc.stderr, (argv, proc.stderr)
+        assert proc.returncode in (1, 2), (argv, proc.returncode)
+        if argv != ["check"]:
+            assert proc.returncode == 2
+            assert proc.stderr.count("\n") == 1, proc.stderr
+            assert f"ledger {paths.ledger_path(home)} is damaged" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_ledger_deleted_or_replaced_under_a_run_stops_it(tmp_path, origin, how) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    url = origin.add("/slow.bin", Resource(data=blob(4 * MiB), rate=256 * 1024))
+    with Ledger(home) as led:
+        jobs.add(led, [jobs.JobSpec(url, dest)])
+    proc = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle"],
+                            env=_env(home), stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    ledger = paths.ledger_path(home)
+    if how == "deleted":
+        ledger.unlink()
+    else:
+        shutil.copy(ledger, tmp_path / "copy.db")
+        os.replace(tmp_path / "copy.db", ledger)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert f"ledger {ledger} was deleted or replaced while running" in err
+    assert "Traceback" not in err
+    if how == "deleted":
+        status = _dltui(home, "status")
+        assert status.returncode == 2 and f"no ledger at {ledger}" in status.stderr
+
+
+def test_check_reports_problems_and_changes_nothing(ledger, home, dest, origin, settings,
+                                                    run) -> None:
+    from tests.conftest import dump
+    from tests.engine.helpers import fetch_one
+
+    data = blob(100_000, seed=42)
+    job = fetch_one(ledger, dest, settings, origin.add("/k.bin", data))
+    code, out, _ = run("check", "--deep")
+    assert code == 0 and "check: ledger and store OK" in out
+    Path(job.final_path).unlink()
+    obj = paths.store_dir(home) / job.sha256[:2] / job.sha256
+    os.chmod(obj, 0o644)
+    with open(obj, "r+b") as fh:
+        fh.write(b"rot")
+    before = dump(paths.ledger_path(home))
+    code, out, _ = run("check")
+    assert code == 1 and "file_missing" in out and "object_changed" in out
+    code, out, _ = run("check", "--deep", "--json")
+    kinds = {json.loads(line)["kind"] for line in out.splitlines()}
+    assert code == 1 and {"file_missing", "object_corrupt"} <= kinds
+    assert dump(paths.ledger_path(home)) == before
+    assert obj.exists() and not Path(job.final_path).exists()
