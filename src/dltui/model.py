@@ -10,7 +10,7 @@ from dltui.urls import redact
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life; see the state machine in DESIGN.md."""
+    """Where a job is in its life; see the state machine in docs/ARCHITECTURE.md."""
 
     PLANNED = "PLANNED"
     LEASED = "LEASED"
