@@ -53,3 +53,20 @@ def test_untrusted_certificate_fails_with_a_clear_error(ledger, dest, tls_origin
     job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=1), url)
     assert job.state is JobState.FAILED
     assert "certificate" in (job.error or "").lower()
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_redirect_from_https_to_http_is_refused_unless_allowed(ledger, dest, tls_origin,
+                                                                 origin, settings,
+                                                                 allow) -> None:
+    data = blob(20_000, seed=80)
+    plain = origin.add("/plain.bin", data)
+    url = tls_origin.add("/hop", Resource(redirect=plain))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, allow_downgrade=allow), url)
+    if allow:
+        assert job.state is JobState.FINALIZED and Path(job.final_path).read_bytes() == data
+        return
+    assert job.state is JobState.FAILED
+    assert "refused a redirect from https to plain http" in job.error
+    assert "allow_downgrade" in job.error
+    assert origin.requests("/plain.bin", "GET") == []  # not one byte over plain http

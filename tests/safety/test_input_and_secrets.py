@@ -139,3 +139,28 @@ def test_status_piped_into_head_is_quiet(home, dest, tmp_path) -> None:
     proc = subprocess.run(f"{sys.executable} -m dltui status --json | head -1",
                           shell=True, env=env, capture_output=True, text=True)
     assert proc.stderr == "" and proc.stdout.count("\n") == 1
+
+
+def test_cancel_of_a_finishing_job_is_refused(run, home, dest) -> None:
+    from dltui.model import JobState
+    from tests.conftest import force_state
+
+    run("add", "http://example.com/a", "--dir", str(dest))
+    with Ledger(home) as led:
+        force_state(led, 1, JobState.FINALIZING, lease_owner="elsewhere:1:1:t",
+                    lease_until=4e9)
+    code, _, err = run("cancel", "1")
+    assert code == 2 and "job 1 is finishing" in err
+    with Ledger(home) as led:
+        from dltui.ledger import jobs
+
+        assert jobs.get(led, 1).control == "run"
+
+
+def test_temp_names_are_cut_by_bytes(tmp_path) -> None:
+    from dltui.store import _temp_beside
+
+    name = "é" * 127 + ".bin"  # 258 bytes: within the name limit only once cut
+    tmp = _temp_beside(tmp_path / name)
+    assert len(tmp.name.encode()) <= 255
+    tmp.write_bytes(b"x")  # the filesystem accepts it

@@ -1,4 +1,4 @@
-"""The layer rules of docs/ARCHITECTURE.md, checked by importing each module in a fresh interpreter."""
+"""The layer rules of docs/ARCHITECTURE.md, checked by importing modules in a fresh interpreter."""
 
 from __future__ import annotations
 
