@@ -26,6 +26,7 @@ breaker and the failure report stay JobRun's.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,8 @@ def carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
     try:
         return _carry(pool, runs)
     except Exception as exc:  # a lost lease, a full disk, a bug: JobRun settles each job
-        if not isinstance(exc, DltuiError):
-            with contextlib.suppress(DltuiError):
+        if not isinstance(exc, DltuiError | OSError):  # a full disk is no bug: JobRun words it
+            with contextlib.suppress(DltuiError, sqlite3.Error):
                 events.record(pool.ledger, "internal_error", None, error=repr(exc),
                               traceback=traceback.format_exc(), where="small-file lane")
         left = [r for r in runs if not r.released]
@@ -222,7 +223,7 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
 
     for item in items:
         item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync,
-                                    mode=pool.link_mode)
+                                    mode=pool.settings.link_mode)
     with ledger.write() as conn:
         placed = ops.finish_many_in(conn, [(k, i.placed)
                                            for k, i in zip(link_keys, items, strict=True)])

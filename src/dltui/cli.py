@@ -265,7 +265,8 @@ def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
 # -- reconcile / flags -------------------------------------------------------------------------
 def cmd_reconcile(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Heal crash leftovers; ``--dry-run`` only reports."""
-    report = reconcile.reconcile(ledger, dry_run=args.dry_run, by="cli")
+    report = reconcile.reconcile(ledger, dry_run=args.dry_run, by="cli",
+                                 link_mode=_settings(args).link_mode)
     if args.json:
         out.write(json.dumps({
             "dry_run": report.dry_run,
@@ -349,7 +350,7 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     child = args.worker_process
     tty = sys.stderr.isatty() and not child
     if not child:
-        report = reconcile.reconcile(ledger, by="run")
+        report = reconcile.reconcile(ledger, by="run", link_mode=settings.link_mode)
         if report.total and tty:
             summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
             sys.stderr.write(f"dltui run: reconciled: {summary}\n")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dltui.errors import ConfigError
+from dltui.model import LINK_MODES, LinkMode
 
 ENV_PREFIX = "DLTUI_"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -77,7 +78,8 @@ class Settings:
         16 << 20, "Part files at least this large are preallocated (flag `preallocate`).",
         "bytes")
     min_free: int = _s(
-        64 << 20, "A download does not start when free disk space would drop below this.",
+        64 << 20, "A download does not start, and a running one stops, when free disk space "
+                  "would drop below this (never below 4M, kept for the ledger).",
         "bytes")
     free_margin: float = _s(
         1.05, "Free space needed, as a multiple of the bytes still to download.")
@@ -97,7 +99,7 @@ class Settings:
         False, "Follow a redirect from https:// to plain http://. Off: such a redirect fails "
                "the download, since the rest of the exchange could be read or changed on the "
                "way.")
-    link_mode: str = _s(
+    link_mode: LinkMode = _s(  # noqa: RUF009 (a str Literal: immutable)
         "auto", "How a finished file reaches its destination from the store: `reflink` (a "
                 "copy-on-write clone, btrfs/XFS), `hardlink` (shares the store's read-only "
                 "inode), `copy`, or `auto` (reflink, else hardlink, else copy).")
@@ -182,7 +184,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
     return result
 
 
-LINK_MODES = ("auto", "reflink", "hardlink", "copy")
+#: Free space that every filesystem holding the ledger or parts keeps, whatever ``min_free``
+#: says: the ledger keeps this much as a ballast file (``ledger.reserve``) and gives it up
+#: when the disk fills, so the failures can still be recorded; no download may eat it.
+RESERVE_BYTES = 4 << 20
 #: Upper bounds: more threads or processes than this only thrash, and a larger number is a typo.
 MAX_COUNTS = {"workers": 256, "processes": 64, "connections_per_file": 32, "batch_jobs": 1024,
               "retries": 1000, "max_redirects": 100}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Literal, get_args
 
 from dltui.urls import redact
 
@@ -198,6 +199,11 @@ _CONTROL_AT = JOB_FIELDS.index("control")
 _RANGES_AT = JOB_FIELDS.index("accept_ranges")
 _STATES = {s.value: s for s in JobState}
 _CONTROLS = {c.value: c for c in Control}
+
+
+#: How a finished file reaches its destination from the store (setting ``link_mode``).
+LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
+LINK_MODES: tuple[LinkMode, ...] = get_args(LinkMode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -25,6 +26,12 @@ def ledger_path(home: Path) -> Path:
     return home / "ledger.db"
 
 
+def reserve_path(home: Path) -> Path:
+    """Ballast kept beside the ledger: deleted when the disk fills, so the ledger can still
+    record the failures (see ``Ledger.release_reserve``)."""
+    return home / "ledger.reserve"
+
+
 def parts_dir(home: Path) -> Path:
     """Partial downloads, one ``<job_id>.part`` each."""
     return home / "parts"
@@ -33,6 +40,16 @@ def parts_dir(home: Path) -> Path:
 def part_path(home: Path, job_id: int) -> Path:
     """The part file of one job."""
     return parts_dir(home) / f"{job_id}.part"
+
+
+_PART_NAME = re.compile(r"^(\d+)\.part(\..*)?$")
+
+
+def part_job_id(name: str) -> int | None:
+    """The job a file in the parts directory belongs to (``12.part``, ``12.part.x``), or
+    None for a name that is not a part."""
+    m = _PART_NAME.match(name)
+    return int(m.group(1)) if m else None
 
 
 def store_dir(home: Path) -> Path:

@@ -18,11 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from dltui.model import FileIdentity
+from dltui.model import FileIdentity, LinkMode
 
 HASH_CHUNK = 1 << 20
 Materialized = Literal["reflink", "hardlink", "copy", "present"]
-LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
 _FICLONE = 0x40049409  # ioctl: share the source's extents copy-on-write (btrfs, XFS, bcachefs)
 _NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
                errno.EPERM)
@@ -176,9 +175,12 @@ class Store:
             return None, None
         if not rehash and recorded is not None and current == recorded:
             return current, None
-        if sha256_file(self.object_path(sha256)) == sha256:
-            return self.identity(sha256), None
-        return None, self.quarantine(sha256)
+        try:
+            if sha256_file(self.object_path(sha256)) == sha256:
+                return self.identity(sha256), None
+            return None, self.quarantine(sha256)
+        except FileNotFoundError:  # another process quarantined it meanwhile
+            return None, None
 
     def quarantine(self, sha256: str) -> Path:
         """Move a damaged object out of the store (kept for inspection, never reused)."""
@@ -249,7 +251,7 @@ def _clone_or_copy(source: Path, tmp: Path, *, reflink: bool, copy: bool,
                 except OSError as exc:
                     if exc.errno not in _NO_REFLINK:
                         raise
-                    if exc.errno != errno.EXDEV:
+                    if exc.errno != errno.EXDEV:  # this filesystem never clones
                         _NO_CLONE.add(os.fstat(src.fileno()).st_dev)
             if how is None and copy:
                 with open(fd, "wb", closefd=False) as out:
@@ -269,8 +271,10 @@ def _via_temp(source: Path, dest: Path, *, reflink: bool, copy: bool,
     None when ``reflink`` failed and ``copy`` is off; FileExistsError when ``dest`` was taken
     meanwhile.
     """
-    if reflink and not copy and os.stat(source).st_dev in _NO_CLONE:
-        return None  # this filesystem cannot clone: skip making and removing a temp file
+    if reflink and not copy:
+        dev = os.stat(source).st_dev
+        if dev in _NO_CLONE or os.stat(dest.parent).st_dev != dev:
+            return None  # no clone possible here: skip making and removing a temp file
     tmp = _temp_beside(dest)
     try:
         how = _clone_or_copy(source, tmp, reflink=reflink, copy=copy, fsync=fsync)

@@ -46,6 +46,7 @@ from dltui.ledger import (
     events,
     flags,
     hosts,
+    is_disk_full,
     jobs,
     leases,
     objects,
@@ -60,7 +61,7 @@ from dltui.model import (
     Segment,
     ServerValidators,
 )
-from dltui.store import LinkMode, Store
+from dltui.store import Store
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
 
@@ -209,21 +210,20 @@ class JobRun:
         except CircuitOpenError as exc:
             self._requeue(f"{exc}; retrying after the cool-down", not_before=exc.until)
         except DownloadError as exc:
-            self._fail(exc)
+            self.fail(exc)
         except DltuiError as exc:
-            self._fail(exc)
+            self.fail(exc)
         except OSError as exc:  # the part, the store or a destination refused a write
-            self._fail(self._os_error(exc))
+            self.fail(self._os_error(exc))
         except sqlite3.OperationalError as exc:
-            if "full" not in str(exc):
+            if not is_disk_full(exc):
                 raise
-            # The ledger shares a full filesystem: free the part's unrecorded tail, then
-            # record the failure (if even that fails, the pool stops with the reason).
-            self._fail(self._os_error(OSError(errno.ENOSPC, "No space left on device",
-                                              str(self.ledger.path))))
+            # The ledger itself could not write: its filesystem is full.
+            self.fail(self._os_error(
+                OSError(errno.ENOSPC, "No space left on device", str(self.ledger.path))))
         except Exception as exc:  # a bug must not strand the job in an active state
             self._event("internal_error", error=repr(exc), traceback=traceback.format_exc())
-            self._fail(exc, prefix="internal error: ")
+            self.fail(exc, prefix="internal error: ")
         finally:
             if not self.released:
                 leases.release(self.ledger, self.job.id, self.owner)
@@ -516,7 +516,7 @@ class JobRun:
             placed = ops.run_effect(
                 self.ledger, link_key,
                 lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync,
-                                      mode=pool.link_mode),
+                                      mode=pool.settings.link_mode),
                 job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
                 args=link_args,
                 verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
@@ -582,12 +582,22 @@ class JobRun:
     def _requeue(self, message: str, *, not_before: float) -> None:
         self._end(JobState.PLANNED, "circuit_open", error=message, not_before=not_before)
 
-    def _fail(self, exc: BaseException, prefix: str = "") -> None:
+    def fail(self, exc: BaseException, prefix: str = "") -> None:
+        """End the job FAILED with ``exc``'s message (its part kept if any byte counted).
+
+        When the ledger's filesystem is full, the ledger's ballast file is given up so the
+        failure can still be recorded (if even that fails, the pool stops and says why).
+        """
         tries = f" (after {self._tries} tries)" if self._tries > 1 else ""
         code = getattr(exc, "reason", "error")
         if self.job.bytes_committed == 0:
             self.part.unlink(missing_ok=True)  # nothing worth resuming: leave no empty part
-        self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
+        try:
+            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
+        except sqlite3.OperationalError as full:
+            if not is_disk_full(full) or not self.ledger.release_reserve():
+                raise
+            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
         self.pool.stats.failed += 1
 
 
@@ -611,7 +621,6 @@ class WorkerPool:
         self.settings = settings
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
-        self.link_mode = cast(LinkMode, settings.link_mode)  # config.load checked it
         # Each worker may hold a connection per segment plus a spare for probes.
         per_job = max(settings.connections_per_file, 1) + 1
         self.client = make_client(settings, connections=max(self.size, 1) * per_job)
@@ -661,26 +670,8 @@ class WorkerPool:
         self.client.close()
 
     def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None) -> bool:
-        """True when the stored object may be reused: present, and its bytes still its digest.
-
-        An object that changed since dltui recorded it (a user's edit through a hard link) is
-        re-hashed; a bad one is quarantined, its record dropped and a ``store_tampered`` event
-        written, and the caller downloads the content again.
-        """
-        recorded = objects.get(self.ledger, sha256)
-        current, moved = self.store.check(sha256, recorded, rehash=rehash)
-        if current is None:
-            if moved is not None:
-                events.record(self.ledger, "store_tampered", job_id, sha256=sha256,
-                              quarantined=str(moved),
-                              detail="the stored object no longer has its SHA-256 (edited "
-                                     "through a hard link?); downloading again")
-            if recorded is not None:
-                objects.forget(self.ledger, sha256)
-            return False
-        if current != recorded:
-            objects.record(self.ledger, sha256, current)
-        return True
+        """True when the stored object may be reused (see :func:`objects.verify`)."""
+        return objects.verify(self.ledger, self.store, sha256, rehash=rehash, job_id=job_id)
 
     def note_retry_after(self, host: str, until: float, error: str) -> None:
         """A server asked us to wait; shown as a countdown on the hosts screen."""
@@ -787,7 +778,7 @@ class WorkerPool:
             raise
         except Exception as exc:  # JobRun settles its own failures; this is a bug in that
             with contextlib.suppress(Exception):
-                run._fail(exc, prefix="internal error: ")
+                run.fail(exc, prefix="internal error: ")
 
     def _ledger_failed(self, exc: Exception) -> None:
         """The ledger cannot be read or written: stop everything, keep the reason to report."""
@@ -822,6 +813,10 @@ class WorkerPool:
             except (sqlite3.Error, LedgerError) as exc:
                 self._ledger_failed(exc)
                 return
+            except Exception as exc:  # a bug: heartbeats must go on, so record it and continue
+                with contextlib.suppress(Exception):
+                    events.record(self.ledger, "internal_error", None, error=repr(exc),
+                                  traceback=traceback.format_exc(), where="keeper")
 
     def _keep_once(self) -> None:
         ttl = self.settings.lease_ttl
@@ -829,10 +824,15 @@ class WorkerPool:
         if now - self._last_flags >= 1.0:
             self._last_flags = now
             self.ledger.check_file()  # deleted or replaced under us: stop, write nothing
-            self.flags = flags.values(self.ledger)
-            self.limits.enabled = self.flags["rate_limit"]
-            self.breaker.enabled = self.flags["circuit_breaker"]
-            self._sync_hosts()
+            try:
+                self.flags = flags.values(self.ledger)
+                self.limits.enabled = self.flags["rate_limit"]
+                self.breaker.enabled = self.flags["circuit_breaker"]
+                self._sync_hosts()
+            except LedgerError:
+                raise
+            except DltuiError:
+                pass  # e.g. a host limit that cannot apply: keep the last good ones
         runs = self.active()
         if not runs:
             return

@@ -16,6 +16,7 @@ from dltui import paths
 from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
+from dltui.store import sha256_file
 from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob, sha
 
@@ -33,29 +34,35 @@ def _dltui(home: Path, *argv: str, timeout: float = 60, **extra: str):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 24 MiB tmpfs: a real filesystem that fills up."""
+    """A 32 MiB tmpfs: a real filesystem that fills up."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("min_free", ["4M", "0"], ids=["guard", "enospc"])
-def test_a_full_disk_fails_the_job_and_retry_resumes(small_fs, origin, min_free) -> None:
+# guard: checkpoints come often, so the free-space guard stops the download first;
+# enospc: no checkpoint before the disk is full, so a write(2) meets ENOSPC itself.
+CASES = {"guard": {"DLTUI_MIN_FREE": "4M"},
+         "enospc": {"DLTUI_MIN_FREE": "0", "DLTUI_CHECKPOINT_INTERVAL": "60",
+                    "DLTUI_CHECKPOINT_BYTES": "64M"}}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_full_disk_fails_the_job_and_retry_resumes(small_fs, origin, case) -> None:
     home, dest = small_fs / "home", small_fs / "dl"
     data = blob(16 * MiB, seed=41)
     # No Content-Length: nothing can tell before the body that it will not fit.
     url = origin.add("/big.bin", Resource(data=data, chunked=True))
     filler = small_fs / "filler"
-    filler.write_bytes(bytes(12 * MiB))
+    filler.write_bytes(bytes(20 * MiB))
     assert _dltui(home, "add", url, "-d", str(dest)).returncode == 0
-    proc = _dltui(home, "run", "--until-idle", DLTUI_MIN_FREE=min_free,
-                  DLTUI_FLAG_BATCH="0")
+    proc = _dltui(home, "run", "--until-idle", DLTUI_FLAG_BATCH="0", **CASES[case])
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     with Ledger(home) as led:
@@ -64,9 +71,12 @@ def test_a_full_disk_fails_the_job_and_retry_resumes(small_fs, origin, min_free)
     assert job.error.startswith(f"no space on {small_fs}: need"), job.error
     assert "have" in job.error
     committed = job.bytes_committed
+    if case == "enospc":  # the unrecorded bytes were given back to the filesystem
+        part = paths.part_path(home, 1)
+        assert (part.stat().st_size if part.exists() else 0) == committed
     filler.unlink()  # the operator frees space
     assert _dltui(home, "retry", "1").returncode == 0
-    proc = _dltui(home, "run", "--until-idle", DLTUI_MIN_FREE=min_free)
+    proc = _dltui(home, "run", "--until-idle", **CASES[case])
     assert proc.returncode == 0, proc.stderr
     with Ledger(home) as led:
         job = jobs.get(led, 1)
@@ -153,3 +163,62 @@ def test_check_reports_problems_and_changes_nothing(ledger, home, dest, origin, 
     assert code == 1 and {"file_missing", "object_corrupt"} <= kinds
     assert dump(paths.ledger_path(home)) == before
     assert obj.exists() and not Path(job.final_path).exists()
+
+
+def test_a_full_disk_in_the_small_file_lane_fails_jobs_and_retry_heals(small_fs,
+                                                                       origin) -> None:
+    home, dest = small_fs / "home", small_fs / "dl"
+    urls = [origin.add(f"/s{i:02}.bin", blob(256 * 1024, seed=100 + i)) for i in range(40)]
+    assert _dltui(home, "add", *urls, "-d", str(dest)).returncode == 0
+    # Fill the disk to the last byte: only the ledger's ballast stands between it and ENOSPC.
+    free = shutil.disk_usage(small_fs).free
+    (small_fs / "filler").write_bytes(bytes(free - 6 * MiB))
+    proc = _dltui(home, "run", "--until-idle", "-w", "2", DLTUI_MIN_FREE="0")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with Ledger(home) as led:
+        states = {j.state for j in jobs.list_jobs(led)}
+        failed = jobs.list_jobs(led, [JobState.FAILED])
+    assert states <= {JobState.FINALIZED, JobState.FAILED}, states  # none left active
+    assert failed
+    assert all(("no space on" in j.error or "not enough free space" in j.error)
+               for j in failed), [j.error for j in failed]
+    (small_fs / "filler").unlink()
+    assert _dltui(home, "retry", "--all").returncode == 0
+    assert _dltui(home, "run", "--until-idle").returncode == 0
+    with Ledger(home) as led:
+        assert {j.state for j in jobs.list_jobs(led)} == {JobState.FINALIZED}
+        for job in jobs.list_jobs(led):
+            assert sha256_file(Path(job.final_path)) == job.sha256
+
+
+def test_the_ledger_reserve_records_a_failure_on_a_disk_with_no_byte_left(small_fs,
+                                                                           settings) -> None:
+    from dltui.errors import QuotaError
+    from dltui.ledger import leases
+    from dltui.worker import JobRun, WorkerPool
+
+    home = small_fs / "home"
+    led = Ledger(home)
+    reserve = paths.reserve_path(home)
+    assert reserve.stat().st_size == 4 * MiB
+    jobs.add(led, [jobs.JobSpec("http://127.0.0.1:9/x.bin", small_fs / "dl")])
+    owner = leases.owner_id()
+    [job] = leases.lease_batch(led, owner, 60.0, 1)
+    pool = WorkerPool(led, settings, workers=1)
+    try:
+        # Every last byte.
+        with open(small_fs / "filler", "wb") as fh, pytest.raises(OSError):
+            while True:
+                fh.write(bytes(1 << 16))
+                fh.flush()
+        assert shutil.disk_usage(small_fs).free < 64 * 1024
+        JobRun(pool, job, owner).fail(QuotaError("no space on the test filesystem"))
+    finally:
+        pool.client.close()
+    assert jobs.get(led, job.id).state is JobState.FAILED
+    assert not reserve.exists()
+    led.close()
+    (small_fs / "filler").unlink()
+    with Ledger(home):  # the next start makes the reserve again
+        assert reserve.stat().st_size == 4 * MiB

@@ -14,8 +14,8 @@ from typing import Any
 from dltui import names
 from dltui.engine.headers import filename_from_url
 from dltui.errors import IntegrityError
-from dltui.model import FileIdentity
-from dltui.store import LinkMode, Store, file_identity, fsync_dir, holds, place
+from dltui.model import FileIdentity, LinkMode
+from dltui.store import Store, file_identity, fsync_dir, holds, place
 
 MAX_NAME_TRIES = 10_000
 

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dltui.config import Settings, format_size
+from dltui.config import RESERVE_BYTES, Settings, format_size
 from dltui.errors import QuotaError
 
 
@@ -34,19 +34,24 @@ def no_space(directory: Path, need: int | None) -> QuotaError:
                       "space there, then retry the job (it resumes)")
 
 
+def floor(settings: Settings) -> int:
+    """Free space never given to a download: ``min_free``, at least the ledger's reserve."""
+    return max(settings.min_free, RESERVE_BYTES)
+
+
 def check_streaming(directory: Path, settings: Settings) -> None:
     """While a body streams in: stop before free space on its filesystem falls under
-    ``min_free`` (the ledger, the store and everything else there need room too)."""
-    if settings.min_free <= 0:
-        return
+    :func:`floor` (the ledger, the store and everything else there need room too)."""
     free = shutil.disk_usage(_existing(directory)).free
-    if free < settings.min_free:
-        raise no_space(directory, settings.min_free)
+    need = floor(settings)
+    if free < need:
+        raise no_space(directory, need)
 
 
 def needed(remaining: int | None, settings: Settings) -> int:
-    """Bytes that must be free: the remaining download times the margin, at least min_free."""
-    return max(settings.min_free, int((remaining or 0) * settings.free_margin))
+    """Bytes that must be free: the remaining download times the margin, at least
+    :func:`floor`."""
+    return max(floor(settings), int((remaining or 0) * settings.free_margin))
 
 
 def check_free_space(directories: list[Path], remaining: int | None, settings: Settings) -> None:
@@ -64,6 +69,6 @@ def check_free_space(directories: list[Path], remaining: int | None, settings: S
             todo = "unknown size" if remaining is None else f"{format_size(remaining)} to go"
             raise QuotaError(
                 f"not enough free space on {where}: {free} bytes free, {need} needed "
-                f"({todo} x {settings.free_margin}, minimum {format_size(settings.min_free)}); "
+                f"({todo} x {settings.free_margin}, minimum {format_size(floor(settings))}); "
                 "free space or lower min_free"
             )

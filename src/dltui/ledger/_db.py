@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dltui import paths
+from dltui.config import RESERVE_BYTES
 from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing
 
 if TYPE_CHECKING:
@@ -21,20 +22,33 @@ if TYPE_CHECKING:
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
+def sqlite_error_kind(exc: sqlite3.Error) -> str:
+    """SQLite's primary result code name (``SQLITE_FULL``, ``SQLITE_CORRUPT``, …), or ``""``."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    parts = name.split("_")
+    return "_".join(parts[:2]) if len(parts) > 1 else name
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """True when SQLite could not write because its filesystem is full."""
+    return sqlite_error_kind(exc) == "SQLITE_FULL"
+
+
 def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     """An SQLite failure worded for the operator: which file, what happened, what to do."""
     detail = str(exc) or type(exc).__name__
-    low = detail.lower()
-    if "malformed" in low or "not a database" in low or "encrypted" in low:
+    kind = sqlite_error_kind(exc)
+    if kind in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
         return LedgerDamaged(path, detail)
-    if "disk is full" in low:
+    if kind == "SQLITE_FULL":
         return LedgerError(f"no space for the ledger {path} ({detail}); free space on that "
                            "filesystem, then `dltui retry` the failed jobs")
-    if "locked" in low or "busy" in low:
+    if kind in ("SQLITE_BUSY", "SQLITE_LOCKED"):
         return LedgerError(f"ledger {path} is busy ({detail}); another dltui holds its write "
                            "lock - try again")
-    if "readonly" in low or "read-only" in low:
-        return LedgerError(f"ledger {path} is read-only ({detail}); check its permissions")
+    if kind == "SQLITE_READONLY":
+        return LedgerError(f"ledger {path} is read-only ({detail}); check its permissions "
+                           "and that the file was not moved or deleted")
     return LedgerError(f"ledger {path}: {detail}")
 
 
@@ -89,6 +103,8 @@ class Ledger:
             raise LedgerError(f"cannot create dltui home {self.home}: {exc.strerror}") from None
         _private_file(self.path)
         self.identity = self._file_identity()
+        if create:
+            self._keep_reserve()
         if migrate:
             from dltui.ledger.migrations import migrate as run_migrations
 
@@ -97,6 +113,32 @@ class Ledger:
             except sqlite3.Error as exc:
                 self.close()
                 raise db_error(self.path, exc) from None
+
+    def _keep_reserve(self) -> None:
+        """Make the ballast file if it is missing and there is room for it (best effort)."""
+        reserve = paths.reserve_path(self.home)
+        if reserve.exists():
+            return
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:  # no room now (or no fallocate here): try again next time
+            os.close(fd)
+            reserve.unlink(missing_ok=True)
+            return
+        os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Delete the ballast file so a full filesystem has room for the ledger's next writes;
+        True when there was one to delete."""
+        try:
+            paths.reserve_path(self.home).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:

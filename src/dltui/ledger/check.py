@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from dltui import paths
 from dltui.ledger import objects
 from dltui.ledger.migrations import SCHEMA_VERSION, current_version
+from dltui.ledger.reconcile import placed_by_us
 from dltui.model import ACTIVE_STATES, FINAL_STATES, JobState
-from dltui.store import Store, file_identity, sha256_file
+from dltui.store import Store, sha256_file
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
-_PART = re.compile(r"^(\d+)\.part(\..*)?$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -49,8 +49,8 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
     active = {s.value for s in ACTIVE_STATES}
     states: dict[int, str] = {}
     store = Store(paths.store_dir(ledger.home))
-    for r in conn.execute("SELECT id, state, lease_owner, sha256, final_path, final_ino "
-                          "FROM jobs"):
+    for r in conn.execute("SELECT id, state, lease_owner, sha256, final_path, final_dev, "
+                          "final_ino, final_mtime_ns FROM jobs"):
         job_id, state = r["id"], r["state"]
         states[job_id] = state
         if state in active and r["lease_owner"] is None:
@@ -66,27 +66,28 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
             elif not os.path.lexists(r["final_path"]):
                 out.append(Problem("file_missing", job_id, f"{r['final_path']} is gone; "
                                    "`dltui reconcile` re-makes it from the store"))
-            elif r["final_ino"] is not None and (ident := file_identity(Path(r["final_path"]))) \
-                    and ident.ino != r["final_ino"]:
-                out.append(Problem("file_replaced", job_id, f"{r['final_path']} is not the "
-                                   "file dltui placed (replaced by someone else)"))
+            elif r["final_ino"] is not None and not placed_by_us(r, Path(r["final_path"]),
+                                                                 store):
+                out.append(Problem("file_changed", job_id, f"{r['final_path']} is not the "
+                                   "file dltui placed (edited or replaced by someone else)"))
     for r in conn.execute("SELECT key, job_id, kind FROM ops WHERE status = 'started'"):
         if states.get(r["job_id"]) not in active:
             out.append(Problem("op_open", r["job_id"], f"{r['kind']} op still started for a "
                                f"{states.get(r['job_id'], 'missing')} job; `dltui reconcile`"))
     parts = paths.parts_dir(ledger.home)
     if parts.is_dir():
+        finished = {s.value for s in FINAL_STATES}
         for part in sorted(parts.iterdir()):
-            m = _PART.match(part.name)
-            if m and (states.get(int(m.group(1))) in {s.value for s in FINAL_STATES} | {None}):
-                out.append(Problem("orphan_part", int(m.group(1)), f"{part} belongs to no "
-                                   "running job; `dltui reconcile` deletes it"))
+            owner = paths.part_job_id(part.name)
+            if owner is not None and (owner not in states or states[owner] in finished):
+                out.append(Problem("orphan_part", owner, f"{part} belongs to no running job; "
+                                   "`dltui reconcile` deletes it"))
     recorded = objects.all_records(ledger)
     for sha, ident in sorted(recorded.items()):
         now_ident = store.identity(sha)
         if now_ident is None:
             out.append(Problem("object_missing", None, f"store object {sha} is gone"))
-        elif now_ident != ident and not deep:
+        elif not now_ident.same_file(ident) and not deep:
             out.append(Problem("object_changed", None, f"store object {sha} changed since it "
                                "was recorded; `dltui check --deep` re-hashes it"))
     if deep and store.root.is_dir():

@@ -7,8 +7,10 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from dltui.ledger import events
 from dltui.ledger._db import now
 from dltui.model import FileIdentity
+from dltui.store import Store
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -52,3 +54,27 @@ def all_records(ledger: Ledger) -> dict[str, FileIdentity]:
     """Every recorded object, for `dltui check`."""
     return {r[0]: FileIdentity(*r[1:]) for r in ledger.conn.execute(
         "SELECT sha256, size, dev, ino, mtime_ns, ctime_ns FROM objects")}
+
+
+def verify(ledger: Ledger, store: Store, sha256: str, *, rehash: bool = False,
+           job_id: int | None = None, by: str | None = None) -> bool:
+    """True when the stored object may be reused: present, and its bytes still its digest.
+
+    The object's identity is compared with the record (see :meth:`Store.check`). One that
+    changed is re-hashed and, if good, re-recorded; a bad one is quarantined, its record
+    dropped and a ``store_tampered`` event written, and the caller fetches the content again.
+    """
+    recorded = get(ledger, sha256)
+    current, moved = store.check(sha256, recorded, rehash=rehash)
+    if current is None:
+        if moved is not None:
+            events.record(ledger, "store_tampered", job_id, sha256=sha256,
+                          quarantined=str(moved), by=by,
+                          detail="the stored object no longer has its SHA-256 (edited "
+                                 "through a hard link?); downloading again")
+        if recorded is not None:
+            forget(ledger, sha256)
+        return False
+    if current != recorded:
+        record(ledger, sha256, current)
+    return True

@@ -25,7 +25,6 @@ recorded) the store object's own inode.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from dltui.durability import boot_id
 from dltui.ledger import events, jobs, objects, ops
 from dltui.ledger._db import now
 from dltui.ledger.leases import lease_is_live
-from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState
+from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState, LinkMode
 from dltui.store import Store, file_identity, sha256_file
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
     "relinked", "requeued", "reverified", "corrupt", "dest_changed", "part_deleted",
 )
-_PART_NAME = re.compile(r"^(\d+)\.part(\..*)?$")
 _CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
 
 
@@ -192,10 +190,9 @@ def plan(ledger: Ledger) -> list[Action]:
     parts_dir = paths.parts_dir(ledger.home)
     if parts_dir.is_dir():
         for part in sorted(parts_dir.iterdir()):
-            m = _PART_NAME.match(part.name)
-            if not m or not part.is_file():
+            job_id = paths.part_job_id(part.name)
+            if job_id is None or not part.is_file():
                 continue
-            job_id = int(m.group(1))
             state = end_state.get(job_id)
             if state is None:
                 row = ledger.conn.execute(
@@ -209,7 +206,8 @@ def plan(ledger: Ledger) -> list[Action]:
     return actions
 
 
-def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
+def _apply(ledger: Ledger, store: Store, action: Action, by: str,
+           link_mode: LinkMode = "auto") -> bool:
     """Carry out one action; False when its precondition no longer holds."""
     kind, job_id = action.kind, action.job_id
     if kind in ("lease_expired", "paused", "cancelled"):
@@ -240,15 +238,11 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
         dest, sha = Path(action.data["dest"]), action.data["sha256"]
         if os.path.lexists(dest):
             return False
-        current, moved = store.check(sha, objects.get(ledger, sha))
-        if current is None:  # the object was edited through a hard link: never re-made from it
-            if moved is not None:
-                events.record(ledger, "store_tampered", job_id, sha256=sha,
-                              quarantined=str(moved), by=by)
-            objects.forget(ledger, sha)
+        if not objects.verify(ledger, store, sha, job_id=job_id, by=by):
+            # Gone, or edited through a hard link: never re-made from it.
             return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
         try:
-            how = store.materialize(sha, dest)
+            how = store.materialize(sha, dest, mode=link_mode)
         except FileExistsError:
             return False  # someone put a file there meanwhile: theirs
         placed = file_identity(dest)
@@ -294,13 +288,8 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
         if file_identity(dest) != action.data["identity"]:
             return False
         dest.unlink()
-        if sha:
-            current, moved = store.check(sha, None, rehash=True)  # quarantined when damaged
-            if current is None:
-                objects.forget(ledger, sha)
-                if moved is not None:
-                    events.record(ledger, "store_tampered", job_id, sha256=sha,
-                                  quarantined=str(moved), by=by)
+        if sha:  # the store object may have lost the same bytes: quarantined if so
+            objects.verify(ledger, store, sha, rehash=True, job_id=job_id, by=by)
         return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
     if kind == "dest_changed":
         assert job_id is not None
@@ -313,13 +302,17 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str) -> bool:
     raise ValueError(f"unknown reconcile action {kind!r}")
 
 
-def reconcile(ledger: Ledger, *, dry_run: bool = False, by: str = "reconciler") -> ReconcileReport:
-    """Plan and (unless ``dry_run``) apply every healing action; records a ``reconcile`` event."""
+def reconcile(ledger: Ledger, *, dry_run: bool = False, by: str = "reconciler",
+              link_mode: LinkMode = "auto") -> ReconcileReport:
+    """Plan and (unless ``dry_run``) apply every healing action; records a ``reconcile`` event.
+
+    ``link_mode`` is how a vanished file is re-made from the store (the setting).
+    """
     actions = plan(ledger)
     report = ReconcileReport(dry_run=dry_run, actions=[])
     store = Store(paths.store_dir(ledger.home))
     for action in actions:
-        if dry_run or _apply(ledger, store, action, by):
+        if dry_run or _apply(ledger, store, action, by, link_mode):
             report.actions.append(action)
         else:
             report.skipped.append(action)

@@ -261,7 +261,7 @@ class DltuiApp(App[None]):
         from dltui.worker import WorkerPool
 
         assert self.ledger is not None
-        reconcile.reconcile(self.ledger, by="tui")
+        reconcile.reconcile(self.ledger, by="tui", link_mode=self.settings.link_mode)
         self.pool = WorkerPool(self.ledger, self.settings, workers=count)
         self.pool.start()
 
@@ -359,7 +359,7 @@ class DltuiApp(App[None]):
             if report is not None:
                 self.notify(f"reconciled: {summary(report)}")  # type: ignore[arg-type]
 
-        self.push_screen(ReconcileScreen(self.ledger), finished)
+        self.push_screen(ReconcileScreen(self.ledger, self.settings.link_mode), finished)
 
     def action_flags(self) -> None:
         assert self.ledger is not None

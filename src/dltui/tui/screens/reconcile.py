@@ -11,6 +11,7 @@ from textual.widgets import Button, Static
 
 from dltui.ledger import Ledger
 from dltui.ledger.reconcile import ReconcileReport, reconcile
+from dltui.model import LinkMode
 
 
 def summary(report: ReconcileReport) -> str:
@@ -24,9 +25,10 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
     BINDINGS = [Binding("escape", "close", "Close")]
     AUTO_FOCUS = "#reconcile-close"
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, link_mode: LinkMode = "auto") -> None:
         super().__init__()
         self.ledger = ledger
+        self.link_mode: LinkMode = link_mode
         self.result: ReconcileReport | None = None
 
     def compose(self) -> ComposeResult:
@@ -45,7 +47,7 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
 
     @work(thread=True, exclusive=True)
     def _run(self, dry_run: bool) -> None:
-        report = reconcile(self.ledger, dry_run=dry_run, by="tui")
+        report = reconcile(self.ledger, dry_run=dry_run, by="tui", link_mode=self.link_mode)
         self.app.call_from_thread(self._show, report)
 
     def _show(self, report: ReconcileReport) -> None:
