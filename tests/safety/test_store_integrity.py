@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from dltui import paths
-from dltui.ledger import events, jobs
+from dltui.ledger import Ledger, events, jobs, ops
 from dltui.model import JobState
 from dltui.store import Store, sha256_file
 from tests.engine.helpers import blob, fetch_one, sha
@@ -122,3 +126,45 @@ def test_two_destinations_of_one_object_do_not_share_edits(ledger, home, dest, o
     _edit_in_place(b, b"SECOND EDIT")
     assert a.read_bytes().startswith(b"EDITED BY THE USER")
     assert jobs.counts(ledger)[JobState.FINALIZED] == 2
+
+
+@pytest.fixture
+def reflink_fs(tmp_path):
+    """A loop-mounted XFS with reflinks: destinations there are copy-on-write clones."""
+    if os.geteuid() != 0:
+        pytest.skip("loop-mounting a filesystem needs root (CI runs as root)")
+    mkfs = shutil.which("mkfs.xfs", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if mkfs is None:
+        pytest.skip("mkfs.xfs is missing (.ci/run installs xfsprogs)")
+    image, mnt = tmp_path / "xfs.img", tmp_path / "xfs"
+    with open(image, "wb") as fh:
+        fh.truncate(300 << 20)  # sparse: XFS wants 300 MiB, the disk holds only what is used
+    subprocess.run([mkfs, "-q", "-m", "reflink=1", str(image)], check=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_reflinked_destinations_are_independent_of_the_store(reflink_fs, origin,
+                                                             settings) -> None:
+    home, dest = reflink_fs / "home", reflink_fs / "dl"
+    dest.mkdir()
+    data = blob(3 << 20, seed=28)
+    url = origin.add("/r.bin", data)
+    with Ledger(home) as led:
+        first = fetch_one(led, dest, settings, url)
+        [link] = [o for o in ops.for_job(led, first.id) if o.kind == "LINK"]
+        assert link.result["how"] == "reflink"
+        mine = Path(first.final_path)
+        obj = Store(paths.store_dir(home)).object_path(sha(data))
+        assert mine.stat().st_ino != obj.stat().st_ino and obj.stat().st_nlink == 1
+        assert stat.S_IMODE(mine.stat().st_mode) & 0o200  # the user's file is writable
+        _edit_in_place(mine)
+        assert sha256_file(obj) == sha(data)  # the clone's edit stays in the clone
+        second = fetch_one(led, reflink_fs / "again", settings, url)
+        assert second.decision == "cached"  # the object was untouched: reused, not fetched
+        assert Path(second.final_path).read_bytes() == data
+        assert len(origin.requests("/r.bin", "GET")) == 1
