@@ -359,6 +359,12 @@ def place(
         how = _materialize(source, dest, keep_source=keep_source, mode=mode, fsync=fsync)
     except FileExistsError:  # another job took the name meanwhile
         return place(source, dest, sha256, keep_source=keep_source, fsync=fsync, mode=mode)
+    except OSError as exc:
+        if exc.filename == os.fspath(source) and exc.filename2 is None:
+            raise  # reading the source failed: that is the file to name
+        # Name the destination, not the store object of a failed link, a hidden temp file,
+        # or nothing (a failed write).
+        raise OSError(exc.errno, exc.strerror, str(dest)) from exc
     if not keep_source:
         source.unlink(missing_ok=True)
     if fsync:

@@ -222,3 +222,35 @@ def test_the_ledger_reserve_records_a_failure_on_a_disk_with_no_byte_left(small_
     (small_fs / "filler").unlink()
     with Ledger(home):  # the next start makes the reserve again
         assert reserve.stat().st_size == 4 * MiB
+
+
+def test_a_read_only_destination_fails_the_job_naming_it(small_fs, tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", small_fs / "ro"
+    dest.mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    url = origin.add("/ro.bin", blob(300_000, seed=43))
+    assert _dltui(home, "add", url, "-d", str(dest)).returncode == 0
+    proc = _dltui(home, "run", "--until-idle")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    with Ledger(home) as led:
+        job = jobs.get(led, 1)
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"cannot write {dest / 'ro.bin'}: Read-only file system"), \
+        job.error
+    assert "internal error" not in job.error
+
+
+def test_a_full_destination_names_its_filesystem(small_fs, tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", small_fs / "dl"  # the store is elsewhere: a copy
+    # No length: the start check passes, the copy into the destination meets ENOSPC.
+    url = origin.add("/big.bin", Resource(data=blob(8 * MiB, seed=44), chunked=True))
+    assert _dltui(home, "add", url, "-d", str(dest)).returncode == 0
+    free = shutil.disk_usage(small_fs).free
+    (small_fs / "filler").write_bytes(bytes(free - 6 * MiB))
+    proc = _dltui(home, "run", "--until-idle")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    with Ledger(home) as led:
+        job = jobs.get(led, 1)
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"no space on {small_fs}: need"), job.error
+    assert not [p for p in dest.iterdir() if p.name.endswith(".tmp")]  # no temp left behind

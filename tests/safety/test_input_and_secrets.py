@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from dltui import paths
-from dltui.ledger import Ledger, events
+from dltui.ledger import Ledger, events, jobs
 
 SECRET_URL = "http://bob:Hunter2@example.com/f.bin?token=TOPSECRET&X-Amz-Signature=S1G&keep=1"
 SECRETS = ("Hunter2", "TOPSECRET", "S1G", "bob:")
@@ -27,8 +27,11 @@ def test_secrets_are_masked_in_add_status_json_and_events(run, home, dest) -> No
     assert code == 0
     _no_secrets(out)
     assert "http://***@example.com/f.bin?token=***&X-Amz-Signature=***&keep=1" in out
+    with Ledger(home) as led:  # an error naming the URL, as a failed request's would
+        jobs.update(led, 1, owner=None, error=f"HTTP 500 Internal Server Error from {SECRET_URL}")
     code, out, _ = run("status")
     _no_secrets(out)
+    assert "[HTTP 500 Internal Server Error from http://***@example.com/" in out
     code, out, _ = run("status", "--json")
     _no_secrets(out)
     assert json.loads(out)["url"].startswith("http://***@example.com/")
@@ -152,8 +155,6 @@ def test_cancel_of_a_finishing_job_is_refused(run, home, dest) -> None:
     code, _, err = run("cancel", "1")
     assert code == 2 and "job 1 is finishing" in err
     with Ledger(home) as led:
-        from dltui.ledger import jobs
-
         assert jobs.get(led, 1).control == "run"
 
 

@@ -359,3 +359,19 @@ async def test_detail_toggle_and_reverse_sort(home, dest) -> None:
         await pilot.press("S")
         await pilot.pause()
         assert app.book.order() == [ids[1], ids[0]]
+
+
+async def test_detail_pane_never_shows_credentials(home, dest) -> None:
+    url = "http://bob:Hunter2@example.com/f.bin?token=TOPSECRET&keep=1"
+    [job_id] = add(home, dest, url)
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.FAILED)
+        jobs.update(led, job_id, owner=None, error=f"HTTP 500 Internal Server Error from {url}")
+    app = make(home)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 1)
+        await pilot.pause(0.3)
+        shot = app.export_screenshot()
+    assert "example.com" in shot  # the URL, the error and the events are on screen
+    for secret in ("Hunter2", "TOPSECRET", "bob:"):
+        assert secret not in shot
