@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dltui import paths
 from dltui.ledger import Ledger, events, jobs
 from dltui.ledger.reconcile import reconcile
 from dltui.model import JobState
 from tests.conftest import TEST_ENV, force_state
-from tests.engine.helpers import blob, fetch_one, sha
+from tests.engine.helpers import blob, fetch_all, fetch_one, sha
 
 
 def _dltui(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -98,3 +101,39 @@ def test_a_broken_symlink_at_a_finished_files_path(ledger, home, dest, origin, s
     assert _dltui(home, "run", "--until-idle").returncode == 0
     assert final.is_symlink()
     assert (dest / "s (1).bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("flag_batch", [False, True], ids=["job", "lane"])
+def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, origin, settings,
+                                                        monkeypatch, flag_batch) -> None:
+    from dltui import batch
+    from dltui import worker as worker_mod
+    from dltui.ledger import flags
+
+    flags.set_flag(ledger, "batch", flag_batch, by="test")
+    urls = [origin.add(f"/c{i}.bin", blob(100_000, seed=50 + i)) for i in range(2)]
+    cancelled: list[str] = []
+
+    def cancel_first(url: str) -> None:
+        if url == urls[0] and not cancelled:  # the operator's cancel, just as the last byte
+            cancelled.append(jobs.cancel(ledger, 1, by="test"))
+
+    real_fetch, real_write = worker_mod.stream.fetch, batch.small.write_part
+
+    def fetch(client, url, *a, **kw):
+        result = real_fetch(client, url, *a, **kw)
+        cancel_first(url)
+        return result
+
+    def write_part(part, data, **kw):
+        real_write(part, data, **kw)
+        if part.name == "1.part":
+            cancel_first(urls[0])
+
+    monkeypatch.setattr(worker_mod.stream, "fetch", fetch)
+    monkeypatch.setattr(batch.small, "write_part", write_part)
+    first, second = fetch_all(ledger, dest, settings, *urls, workers=1)  # one batch of two
+    assert cancelled == ["cancel requested"]
+    assert first.state is JobState.CANCELLED and first.final_path is None
+    assert not (dest / "c0.bin").exists() and not paths.part_path(home, 1).exists()
+    assert second.state is JobState.FINALIZED
