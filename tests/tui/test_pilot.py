@@ -375,3 +375,28 @@ async def test_detail_pane_never_shows_credentials(home, dest) -> None:
     assert "example.com" in shot  # the URL, the error and the events are on screen
     for secret in ("Hunter2", "TOPSECRET", "bob:"):
         assert secret not in shot
+
+
+@pytest.mark.parametrize("what", ["deleted", "damaged"])
+async def test_a_ledger_lost_under_the_tui_is_reported_not_fatal(home, dest, what) -> None:
+    add(home, dest, "https://e.org/a")
+    app = make(home)
+    said: list[str] = []
+    app.notify = lambda text, **kw: said.append(text)  # type: ignore[method-assign]
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 1)
+        ledger = paths.ledger_path(home)
+        if what == "deleted":
+            ledger.unlink()
+        else:
+            size = ledger.stat().st_size
+            with open(ledger, "r+b") as fh:
+                for page in range(1, size // 4096):
+                    fh.seek(page * 4096)
+                    fh.write(b"\xde\xad\xbe\xef" * 4)
+        want = "was deleted or replaced" if what == "deleted" else "is damaged"
+        await until(pilot, lambda: any(want in s for s in said))
+        await pilot.press("down", "up")  # the app still answers keys
+        await pilot.pause(0.3)
+        assert app.is_running
+    assert len([s for s in said if want in s]) == 1  # said once, not at every poll

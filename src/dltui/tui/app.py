@@ -7,7 +7,9 @@ other worker, talks to the app only through the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from textual.worker import get_current_worker
 from dltui import paths
 from dltui.config import Settings, format_size
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, events, hosts, jobs, ops, reconcile, segments
+from dltui.ledger import Ledger, db_error, events, hosts, jobs, ops, reconcile, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import Job, JobState, Segment
@@ -189,13 +191,22 @@ class DltuiApp(App[None]):
         ledger = Ledger(self.home, migrate=False)
         rev = 0
         me = get_current_worker()
+        said = ""  # the last problem shown: said once, not at every poll
         try:
             while not self._stop.is_set() and not me.is_cancelled:
                 try:
+                    ledger.check_file()
+                    if self.pool is not None and self.pool.fatal is not None:
+                        raise self.pool.fatal
                     message = self._read(ledger, rev, self._detail_job)
-                except DltuiError as exc:
-                    self.post_message(Notice(f"ledger read failed: {exc}", "error"))
+                except (DltuiError, sqlite3.Error) as exc:
+                    problem = str(exc if isinstance(exc, DltuiError)
+                                  else db_error(ledger.path, exc))
+                    if problem != said:
+                        said = problem
+                        self.post_message(Notice(f"ledger: {problem}", "error"))
                 else:
+                    said = ""
                     rev = message.rev
                     self.post_message(message)
                 self._stop.wait(self.poll_interval or 0.5)
@@ -244,8 +255,10 @@ class DltuiApp(App[None]):
     def on_job_table_highlighted(self, message: JobTable.Highlighted) -> None:
         self._detail_job = message.job_id
         if self.ledger is not None and message.job_id is not None:
-            # Show the row at once; the poll brings fresh ops and events.
-            self._show_detail(read_detail(self.ledger, message.job_id))
+            # Show the row at once; the poll brings fresh ops and events (and reports a
+            # ledger that cannot be read).
+            with contextlib.suppress(DltuiError, sqlite3.Error):
+                self._show_detail(read_detail(self.ledger, message.job_id))
 
     def on_job_table_activated(self, message: JobTable.Activated) -> None:
         self.action_toggle_detail()
