@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-all lint bench bench-ledger bench-tui screenshots clean
+.PHONY: run test test-all lint typecheck bench bench-ledger bench-tui screenshots clean
 
 # constraints.txt pins every dependency to the versions the tests (and snapshots) were made with.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,10 +20,13 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/pytest
 
-test-all: lint
+test-all: lint typecheck
 	$(BIN)/pytest -m ''
 
 bench: $(STAMP)

@@ -115,7 +115,7 @@ def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) ->
     """Jobs whose URL already has a stored object go to JobRun (decision ``cached``)."""
     digests = jobs.stored_digests(pool.ledger, (r.job.canonical_url for r in lane))
     stored = {url for url, shas in digests.items() if any(pool.store.has(s) for s in shas)}
-    keep = []
+    keep: list[JobRun] = []
     for run in lane:
         (rest if run.job.canonical_url in stored else keep).append(run)
     return keep

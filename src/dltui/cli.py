@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
              f"default {paths.default_home()})",
     )
     # --home is accepted after the sub-command too (`dltui status --home X`), as people type it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--theme", metavar="NAME", default=None,
@@ -529,14 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"TOML settings file (env {paths.CONFIG_ENV}; default {paths.default_config_path()})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add = sub.add_parser
 
-    def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
-        return _add(name, parents=[common], **kw)  # type: ignore[arg-type]
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help)
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-
-    p = sub.add_parser("add", help="queue downloads")
+    p = command("add", help="queue downloads")
     p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs")
     p.add_argument("-i", "--input-file", metavar="FILE",
                    help="read URLs from FILE ('-' for stdin), one per line; indented "
@@ -547,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("status", help="list jobs")
+    p = command("status", help="list jobs")
     p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB", help="only these job ids")
     p.add_argument("--state", action="append", default=[], metavar="S",
                    help="only jobs in state S (repeat or comma-separate)")
@@ -560,12 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
                        ("resume", "resume paused jobs"),
                        ("retry", "re-queue failed jobs"),
                        ("cancel", "cancel jobs and delete their partial files")):
-        p = sub.add_parser(name, help=text)
+        p = command(name, text)
         p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
         p.add_argument("--all", action="store_true", help="every job it applies to")
         p.set_defaults(func=cmd_control)
 
-    p = sub.add_parser("run", help="download queued jobs headless (the worker pool)")
+    p = command("run", help="download queued jobs headless (the worker pool)")
     p.add_argument("-w", "--workers", type=int, metavar="N",
                    help="concurrent downloads (default: the workers setting, 4)")
     p.add_argument("-p", "--processes", type=int, metavar="N",
@@ -577,22 +574,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="try dltui: a local origin, sample downloads, the TUI")
+    p = command("demo", help="try dltui: a local origin, sample downloads, the TUI")
     p.add_argument("--dir", dest="demo_dir", type=Path, default=None,
                    help="keep the demo's ledger and files here (default: a new temp dir)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("reconcile", help="heal expired leases, interrupted ops, vanished files")
+    p = command("reconcile", help="heal expired leases, interrupted ops, vanished files")
     p.add_argument("--dry-run", action="store_true", help="report what would be done")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_reconcile)
 
-    p = sub.add_parser("check", help="check the ledger and the store; changes nothing")
+    p = command("check", help="check the ledger and the store; changes nothing")
     p.add_argument("--deep", action="store_true", help="also re-hash every store object")
     p.add_argument("--json", action="store_true", help="one JSON object per problem")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("flags", help="show or set feature flags")
+    p = command("flags", help="show or set feature flags")
     p.add_argument("assignments", nargs="*", metavar="NAME=on|off")
     p.add_argument("--json", action="store_true", help="one JSON object per flag")
     p.set_defaults(func=cmd_flags)
@@ -607,12 +604,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tui(args)
     home = args.home if args.home is not None else paths.default_home()
     prog = f"dltui {args.command}"
-    if args.func is cmd_demo:
+    if args.command == "demo":
         try:
             return cmd_demo(args)
         except DltuiError as exc:
             return _report(prog, exc)
-    if args.func is cmd_check:  # opens the ledger itself: no migration, no flags written
+    if args.command == "check":  # opens the ledger itself: no migration, no flags written
         try:
             return cmd_check(args, home.expanduser(), sys.stdout)
         except DltuiError as exc:

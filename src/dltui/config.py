@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dltui.errors import ConfigError
 from dltui.model import LINK_MODES, LinkMode
@@ -119,7 +119,7 @@ def docs() -> list[tuple[str, str, str]]:
     for f in fields(Settings):
         default = f.default
         if f.metadata.get("kind") == "bytes":
-            shown = format_size(int(default))
+            shown = format_size(int(cast(int, default)))
         else:
             shown = repr(default) if isinstance(default, str) else str(default).lower()
         out.append((f.name, shown, f.metadata["doc"]))

@@ -12,7 +12,9 @@ import ctypes
 import ctypes.util
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _SYNC_FILE_RANGE_WRITE = 2  # start writeback of dirty pages; do not wait for it
@@ -28,7 +30,7 @@ def boot_id() -> str | None:
 
 
 @functools.cache
-def _sync_file_range() -> object | None:
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     if not hasattr(os, "posix_fallocate"):  # not Linux-like: nothing to call
         return None
     try:
@@ -38,7 +40,7 @@ def _sync_file_range() -> object | None:
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
     fn.restype = ctypes.c_int
-    return fn
+    return cast(Callable[[int, int, int, int], int], fn)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -49,4 +51,4 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     """
     fn = _sync_file_range()
     if fn is not None and length > 0:
-        fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+        fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from dltui.urls import redact
 
@@ -160,11 +160,12 @@ class Job:
         if isinstance(row, dict):
             row = [row.get(name) for name in JOB_FIELDS]
         values = list(row)
-        values[_STATE_AT] = _STATES[values[_STATE_AT]]  # type: ignore[index]
-        values[_CONTROL_AT] = _CONTROLS[values[_CONTROL_AT]]  # type: ignore[index]
+        # A row's cells are untyped objects; these columns hold a state / control name.
+        values[_STATE_AT] = _STATES[cast(str, values[_STATE_AT])]
+        values[_CONTROL_AT] = _CONTROLS[cast(str, values[_CONTROL_AT])]
         if values[_RANGES_AT] is not None:
             values[_RANGES_AT] = bool(values[_RANGES_AT])
-        return cls(*values)  # type: ignore[arg-type]
+        return cls(*values)  # type: ignore[arg-type]  # the columns in field order, unchecked
 
     @property
     def validators(self) -> ServerValidators:
@@ -189,7 +190,7 @@ class Job:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 #: The jobs columns in Job's field order; SELECT them in this order for Job.from_row.

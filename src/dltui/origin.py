@@ -155,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
             if parsed == "unsatisfiable":
                 self._simple(416, {"Content-Range": f"bytes */{len(body)}"})
                 return
-            if parsed is not None:
+            if isinstance(parsed, tuple):
                 start, end = parsed
                 status = 206
         self.send_response(status)

@@ -26,7 +26,13 @@ from dltui.config import Settings
 from dltui.engine import finalize, policy, quota, resume, stream
 from dltui.engine.client import make_client
 from dltui.engine.precheck import Precheck, precheck
-from dltui.engine.transfer import as_record, from_record
+from dltui.engine.transfer import (
+    Checkpoint,
+    StreamOptions,
+    StreamResult,
+    as_record,
+    from_record,
+)
 from dltui.errors import (
     CircuitOpenError,
     DltuiError,
@@ -146,7 +152,7 @@ class JobRun:
         events.record(self.ledger, kind, self.job.id, **data)
 
     # -- stream hooks -----------------------------------------------------------------------
-    def checkpoint(self, cp: stream.Checkpoint) -> None:
+    def checkpoint(self, cp: Checkpoint) -> None:
         v = cp.validators
         fields = dict(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
                       bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
@@ -371,7 +377,7 @@ class JobRun:
             self._record_decision_in(conn, decision)
             self._advance_in(conn, JobState.STREAMING)
 
-        result = stream.StreamResult(**from_record(self._op(
+        result = StreamResult(**from_record(self._op(
             "STREAM", lambda: as_record(self._fetch(url, decision, server)),
             on_done=self._streamed, on_start=starting, **try_key)))
         try:
@@ -399,9 +405,9 @@ class JobRun:
         self._link_and_finish(result.sha256, name)
 
     def _fetch(self, url: str, decision: resume.ResumeDecision,
-               server: ServerValidators) -> stream.StreamResult:
+               server: ServerValidators) -> StreamResult:
         s = self.pool.settings
-        options = stream.StreamOptions(
+        options = StreamOptions(
             fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
             preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,

@@ -9,7 +9,8 @@ import sys
 # 75 ms of every `dltui run` start-up for a CLI we never call. A None entry makes that import
 # fail the way httpx expects when the CLI's extras are missing.
 if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    # A None entry is how Python marks a module unimportable; typeshed allows only modules.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 from dltui.engine.client import make_client, mapped_errors
 from dltui.engine.finalize import resolve_name
@@ -23,7 +24,8 @@ from dltui.engine.resume import (
     confirm_prefix,
     decide,
 )
-from dltui.engine.stream import Checkpoint, StreamOptions, StreamResult, fetch
+from dltui.engine.stream import fetch
+from dltui.engine.transfer import Checkpoint, StreamOptions, StreamResult
 
 __all__ = [
     "Checkpoint",

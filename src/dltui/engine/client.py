@@ -46,12 +46,12 @@ class LazyTrust(ssl.SSLContext):
                 self.load_verify_locations(cafile=cafile, capath=capath)
                 self._loaded = True
 
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         """Load the trust store, then as :meth:`ssl.SSLContext.wrap_socket`."""
         self._load_trust()
         return super().wrap_socket(*args, **kwargs)
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         """Load the trust store, then as :meth:`ssl.SSLContext.wrap_bio` (TLS via a proxy)."""
         self._load_trust()
         return super().wrap_bio(*args, **kwargs)

@@ -29,7 +29,7 @@ def backoff_delay(settings: Settings, attempt: int, retry_after: float | None) -
     (capped at ``retry_after_max``), else exponential backoff with jitter."""
     if retry_after is not None:
         return min(max(retry_after, 0.0), settings.retry_after_max)
-    base = min(settings.backoff_max, settings.backoff_initial * (2 ** (attempt - 1)))
+    base = min(settings.backoff_max, settings.backoff_initial * (2.0 ** (attempt - 1)))
     return base * random.uniform(0.5, 1.0)
 
 

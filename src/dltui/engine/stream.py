@@ -76,6 +76,16 @@ def _merge(response: ServerValidators, expected: ServerValidators) -> ServerVali
     )
 
 
+@dataclasses.dataclass(slots=True)
+class _Progress:
+    """What one fetch has learnt and recorded so far."""
+
+    validators: ServerValidators
+    committed: int  # bytes the last checkpoint recorded
+    marked: int  # part size at the last checkpoint taken
+    durable: int  # bytes known fsynced
+
+
 def fetch(
     client: httpx.Client,
     url: str,
@@ -115,7 +125,7 @@ def fetch(
         part.sync()  # what an earlier run left may not be on disk yet; from here it counts
     # committed: recorded in the ledger; marked: where the latest checkpoint began;
     # durable: the latest recorded offset that was fsynced.
-    state = {"validators": expected, "committed": offset, "marked": offset, "durable": offset}
+    state = _Progress(expected, offset, offset, offset)
     last_cp = last_durable = time.monotonic()
     # Without a boot identity a reboot cannot be told from a restart: every checkpoint fsyncs.
     durable_every = options.fsync_interval if boot_id() is not None else 0.0
@@ -124,8 +134,8 @@ def fetch(
 
     def record(cp: Checkpoint) -> None:
         hooks.checkpoint(cp)
-        state["committed"] = cp.bytes_committed
-        state["durable"] = cp.bytes_durable
+        state.committed = cp.bytes_committed
+        state.durable = cp.bytes_durable
 
     def settle(wait: bool) -> None:
         nonlocal pending
@@ -148,23 +158,23 @@ def fetch(
         nonlocal last_cp, last_durable, pending
         now = time.monotonic()
         last_cp = now
-        state["marked"] = part.size
+        state.marked = part.size
         settle(wait=True)
         if not final and part.background:
             durable = options.fsync and now - last_durable >= durable_every
             if durable:
                 last_durable = now
             size = part.size
-            cp = Checkpoint(size, part.prefix_hash_soon(), state["validators"],
-                            size if durable else state["durable"])
+            cp = Checkpoint(size, part.prefix_hash_soon(), state.validators,
+                            size if durable else state.durable)
             pending = (part.sync_later(durable=durable), cp)
             return
         part.flush()  # only written bytes may be committed
         sync = options.fsync and (options.fsync_finish or not complete)
         if sync:
             part.sync()
-        record(Checkpoint(part.size, part.prefix_hash, state["validators"],
-                          part.size if sync else min(state["durable"], part.size),
+        record(Checkpoint(part.size, part.prefix_hash, state.validators,
+                          part.size if sync else min(state.durable, part.size),
                           complete=complete))
 
     def tick() -> None:
@@ -172,7 +182,7 @@ def fetch(
         hooks.progress(part.size, total)
         if pending is not None and pending[0].done():
             settle(wait=False)
-        if (part.size - state["marked"] >= options.checkpoint_bytes
+        if (part.size - state.marked >= options.checkpoint_bytes
                 or time.monotonic() - last_cp >= options.checkpoint_interval):
             checkpoint(final=False)
 
@@ -183,7 +193,7 @@ def fetch(
         part.trim()
         checkpoint(complete=True)
         return StreamResult(part.size, part.sha256, part.prefix_hash,
-                            state["validators"], decision, requested,
+                            state.validators, decision, requested,
                             origin["url"] or url, origin["name"])
 
     try:
@@ -204,7 +214,7 @@ def fetch(
                                      expected.length if offset else None)
             if verdict.action is Wire.COMPLETE:
                 # The 416's "bytes */N" is the object's real length, whatever was declared.
-                state["validators"] = dataclasses.replace(expected, length=part.size)
+                state.validators = dataclasses.replace(expected, length=part.size)
                 return done(requested=True)
             if verdict.action is Wire.DISCARD:
                 part.reset()
@@ -220,15 +230,15 @@ def fetch(
                 part.reset()
                 decision = ResumeDecision(Mode.FRESH, 0, verdict.reason or "range_ignored")
                 hooks.wire(decision)
-            state["validators"] = got if verdict.action is Wire.RESTART else _merge(got, expected)
-            total = state["validators"].length
+            state.validators = got if verdict.action is Wire.RESTART else _merge(got, expected)
+            total = state.validators.length
             origin["url"] = str(resp.url)
             origin["name"] = filename_from_disposition(resp.headers.get("content-disposition"))
             hooks.before_body(None if total is None else total - part.size)
-            if offset == 0 and status == 200 and eligible(state["validators"], options):
+            if offset == 0 and status == 200 and eligible(state.validators, options):
                 assert total is not None
                 plan = plan_segments(total, options.connections, options.min_segment)
-                seg = SegmentedFetch(client, url, part_path, plan, validators=state["validators"],
+                seg = SegmentedFetch(client, url, part_path, plan, validators=state.validators,
                                      decision=decision, options=options, hooks=hooks,
                                      cancel=cancel, control=control, limits=limits, host=host)
                 seg.disposition_name = origin["name"]
@@ -261,7 +271,7 @@ def fetch(
     except LeaseLost:
         raise
     except BaseException:
-        if part.size != state["committed"]:
+        if part.size != state.committed:
             try:
                 part.trim()
                 checkpoint()

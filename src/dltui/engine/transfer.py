@@ -89,7 +89,8 @@ class StreamResult:
 
 def as_record(value: Any) -> dict[str, Any]:
     """A value object (StreamResult, Precheck) as the JSON an op stores as its result."""
-    return _plain(value) | {"__type__": type(value).__name__}
+    record: dict[str, Any] = _plain(value)
+    return record | {"__type__": type(value).__name__}
 
 
 def _plain(value: Any) -> Any:

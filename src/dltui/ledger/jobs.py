@@ -290,7 +290,8 @@ def write_row(
 
 
 def _current(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?",
+                                           (job_id,)).fetchone()
     if row is None:
         raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
     return row
@@ -328,10 +329,8 @@ def transition_in(
     job = write_row(conn, job_id, sets, where, params)
     if job is None:  # unreachable while the write lock is held; kept as the hard guarantee
         raise IllegalTransition(job_id, current, target)
-    events.append(
-        conn, "state", job_id, **{"from": current.value, "to": target.value},
-        reason=reason, **data,
-    )
+    move: dict[str, Any] = {"from": current.value, "to": target.value}
+    events.append(conn, "state", job_id, **move, reason=reason, **data)
     if target in FINAL_STATES:  # a finished or cancelled download has no segments left
         segments.clear_in(conn, job_id)
     return job

@@ -23,9 +23,9 @@ Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": int}, pk="key")
-    db["meta"].insert({"key": "rev", "value": 0})
-    db["jobs"].create(
+    db.table("meta").create({"key": str, "value": int}, pk="key")
+    db.table("meta").insert({"key": "rev", "value": 0})
+    db.table("jobs").create(
         {
             "id": int,
             "idem_key": str,
@@ -63,10 +63,10 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
                   "attempts", "bytes_committed", "created_at", "updated_at", "rev"},
         defaults={"control": "run", "attempts": 0, "bytes_committed": 0},
     )
-    db["jobs"].create_index(["idem_key"], unique=True)
-    db["jobs"].create_index(["rev"])
-    db["jobs"].create_index(["state", "control", "id"])
-    db["ops"].create(
+    db.table("jobs").create_index(["idem_key"], unique=True)
+    db.table("jobs").create_index(["rev"])
+    db.table("jobs").create_index(["state", "control", "id"])
+    db.table("ops").create(
         {
             "key": str,
             "job_id": int,
@@ -84,15 +84,15 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         not_null={"job_id", "kind", "status", "runs"},
         defaults={"runs": 0},
     )
-    db["ops"].create_index(["job_id"])
-    db["ops"].create_index(["status"])
-    db["events"].create(
+    db.table("ops").create_index(["job_id"])
+    db.table("ops").create_index(["status"])
+    db.table("events").create(
         {"id": int, "ts": float, "job_id": int, "kind": str, "data": str},
         pk="id",
         not_null={"ts", "kind"},
     )
-    db["events"].create_index(["job_id", "id"])
-    db["flags"].create(
+    db.table("events").create_index(["job_id", "id"])
+    db.table("flags").create(
         {"name": str, "value": int, "updated_at": float, "updated_by": str},
         pk="name",
         not_null={"value", "updated_at"},
@@ -101,18 +101,18 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
 
 def _m002_not_before(db: sqlite_utils.Database) -> None:
     # A job re-queued behind an open circuit breaker or a long Retry-After waits until then.
-    db["jobs"].add_column("not_before", float)
+    db.table("jobs").add_column("not_before", float)
 
 
 def _m003_hosts(db: sqlite_utils.Database) -> None:
     # Limits the operator sets per host ("*" holds the global bandwidth), and what workers
     # report about each host, so every process sees the same breaker and Retry-After state.
-    db["host_limits"].create(
+    db.table("host_limits").create(
         {"host": str, "requests_per_second": float, "bandwidth": int, "updated_at": float,
          "updated_by": str},
         pk="host",
     )
-    db["host_status"].create(
+    db.table("host_status").create(
         {"host": str, "breaker": str, "failures": int, "open_until": float,
          "retry_after_until": float, "last_error": str, "updated_at": float},
         pk="host",
@@ -122,19 +122,19 @@ def _m003_hosts(db: sqlite_utils.Database) -> None:
 def _m004_url_index(db: sqlite_utils.Database) -> None:
     # Each job start looks for a stored object of the same URL; without this index that lookup
     # scanned every finished job, so a long history slowed every new download.
-    db["jobs"].create_index(["canonical_url", "state"])
+    db.table("jobs").create_index(["canonical_url", "state"])
 
 
 def _m005_durable_checkpoints(db: sqlite_utils.Database) -> None:
     # Checkpoints fsync only now and then: the boot they were written in and the last fsynced
     # offset say how much of a part to trust after a reboot.
-    db["jobs"].add_column("bytes_durable", int)
-    db["jobs"].add_column("boot_id", str)
+    db.table("jobs").add_column("bytes_durable", int)
+    db.table("jobs").add_column("boot_id", str)
 
 
 def _m006_segments(db: sqlite_utils.Database) -> None:
     # A segmented download checkpoints each byte range, so a crash resumes every one of them.
-    db["segments"].create(
+    db.table("segments").create(
         {"job_id": int, "idx": int, "start": int, "end": int, "done": int, "durable": int},
         pk=("job_id", "idx"),
         not_null={"start", "end", "done", "durable"},
@@ -147,14 +147,14 @@ def _m007_store_identity(db: sqlite_utils.Database) -> None:
     # store object. Each object's identity at promotion (and after each link) is recorded and
     # compared before the object is reused; each job records what it placed at final_path,
     # so nothing there is removed unless it is provably dltui's.
-    db["objects"].create(
+    db.table("objects").create(
         {"sha256": str, "size": int, "dev": int, "ino": int, "mtime_ns": int, "ctime_ns": int,
          "recorded_at": float},
         pk="sha256",
     )
-    db["jobs"].add_column("final_dev", int)
-    db["jobs"].add_column("final_ino", int)
-    db["jobs"].add_column("final_mtime_ns", int)
+    db.table("jobs").add_column("final_dev", int)
+    db.table("jobs").add_column("final_ino", int)
+    db.table("jobs").add_column("final_mtime_ns", int)
 
 
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
@@ -190,14 +190,14 @@ def migrate(ledger: Ledger, *, target: int | None = None) -> list[int]:
             if version >= target:
                 return applied  # the common case: nothing to do, no sqlite-utils import
             db = ledger.db
-            if not db["migrations"].exists():
-                db["migrations"].create(
+            if not db.table("migrations").exists():
+                db.table("migrations").create(
                     {"version": int, "name": str, "applied_at": float}, pk="version"
                 )
             for number in range(version + 1, target + 1):
                 name, fn = MIGRATIONS[number - 1]
                 fn(db)
-                db["migrations"].insert(
+                db.table("migrations").insert(
                     {"version": number, "name": name, "applied_at": now()}
                 )
                 conn.execute(f"PRAGMA user_version = {number}")

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input, Tab, Tabs
 from textual.worker import get_current_worker
 
@@ -29,6 +31,7 @@ from dltui.errors import DltuiError
 from dltui.ledger import Ledger, db_error, events, hosts, jobs, ops, reconcile, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
+from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import Job, JobState, Segment
 from dltui.tui.model import JobBook, SortKey
 from dltui.tui.model import Tab as BookTab
@@ -43,6 +46,9 @@ from dltui.tui.themes import DEFAULT_THEME, load_themes
 from dltui.tui.widgets.detail import DetailPane
 from dltui.tui.widgets.job_table import JobTable
 from dltui.tui.widgets.summary import Summary
+
+if TYPE_CHECKING:
+    from dltui.worker import WorkerPool
 
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
 
@@ -78,7 +84,7 @@ class Notice(Message):
     """A line for the operator from a background action."""
 
     text: str
-    severity: str = "information"
+    severity: SeverityLevel = "information"
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -131,7 +137,7 @@ class DltuiApp(App[None]):
         self.default_dir = default_dir
         self.book = JobBook(clock=clock)
         self.ledger: Ledger | None = None
-        self.pool = None  # type: ignore[var-annotated]
+        self.pool: WorkerPool | None = None
         self._stop = threading.Event()
         self._detail_job: int | None = None
         self._labelled = False
@@ -264,7 +270,7 @@ class DltuiApp(App[None]):
         self.action_toggle_detail()
 
     def on_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity)  # type: ignore[arg-type]
+        self.notify(message.text, severity=message.severity)
 
     # -- workers in this process ------------------------------------------------------------
     def _own_workers(self) -> int:
@@ -368,9 +374,9 @@ class DltuiApp(App[None]):
     def action_reconcile(self) -> None:
         assert self.ledger is not None
 
-        def finished(report: object) -> None:
+        def finished(report: ReconcileReport | None) -> None:
             if report is not None:
-                self.notify(f"reconciled: {summary(report)}")  # type: ignore[arg-type]
+                self.notify(f"reconciled: {summary(report)}")
 
         self.push_screen(ReconcileScreen(self.ledger, self.settings.link_mode), finished)
 

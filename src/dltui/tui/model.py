@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dltui.ledger.leases import lease_is_live
 from dltui.model import ACTIVE_STATES, Job, JobState
@@ -188,7 +189,7 @@ class JobBook:
             self.reverse = reverse
         self._order = None
 
-    def _key(self) -> Callable[[Job], object]:
+    def _key(self) -> Callable[[Job], Any]:  # each key is a tuple (or int) of comparables
         if self.sort is SortKey.NAME:
             return lambda j: (j.display_name.lower(), j.id)
         if self.sort is SortKey.STATE:
@@ -212,6 +213,6 @@ class JobBook:
                 and (not text or text in j.display_name.lower() or text in j.url.lower()
                      or text == str(j.id))
             ]
-            rows.sort(key=self._key(), reverse=self.reverse)  # type: ignore[arg-type]
+            rows.sort(key=self._key(), reverse=self.reverse)
             self._order = [j.id for j in rows]
         return self._order

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
@@ -146,7 +147,7 @@ class HostsScreen(ModalScreen[None]):
         names = sorted((set(active) | set(stored) | set(status)) - {hosts.GLOBAL})
         current = None
         if table.row_count and table.cursor_row < table.row_count:
-            current = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            current = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         table.clear()
         for host in names:
             limit = stored.get(host)
@@ -174,7 +175,7 @@ class HostsScreen(ModalScreen[None]):
         table = self.table
         if not table.row_count:
             return None
-        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
 
     def action_edit(self) -> None:
         host = self._selected_host()
