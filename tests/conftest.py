@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,53 @@ def dest(tmp_path: Path) -> Path:
 
 def add_job(ledger: Ledger, dest: Path, url: str = "http://example.com/file.bin", **kw) -> int:
     return jobs.add(ledger, [jobs.JobSpec(url, dest, **kw)])[0].job.id
+
+
+def wait_for(predicate, what: str = "condition not reached in time", timeout: float = 30.0,
+             step: float = 0.02):
+    """Poll ``predicate`` until it returns something true (returned), or fail after
+    ``timeout`` seconds saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(what)
+        time.sleep(step)
+
+
+async def until(pilot, predicate, timeout: float = 20.0) -> None:
+    """:func:`wait_for` for a Textual pilot: the app keeps running between polls."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.05)
+
+
+class MovableClock:
+    """A ledger clock a test moves by hand (see the ``clock`` fixture)."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock() -> Iterator[MovableClock]:
+    """The ledger's clock, frozen and moved only by ``clock.advance``: lease tests step past
+    a TTL instead of sleeping through it."""
+    from dltui.ledger import clock as ledger_clock
+
+    moving = MovableClock()
+    with ledger_clock.use(moving):
+        yield moving
 
 
 def force_state(ledger: Ledger, job_id: int, state: JobState | str, **cols) -> None:

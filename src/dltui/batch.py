@@ -233,8 +233,7 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
             [(i.job_id, {"final_path": p["dest"], "sha256": i.sha, "error": None,
                          "bytes_committed": i.body.result.size, "boot_id": boot,
                          "bytes_durable": i.body.result.size if sync else 0,
-                         "lease_owner": None, "lease_until": None, "heartbeat_at": None,
-                         **jobs.dest_fields(finalize.identities(p)[1])})
+                         **jobs.CLEAR_LEASE, **jobs.dest_fields(finalize.identities(p)[1])})
              for i, p in zip(items, placed, strict=True)],
             owner=owner, reason="finished",
             last_data=[{"dest": p["dest"], "how": p.get("how")} for p in placed],

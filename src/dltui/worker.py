@@ -557,8 +557,7 @@ class JobRun:
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
                     if self.sync_finished else 0,
-                    "lease_owner": None, "lease_until": None, "heartbeat_at": None,
-                    **jobs.dest_fields(dest)},
+                    **jobs.CLEAR_LEASE, **jobs.dest_fields(dest)},
             dest=placed["dest"], how=placed.get("how"),
         )
         self.segmented = False  # the transition cleared the rows
@@ -567,7 +566,7 @@ class JobRun:
 
     # -- endings ----------------------------------------------------------------------------
     def _end(self, to: JobState, reason: str, **fields: Any) -> None:
-        fields.update(lease_owner=None, lease_until=None, heartbeat_at=None)
+        fields.update(jobs.CLEAR_LEASE)
         with contextlib.suppress(LeaseLost, IllegalTransition):
             jobs.transition(self.ledger, self.job.id, to, owner=self.owner, reason=reason,
                             fields=fields)

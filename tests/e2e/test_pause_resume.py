@@ -15,7 +15,7 @@ from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
-from tests.conftest import TEST_ENV
+from tests.conftest import TEST_ENV, wait_for
 from tests.engine.helpers import blob, sha
 
 MiB = 1 << 20
@@ -30,14 +30,6 @@ def _dltui(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, **kw)
 
 
-def _wait_for(predicate, timeout: float = 30.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not reached in time")
 
 
 def test_cli_pause_in_another_process_then_resume_from_offset(tmp_path, origin) -> None:
@@ -48,11 +40,11 @@ def test_cli_pause_in_another_process_then_resume_from_offset(tmp_path, origin) 
     led = Ledger(home)
     runner = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle"],
                               env=_env(home), stderr=subprocess.PIPE)
-    _wait_for(lambda: jobs.get(led, 1).bytes_committed >= MiB)
+    wait_for(lambda: jobs.get(led, 1).bytes_committed >= MiB)
     asked = time.monotonic()
     paused = _dltui(home, "pause", "1")
     assert paused.returncode == 0 and "pause requested" in paused.stdout
-    _wait_for(lambda: jobs.get(led, 1).state is JobState.PAUSED, timeout=10)
+    wait_for(lambda: jobs.get(led, 1).state is JobState.PAUSED, timeout=10)
     assert time.monotonic() - asked < 3.0  # the worker reacts at its next chunk
     assert runner.wait(timeout=30) == 0  # nothing runnable is left: --until-idle exits
     job = jobs.get(led, 1)
@@ -80,7 +72,7 @@ def test_sigterm_checkpoints_and_requeues(tmp_path, origin) -> None:
     led = Ledger(home)
     runner = subprocess.Popen([sys.executable, "-m", "dltui", "run"], env=_env(home),
                               stderr=subprocess.PIPE)
-    _wait_for(lambda: jobs.get(led, 1).bytes_committed >= MiB)
+    wait_for(lambda: jobs.get(led, 1).bytes_committed >= MiB)
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=15) == 0
     job = jobs.get(led, 1)
@@ -102,7 +94,7 @@ def test_sigint_works_the_same(tmp_path, origin) -> None:
     led = Ledger(home)
     runner = subprocess.Popen([sys.executable, "-m", "dltui", "run"], env=_env(home),
                               stderr=subprocess.PIPE)
-    _wait_for(lambda: jobs.get(led, 1).bytes_committed > 0)
+    wait_for(lambda: jobs.get(led, 1).bytes_committed > 0)
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=15) == 0
     assert jobs.get(led, 1).state is JobState.PLANNED
@@ -120,9 +112,9 @@ def test_cancel_running_download_deletes_the_part(ledger, home, dest, origin, se
     url = origin.add("/c.bin", Resource(data=blob(8 * MiB), rate=2 * MiB))
     job_id = jobs.add(ledger, [jobs.JobSpec(url, dest)])[0].job.id
     _, thread = _pool_in_background(ledger, settings)
-    _wait_for(lambda: jobs.get(ledger, job_id).bytes_committed > 0)
+    wait_for(lambda: jobs.get(ledger, job_id).bytes_committed > 0)
     assert jobs.cancel(ledger, job_id) == "cancel requested"
-    _wait_for(lambda: jobs.get(ledger, job_id).state is JobState.CANCELLED, timeout=5)
+    wait_for(lambda: jobs.get(ledger, job_id).state is JobState.CANCELLED, timeout=5)
     thread.join(30)
     assert not paths.part_path(home, job_id).exists()
     assert not dest.exists() or not any(dest.iterdir())
@@ -132,13 +124,13 @@ def test_pause_keeps_the_part_and_flags_apply_live(ledger, home, dest, origin, s
     url = origin.add("/f.bin", Resource(data=blob(6 * MiB), rate=2 * MiB))
     job_id = jobs.add(ledger, [jobs.JobSpec(url, dest)])[0].job.id
     pool, thread = _pool_in_background(ledger, settings)
-    _wait_for(lambda: jobs.get(ledger, job_id).bytes_committed > 0)
+    wait_for(lambda: jobs.get(ledger, job_id).bytes_committed > 0)
     from dltui.ledger import flags
 
     flags.set_flag(ledger, "rate_limit", False, by="test")
-    _wait_for(lambda: pool.flags["rate_limit"] is False, timeout=5)  # read live by workers
+    wait_for(lambda: pool.flags["rate_limit"] is False, timeout=5)  # read live by workers
     assert jobs.pause(ledger, job_id) == "pause requested"
-    _wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PAUSED, timeout=5)
+    wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PAUSED, timeout=5)
     thread.join(30)
     job = jobs.get(ledger, job_id)
     assert paths.part_path(home, job_id).stat().st_size >= job.bytes_committed > 0

@@ -9,16 +9,8 @@ from dltui.ledger import hosts, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
+from tests.conftest import wait_for
 from tests.engine.helpers import blob
-
-
-def _wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_breaker_opens_and_is_published(ledger, dest, origin, settings) -> None:
@@ -28,10 +20,10 @@ def test_breaker_opens_and_is_published(ledger, dest, origin, settings) -> None:
                                                 retries=3), workers=1)
     pool.start()
     try:
-        _wait(lambda: "127.0.0.1" in hosts.statuses(ledger)
+        wait_for(lambda: "127.0.0.1" in hosts.statuses(ledger)
               and hosts.statuses(ledger)["127.0.0.1"].breaker == "open")
         job = jobs.get(ledger, job_id)
-        _wait(lambda: jobs.get(ledger, job_id).state is JobState.PLANNED)
+        wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PLANNED)
         job = jobs.get(ledger, job_id)
         assert job.not_before is not None and job.not_before > time.time() + 30
         assert "circuit open" in job.error
@@ -47,7 +39,7 @@ def test_retry_after_is_published(ledger, dest, origin, settings) -> None:
     pool = WorkerPool(ledger, settings, workers=1)
     thread = threading.Thread(target=pool.run_until_idle, daemon=True)
     thread.start()
-    _wait(lambda: "127.0.0.1" in hosts.statuses(ledger)
+    wait_for(lambda: "127.0.0.1" in hosts.statuses(ledger)
           and hosts.statuses(ledger)["127.0.0.1"].retry_after_until is not None)
     thread.join(30)
     assert jobs.list_jobs(ledger)[0].state is JobState.FINALIZED
@@ -62,7 +54,7 @@ def test_stored_limits_reach_running_workers(ledger, dest, origin, settings) -> 
         hosts.set_limit(ledger, "127.0.0.1", requests_per_second=3.0, bandwidth=256 << 10,
                         by="test")
         hosts.set_global_bandwidth(ledger, 1 << 20, by="test")
-        _wait(lambda: pool.limits.limits_for("127.0.0.1") == (3.0, 256 << 10), timeout=5)
+        wait_for(lambda: pool.limits.limits_for("127.0.0.1") == (3.0, 256 << 10), timeout=5)
         assert pool.limits.global_bandwidth == 1 << 20
     finally:
         pool.stop()

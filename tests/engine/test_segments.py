@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from dltui.ledger import events, jobs, segments
 from dltui.model import JobState, Segment, plan_segments
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
+from tests.conftest import wait_for
 from tests.engine.helpers import blob, decisions, fetch_one, sha
 
 MiB = 1 << 20
@@ -54,11 +54,6 @@ def start_slow(ledger, dest, origin, settings, path: str, data: bytes):
     return added.job.id, thread
 
 
-def wait_for(predicate, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def test_plan_segments_tiles_the_object() -> None:

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -81,12 +80,12 @@ def test_processes_race(ledger, home, dest, mode: str) -> None:
             p.wait(timeout=30)
 
 
-def test_expiry_and_takeover(ledger, dest) -> None:
+def test_expiry_and_takeover(ledger, dest, clock) -> None:
     job_id = add_job(ledger, dest)
     first = leases.lease_next(ledger, FOREIGN, ttl=0.2)
     assert first is not None and first.id == job_id
     assert leases.lease_next(ledger, "me:2:2:t", ttl=60) is None  # live lease: not taken
-    time.sleep(0.3)
+    clock.advance(0.3)
     second = leases.lease_next(ledger, "me:2:2:t", ttl=60)
     assert second is not None and second.id == job_id
     assert second.lease_owner == "me:2:2:t" and second.attempts == 2

@@ -18,7 +18,7 @@ from dltui.origin import Resource
 from dltui.tui.app import DltuiApp
 from dltui.tui.screens.confirm import ConfirmScreen
 from dltui.tui.screens.reconcile import ReconcileScreen
-from tests.conftest import TEST_ENV, TEST_SETTINGS, force_state
+from tests.conftest import TEST_ENV, TEST_SETTINGS, force_state, until
 from tests.engine.helpers import blob
 
 MiB = 1 << 20
@@ -28,13 +28,6 @@ def make(home: Path, workers: int = 0) -> DltuiApp:
     return DltuiApp(home, TEST_SETTINGS, workers=workers, poll_interval=0.1)
 
 
-async def until(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def add(home: Path, dest: Path, *urls: str) -> list[int]:

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,11 +63,6 @@ def _private_file(path: Path) -> None:
             os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
-
-
-def now() -> float:
-    """Wall-clock seconds since the epoch; every ledger timestamp uses it."""
-    return time.time()
 
 
 class Ledger:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 from dltui.urls import redact_text
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from dltui.errors import UnknownFlag
 from dltui.ledger import events
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger

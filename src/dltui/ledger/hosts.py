@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dltui.ledger import events
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger

@@ -7,15 +7,18 @@ import itertools
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from dltui import names, paths
 from dltui.errors import IllegalTransition, InvalidDigest, LeaseLost, UnknownJob, UsageError
 from dltui.ledger import events, segments
-from dltui.ledger._db import next_revs, now
+from dltui.ledger._db import next_revs
+from dltui.ledger.clock import now
+from dltui.ledger.liveness import lease_is_live
 from dltui.model import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
 IDEM_KEY_VERSION = 1
 _COLUMNS = ", ".join(JOB_FIELDS)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: The columns that hold a lease; every write that ends or drops a lease sets exactly these.
+CLEAR_LEASE: Mapping[str, None] = MappingProxyType(
+    {"lease_owner": None, "lease_until": None, "heartbeat_at": None})
 #: Columns a caller may set through :func:`update`; ``state`` only moves via :func:`transition`.
 WRITABLE = frozenset(
     {
@@ -479,12 +485,9 @@ def update(ledger: Ledger, job_id: int, *, owner: str | None, **fields: Any) -> 
 
 
 # -- operator intent -------------------------------------------------------------------------
-_CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
 
 
 def _lease_live(row: sqlite3.Row, at: float) -> bool:
-    from dltui.ledger.leases import lease_is_live
-
     return lease_is_live(row["lease_owner"], row["lease_until"], at)
 
 
@@ -502,7 +505,7 @@ def pause(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             return "already paused"
         if state is JobState.PLANNED or (state in ACTIVE_STATES and not _lease_live(row, now())):
             transition_in(conn, job_id, JobState.PAUSED, reason="operator",
-                          fields={"control": Control.PAUSE.value, **_CLEAR_LEASE}, by=by)
+                          fields={"control": Control.PAUSE.value, **CLEAR_LEASE}, by=by)
             return "paused"
         if state in ACTIVE_STATES:
             write_row(conn, job_id, {"control": Control.PAUSE.value})
@@ -537,7 +540,7 @@ def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
         if state is not JobState.FAILED:
             raise NotApplicable(f"job {job_id} is {state}; only FAILED jobs can be retried")
         transition_in(conn, job_id, JobState.PLANNED, reason="operator retry",
-                      fields={"control": Control.RUN.value, "error": None, **_CLEAR_LEASE},
+                      fields={"control": Control.RUN.value, "error": None, **CLEAR_LEASE},
                       by=by)
         return "queued for retry"
 
@@ -557,6 +560,6 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             events.append(conn, "control", job_id, control="cancel", by=by)
             return "cancel requested"
         transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
-                      fields={"control": Control.CANCEL.value, **_CLEAR_LEASE}, by=by)
+                      fields={"control": Control.CANCEL.value, **CLEAR_LEASE}, by=by)
     _delete_part(ledger, job_id)
     return "cancelled"

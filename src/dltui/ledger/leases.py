@@ -7,96 +7,29 @@ so a restart after a crash or SIGKILL resumes at once instead of waiting out the
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
-import threading
-from functools import cache
 from typing import TYPE_CHECKING
 
 from dltui.errors import LeaseLost
 from dltui.ledger import jobs
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
+from dltui.ledger.liveness import (
+    hostname,
+    lease_is_live,
+    owner_id,
+    owner_is_dead,
+    process_start_time,
+)
 from dltui.model import ACTIVE_STATES, Control, Job, JobState
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
+__all__ = ["DEFAULT_TTL", "lease_batch", "lease_is_live", "lease_next", "owner_id",
+           "owner_is_dead", "process_start_time", "release", "renew"]
+
 DEFAULT_TTL = 60.0
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATES))
-
-
-@cache
-def _hostname() -> str:
-    return socket.gethostname().replace(":", "_")
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it is gone.
-
-    Off Linux there is no /proc; any live pid then reports "0", which still tells a dead owner
-    from a live one, only not a reused pid.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except FileNotFoundError:
-        return None
-    except OSError:
-        stat = ""
-    if stat:
-        # Field 22; the command name (field 2) may contain spaces, so split after its ')'.
-        return stat.rsplit(")", 1)[1].split()[19]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return "0"
-
-
-def owner_id(thread: str | None = None) -> str:
-    """This thread's owner id."""
-    pid = os.getpid()
-    name = thread if thread is not None else threading.current_thread().name
-    return f"{_hostname()}:{pid}:{process_start_time(pid) or '0'}:{name}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` is a process on this host that no longer runs."""
-    if not owner:
-        return True
-    parts = owner.split(":", 3)
-    if len(parts) != 4 or parts[0] != _hostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    started = process_start_time(pid)
-    return started is None or (parts[2] != "0" and started != parts[2])
-
-
-def lease_is_live(
-    owner: str | None,
-    lease_until: float | None,
-    at: float | None = None,
-    dead: dict[str, bool] | None = None,
-) -> bool:
-    """True while the lease has an owner, has not expired, and its local owner still runs.
-
-    ``dead`` caches owner liveness across the rows of one scan: many leases share few owners.
-    """
-    if not owner or lease_until is None:
-        return False
-    if lease_until < (now() if at is None else at):
-        return False
-    if dead is None:
-        return not owner_is_dead(owner)
-    if owner not in dead:
-        dead[owner] = owner_is_dead(owner)
-    return not dead[owner]
 
 
 def _takeover_candidates(conn: sqlite3.Connection, at: float) -> list[sqlite3.Row]:
@@ -105,7 +38,7 @@ def _takeover_candidates(conn: sqlite3.Connection, at: float) -> list[sqlite3.Ro
         f"SELECT id, lease_owner, lease_until, control FROM jobs "
         f"WHERE state IN ({','.join('?' * len(_ACTIVE))}) "
         f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner LIKE ?) ORDER BY id",
-        (*_ACTIVE, at, _hostname() + ":%"),
+        (*_ACTIVE, at, hostname() + ":%"),
     ).fetchall()
 
 
@@ -134,7 +67,7 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
                 continue
             job_id = row["id"]
             control = row["control"]
-            clear = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
+            clear = dict(jobs.CLEAR_LEASE)
             if control == Control.CANCEL.value:
                 jobs.transition_in(conn, job_id, JobState.CANCELLED, reason="lease expired",
                                    fields=clear, previous_owner=row["lease_owner"])
@@ -191,7 +124,4 @@ def renew(ledger: Ledger, job_id: int, owner: str, ttl: float = DEFAULT_TTL) -> 
 def release(ledger: Ledger, job_id: int, owner: str) -> None:
     """Give the lease up; a no-op when ``owner`` no longer holds it."""
     with ledger.write() as conn:
-        jobs.write_row(
-            conn, job_id, {"lease_owner": None, "lease_until": None, "heartbeat_at": None},
-            "AND lease_owner = ?", (owner,),
-        )
+        jobs.write_row(conn, job_id, dict(jobs.CLEAR_LEASE), "AND lease_owner = ?", (owner,))

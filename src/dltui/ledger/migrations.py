@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dltui.errors import LedgerError, LedgerTooNew
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
     import sqlite_utils

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from dltui.ledger import events
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 from dltui.model import FileIdentity
 from dltui.store import Store
 

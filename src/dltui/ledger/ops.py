@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dltui.errors import LeaseLost, UnknownJob
-from dltui.ledger._db import now
+from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger

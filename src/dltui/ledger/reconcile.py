@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from dltui import paths
 from dltui.durability import boot_id
 from dltui.ledger import events, jobs, objects, ops
-from dltui.ledger._db import now
-from dltui.ledger.leases import lease_is_live
+from dltui.ledger.clock import now
+from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState, LinkMode
 from dltui.store import Store, file_identity, sha256_file
 
@@ -44,7 +44,6 @@ ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
     "relinked", "requeued", "reverified", "corrupt", "dest_changed", "part_deleted",
 )
-_CLEAR_LEASE = {"lease_owner": None, "lease_until": None, "heartbeat_at": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +222,7 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
                     or lease_is_live(row["lease_owner"], row["lease_until"])):
                 return False
             jobs.transition_in(conn, job_id, target, reason="reconciler: lease expired",
-                               fields=dict(_CLEAR_LEASE), previous_owner=row["lease_owner"],
+                               fields=dict(jobs.CLEAR_LEASE), previous_owner=row["lease_owner"],
                                by=by)
         return True
     if kind == "op_completed":

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dltui.ledger.leases import lease_is_live
+from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, Job, JobState
 
 RATE_WINDOW = 5.0  # seconds of history behind a rate
