@@ -254,3 +254,21 @@ def test_a_full_destination_names_its_filesystem(small_fs, tmp_path, origin) -> 
     assert job.state is JobState.FAILED
     assert job.error.startswith(f"no space on {small_fs}: need"), job.error
     assert not [p for p in dest.iterdir() if p.name.endswith(".tmp")]  # no temp left behind
+
+
+def test_opening_the_ledger_again_keeps_this_process_locks(tmp_path) -> None:
+    """Closing any descriptor of a file drops all of a process's POSIX locks on it: a second
+    Ledger in the same process must never open the database file itself, or another process
+    takes itself for the last user and removes the WAL index under our feet."""
+    home = tmp_path / "home"
+    first = Ledger(home)
+    jobs.add(first, [jobs.JobSpec("http://127.0.0.1:9/a", tmp_path / "dl")])
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.tui.lock_holder", str(paths.ledger_path(home)), "0.5"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    Ledger(home, migrate=False).close()  # as the TUI's threads and workers do
+    holder.wait(timeout=30)
+    assert paths.ledger_path(home).with_name("ledger.db-shm").exists()
+    assert jobs.get(first, 1).state is JobState.PLANNED
+    first.close()

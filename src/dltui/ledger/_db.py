@@ -52,17 +52,24 @@ def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
 
 
 def _private_file(path: Path) -> None:
-    """Create ``path`` 0600 (whatever the umask), or narrow an existing one of ours to it."""
+    """Create ``path`` 0600 (whatever the umask), or narrow an existing one of ours to it.
+
+    Never opens an existing ledger: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, the locks SQLite's other connections here rely on.
+    """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
     except OSError:
         return  # opening the database reports the real problem
     try:
-        st = os.fstat(fd)
+        st = os.stat(path)
         if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+            os.chmod(path, 0o600)
+    except OSError:
+        pass
 
 
 class Ledger:

@@ -20,7 +20,7 @@ ENV_PREFIX = "DLTUI_FLAG_"
 FLAGS: dict[str, tuple[bool, str]] = {
     "resume": (True, "resume partial downloads instead of starting again"),
     "verify_prefix": (True, "allow resume without validators when the first 64 KiB match"),
-    "dedupe": (True, "store identical content once and hardlink it into each destination"),
+    "dedupe": (True, "store identical content once and link or copy it into each destination"),
     "fsync": (True, "fsync parts every fsync_interval, finished files with fsync_on_finish"),
     "segmented": (True, "split large files into ranged connections (connections_per_file)"),
     "batch": (True, "carry small fresh downloads in batches (batch_jobs, batch_max_size)"),

@@ -28,12 +28,13 @@ from textual.worker import get_current_worker
 from dltui import paths
 from dltui.config import Settings, format_size
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, db_error, events, hosts, jobs, ops, reconcile, segments
+from dltui.ledger import Ledger, db_error, events, flags, hosts, jobs, ops, reconcile, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import Job, JobState, Segment
-from dltui.tui.model import JobBook, SortKey
+from dltui.tui.background import LedgerRunner
+from dltui.tui.model import JobBook, SideTables, SortKey
 from dltui.tui.model import Tab as BookTab
 from dltui.tui.screens.add import AddScreen
 from dltui.tui.screens.confirm import ConfirmScreen
@@ -77,6 +78,7 @@ class Polled(Message):
     now: float
     detail: JobDetail | None = None
     rev: int = 0
+    side: SideTables = field(default_factory=SideTables)
 
 
 @dataclass
@@ -138,6 +140,13 @@ class DltuiApp(App[None]):
         self.book = JobBook(clock=clock)
         self.ledger: Ledger | None = None
         self.pool: WorkerPool | None = None
+        self.runner: LedgerRunner | None = None
+        self.side = SideTables()
+        self._ledger_problem = ""
+        #: The global bandwidth last read from the ledger or set by +/- (None: the setting),
+        #: and how many of those +/- writes are still on their way.
+        self._bandwidth: int | None = None
+        self._bandwidth_pending = 0
         self._stop = threading.Event()
         self._detail_job: int | None = None
         self._labelled = False
@@ -173,9 +182,10 @@ class DltuiApp(App[None]):
             self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes \
                 else "textual-dark"
         self.ledger = Ledger(self.home)
+        self.runner = LedgerRunner(self, self.home, self._ledger_failed)
         self.sub_title = self.display_path
         if self.worker_count > 0:
-            self._start_pool(self.worker_count)
+            self._boot_pool(self.worker_count)
         self.table.focus()
         if self.poll_interval is None:
             self._poll_once()
@@ -186,7 +196,9 @@ class DltuiApp(App[None]):
     def _read(self, ledger: Ledger, rev: int, detail_job: int | None) -> Polled:
         changed = jobs.changed_since(ledger, rev, limit=1_000_000)
         detail = None if detail_job is None else read_detail(ledger, detail_job)
-        return Polled(changed, self.clock(), detail, changed[-1].rev if changed else rev)
+        side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
+                          hosts.statuses(ledger))
+        return Polled(changed, self.clock(), detail, changed[-1].rev if changed else rev, side)
 
     def _poll_once(self) -> None:
         assert self.ledger is not None
@@ -197,7 +209,6 @@ class DltuiApp(App[None]):
         ledger = Ledger(self.home, migrate=False)
         rev = 0
         me = get_current_worker()
-        said = ""  # the last problem shown: said once, not at every poll
         try:
             while not self._stop.is_set() and not me.is_cancelled:
                 try:
@@ -208,11 +219,10 @@ class DltuiApp(App[None]):
                 except (DltuiError, sqlite3.Error) as exc:
                     problem = str(exc if isinstance(exc, DltuiError)
                                   else db_error(ledger.path, exc))
-                    if problem != said:
-                        said = problem
-                        self.post_message(Notice(f"ledger: {problem}", "error"))
+                    if self.is_running:
+                        with contextlib.suppress(RuntimeError):  # it is closing just now
+                            self.call_from_thread(self._ledger_failed, problem)
                 else:
-                    said = ""
                     rev = message.rev
                     self.post_message(message)
                 self._stop.wait(self.poll_interval or 0.5)
@@ -222,9 +232,13 @@ class DltuiApp(App[None]):
     def on_polled(self, message: Polled) -> None:
         if self._stop.is_set() or not self.table.is_mounted:
             return  # shutting down
+        self._ledger_problem = ""  # readable again: a new problem is news
         self._apply(message, tick=True)
 
     def _apply(self, message: Polled, *, tick: bool) -> None:
+        self.side = message.side
+        if self._bandwidth_pending == 0:  # else a +/- the ledger has not seen yet is newer
+            self._bandwidth = message.side.global_bandwidth
         book = self.book
         book.apply(message.changed, message.now)
         if tick:
@@ -260,11 +274,25 @@ class DltuiApp(App[None]):
 
     def on_job_table_highlighted(self, message: JobTable.Highlighted) -> None:
         self._detail_job = message.job_id
-        if self.ledger is not None and message.job_id is not None:
-            # Show the row at once; the poll brings fresh ops and events (and reports a
-            # ledger that cannot be read).
-            with contextlib.suppress(DltuiError, sqlite3.Error):
-                self._show_detail(read_detail(self.ledger, message.job_id))
+        if message.job_id is not None:
+            # The row's facts show at once from the book; its ops and events follow.
+            job_id = message.job_id
+            if self.poll_interval is None and self.ledger is not None:
+                # No poll thread (pictures, tests): everything is read in step, on purpose.
+                self._show_detail(read_detail(self.ledger, job_id))
+            elif self.runner is not None:
+                self._show_detail(None)
+                self.runner.read(lambda ledger: read_detail(ledger, job_id), self._detail_read)
+
+    def _detail_read(self, detail: JobDetail) -> None:
+        if detail.job_id == self.table.current:
+            self._show_detail(detail)
+
+    def _ledger_failed(self, problem: str) -> None:
+        """Say what is wrong with the ledger, once, whichever reader or writer found it."""
+        if problem != self._ledger_problem:
+            self._ledger_problem = problem
+            self.notify(f"ledger: {problem}", severity="error")
 
     def on_job_table_activated(self, message: JobTable.Activated) -> None:
         self.action_toggle_detail()
@@ -275,6 +303,15 @@ class DltuiApp(App[None]):
     # -- workers in this process ------------------------------------------------------------
     def _own_workers(self) -> int:
         return self.pool.size if self.pool is not None else 0
+
+    @work(thread=True, exclusive=True, group="pool")
+    def _boot_pool(self, count: int) -> None:
+        """Start the in-process workers (their start-up reconcile writes to the ledger)."""
+        try:
+            self._start_pool(count)
+        except (DltuiError, sqlite3.Error) as exc:
+            text = str(exc) if isinstance(exc, DltuiError) else str(db_error(self.home, exc))
+            self.post_message(Notice(f"workers not started: {text}", "error"))
 
     def _start_pool(self, count: int) -> None:
         from dltui.worker import WorkerPool
@@ -382,7 +419,8 @@ class DltuiApp(App[None]):
 
     def action_flags(self) -> None:
         assert self.ledger is not None
-        self.push_screen(FlagsScreen(self.ledger))
+        assert self.runner is not None
+        self.push_screen(FlagsScreen(self.runner, self.side.flags))
 
     def action_workers(self) -> None:
         def chosen(count: int | None) -> None:
@@ -393,14 +431,24 @@ class DltuiApp(App[None]):
 
     def action_hosts(self) -> None:
         assert self.ledger is not None
-        self.push_screen(HostsScreen(self.ledger, self.book, self.settings, self.clock))
+        assert self.runner is not None
+        self.push_screen(HostsScreen(self.runner, lambda: self.side, self.book, self.settings,
+                                     self.clock))
 
     def action_bandwidth(self, direction: int) -> None:
-        assert self.ledger is not None
-        stored = hosts.global_bandwidth(self.ledger)
-        current = self.settings.max_bandwidth if stored is None else stored
+        # From the value last read (or last set here): the screen answers at once, and the
+        # write follows in order whatever holds the ledger.
+        current = self.settings.max_bandwidth if self._bandwidth is None else self._bandwidth
         new = step_bandwidth(current, direction)
-        hosts.set_global_bandwidth(self.ledger, new, by="tui")
+        self._bandwidth = new
+        self._bandwidth_pending += 1
+
+        def saved(_: object) -> None:
+            self._bandwidth_pending -= 1
+
+        if self.runner is not None:
+            self.runner.write(lambda ledger: hosts.set_global_bandwidth(ledger, new, by="tui"),
+                              saved)
         self.notify(f"global bandwidth: {'unlimited' if not new else format_size(new) + '/s'}",
                     timeout=2)
 
@@ -473,6 +521,8 @@ class DltuiApp(App[None]):
 
     def on_unmount(self) -> None:
         self._stop.set()
+        if self.runner is not None:
+            self.runner.close()
         if self.pool is not None:
             self.pool.stop()
         if self.ledger is not None:

@@ -9,15 +9,33 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dltui.ledger.flags import FlagState
+from dltui.ledger.hosts import GLOBAL, HostLimitRow, HostStatus
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, Job, JobState
 
 RATE_WINDOW = 5.0  # seconds of history behind a rate
 HISTORY = 120  # samples kept for sparklines (one per poll)
+
+
+@dataclass(frozen=True, slots=True)
+class SideTables:
+    """The small tables the TUI shows beside the jobs, as the last poll read them: screens
+    draw from this, never from SQLite on the UI thread."""
+
+    flags: tuple[FlagState, ...] = ()
+    limits: Mapping[str, HostLimitRow] = field(default_factory=dict)
+    statuses: Mapping[str, HostStatus] = field(default_factory=dict)
+
+    @property
+    def global_bandwidth(self) -> int | None:
+        """The stored global bandwidth limit (0 = none), or None when the setting applies."""
+        row = self.limits.get(GLOBAL)
+        return None if row is None else row.bandwidth
 
 
 class Tab(enum.StrEnum):

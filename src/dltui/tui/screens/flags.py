@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static, Switch
 
 from dltui.ledger import Ledger, flags
+from dltui.tui.background import LedgerRunner
 
 
 class FlagsScreen(ModalScreen[None]):
@@ -19,23 +20,39 @@ class FlagsScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,f,q", "close", "Close")]
     AUTO_FOCUS = "Switch"
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, runner: LedgerRunner, states: tuple[flags.FlagState, ...]) -> None:
         super().__init__()
-        self.ledger = ledger
+        self.runner = runner
+        #: As the app's last poll read them; empty before its first poll (then read here).
+        self.states = {s.name: s for s in states}
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="flags-dialog"):
             yield Static("Feature flags", classes="dialog-title")
             with VerticalScroll():
-                for state in flags.all_flags(self.ledger):
+                for name in sorted(flags.FLAGS):
+                    default, description = flags.FLAGS[name]
+                    state = self.states.get(name)
                     with Horizontal(classes="flag-row"):
-                        yield Switch(state.value, id=f"flag-{state.name}")
+                        yield Switch(default if state is None else state.value,
+                                     id=f"flag-{name}")
                         with Vertical():
-                            yield Label(f"[b]{state.name}[/]  {state.description}")
-                            yield Static(self._origin(state), id=f"origin-{state.name}",
-                                         classes="flag-origin")
+                            yield Label(f"[b]{name}[/]  {description}")
+                            yield Static("reading…" if state is None else self._origin(state),
+                                         id=f"origin-{name}", classes="flag-origin")
             yield Static("Space or Enter flips the focused switch · Esc closes",
                          classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        if not self.states:
+            self.runner.read(flags.all_flags, self._read)
+
+    def _read(self, states: list[flags.FlagState]) -> None:
+        for state in states:
+            switch = self.query_one(f"#flag-{state.name}", Switch)
+            with switch.prevent(Switch.Changed):  # the ledger's value, not the operator's
+                switch.value = state.value
+            self.query_one(f"#origin-{state.name}", Static).update(self._origin(state))
 
     @staticmethod
     def _origin(state: flags.FlagState) -> str:
@@ -46,10 +63,20 @@ class FlagsScreen(ModalScreen[None]):
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         name = (event.switch.id or "").removeprefix("flag-")
-        flags.set_flag(self.ledger, name, event.value, by="tui")
-        state = {f.name: f for f in flags.all_flags(self.ledger)}[name]
-        self.query_one(f"#origin-{name}", Static).update(self._origin(state))
-        self.notify(f"{name} {'on' if event.value else 'off'}", timeout=2)
+        value = event.value
+        origin = self.query_one(f"#origin-{name}", Static)
+        origin.update("saving…")  # the switch has moved; the ledger follows when it can
+
+        def store(ledger: Ledger) -> flags.FlagState:
+            flags.set_flag(ledger, name, value, by="tui")
+            return {f.name: f for f in flags.all_flags(ledger)}[name]
+
+        def stored(state: flags.FlagState) -> None:
+            if origin.is_mounted:
+                origin.update(self._origin(state))
+            self.app.notify(f"{name} {'on' if state.value else 'off'}", timeout=2)
+
+        self.runner.write(store, stored)
 
     def action_close(self) -> None:
         self.dismiss(None)

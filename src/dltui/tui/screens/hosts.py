@@ -15,10 +15,11 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from dltui.config import Settings, format_size, parse_size
 from dltui.errors import ConfigError
-from dltui.ledger import Ledger, hosts
+from dltui.ledger import hosts
 from dltui.model import ACTIVE_STATES
 from dltui.tui import format as fmt
-from dltui.tui.model import JobBook
+from dltui.tui.background import LedgerRunner
+from dltui.tui.model import JobBook, SideTables
 
 #: The steps `+` and `-` move the global bandwidth limit through (0 = unlimited, the top).
 BANDWIDTH_STEPS = [256 << 10, 512 << 10, 1 << 20, 2 << 20, 5 << 20, 10 << 20, 20 << 20,
@@ -98,10 +99,11 @@ class HostsScreen(ModalScreen[None]):
         Binding("g", "edit_global", "Global bandwidth"),
     ]
 
-    def __init__(self, ledger: Ledger, book: JobBook, settings: Settings,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, runner: LedgerRunner, side: Callable[[], SideTables], book: JobBook,
+                 settings: Settings, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
-        self.ledger = ledger
+        self.runner = runner
+        self.side = side  # the limits and statuses as the app's last poll read them
         self.book = book
         self.settings = settings
         self.clock = clock
@@ -132,10 +134,10 @@ class HostsScreen(ModalScreen[None]):
         return out
 
     def refresh_rows(self) -> None:
-        """Re-read limits and statuses; keep the cursor on its host."""
+        """Redraw from the latest limits and statuses; keep the cursor on its host."""
         table = self.table
-        stored = hosts.limits(self.ledger)
-        status = hosts.statuses(self.ledger)
+        side = self.side()
+        stored, status = side.limits, side.statuses
         active = self._active_by_host()
         now = self.clock()
         glob = stored.get(hosts.GLOBAL)
@@ -182,14 +184,16 @@ class HostsScreen(ModalScreen[None]):
         if host is None:
             self.notify("no host yet: hosts appear once jobs run", severity="warning")
             return
-        limit = hosts.limits(self.ledger).get(host)
+        limit = self.side().limits.get(host)
 
         def saved(result: tuple[float | None, int | None] | None) -> None:
             if result is not None:
-                hosts.set_limit(self.ledger, host, requests_per_second=result[0],
-                                bandwidth=result[1], by="tui")
-                self.notify(f"limits for {host} saved; workers apply them within a second")
-                self.refresh_rows()
+                rps, bandwidth = result
+                self.runner.write(
+                    lambda ledger: hosts.set_limit(ledger, host, requests_per_second=rps,
+                                                   bandwidth=bandwidth, by="tui"),
+                    lambda _: self.app.notify(f"limits for {host} saved; workers apply them "
+                                              "within a second"))
 
         self.app.push_screen(LimitScreen(host, limit.requests_per_second if limit else None,
                                          limit.bandwidth if limit else None), saved)
@@ -197,10 +201,12 @@ class HostsScreen(ModalScreen[None]):
     def action_edit_global(self) -> None:
         def saved(result: tuple[float | None, int | None] | None) -> None:
             if result is not None:
-                hosts.set_global_bandwidth(self.ledger, result[1], by="tui")
-                self.refresh_rows()
+                bandwidth = result[1]
+                self.runner.write(
+                    lambda ledger: hosts.set_global_bandwidth(ledger, bandwidth, by="tui"),
+                    lambda _: self.app.notify("global bandwidth saved"))
 
-        self.app.push_screen(LimitScreen(hosts.GLOBAL, None, hosts.global_bandwidth(self.ledger),
+        self.app.push_screen(LimitScreen(hosts.GLOBAL, None, self.side().global_bandwidth,
                                          global_only=True), saved)
 
     def action_close(self) -> None:

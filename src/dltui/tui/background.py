@@ -1,0 +1,79 @@
+"""Ledger reads and writes for the TUI, off its UI thread.
+
+A write waits for SQLite's lock up to the busy timeout (30 s); on the UI thread that would
+freeze the screen whenever another process holds the ledger. Here writes go, in the order they
+were asked for, to one writer thread, and reads to threads of their own; each result comes back
+to the UI thread as a callback, and a failure as a notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual.app import App
+
+from dltui.errors import DltuiError
+from dltui.ledger import Ledger, db_error
+
+T = TypeVar("T")
+_Write = tuple[Callable[[Ledger], Any], Callable[[Any], None] | None]
+
+
+class LedgerRunner:
+    """Runs ledger calls for one app: writes in order on one thread, reads in parallel."""
+
+    def __init__(self, app: App[Any], home: Path,
+                 on_error: Callable[[str], None]) -> None:
+        self._app = app
+        self._ledger = Ledger(home, migrate=False)  # a connection per thread, as always
+        self._on_error = on_error
+        self._writes: queue.Queue[_Write | None] = queue.Queue()  # None: stop
+        self._writer = threading.Thread(target=self._write_loop, name="dltui-tui-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    def write(self, fn: Callable[[Ledger], T],
+              done: Callable[[T], None] | None = None) -> None:
+        """Queue ``fn(ledger)`` behind earlier writes; ``done(result)`` runs on the UI thread."""
+        self._writes.put((fn, done))
+
+    def read(self, fn: Callable[[Ledger], T], done: Callable[[T], None]) -> None:
+        """Run ``fn(ledger)`` on a thread of its own; ``done(result)`` runs on the UI thread."""
+        threading.Thread(target=self._call, args=(fn, done), name="dltui-tui-read",
+                         daemon=True).start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Apply the writes already queued (waiting at most ``timeout``), then stop."""
+        self._writes.put(None)
+        self._writer.join(timeout)
+        self._ledger.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._writes.get()
+            if item is None:
+                return
+            self._call(*item)
+
+    def _call(self, fn: Callable[[Ledger], T], done: Callable[[T], None] | None) -> None:
+        try:
+            result = fn(self._ledger)
+        except DltuiError as exc:
+            self._back(self._on_error, str(exc))
+        except sqlite3.Error as exc:
+            self._back(self._on_error, str(db_error(self._ledger.path, exc)))
+        else:
+            if done is not None:
+                self._back(done, result)
+
+    def _back(self, fn: Callable[[Any], None], value: Any) -> None:
+        if not self._app.is_running:
+            return  # the app has exited: nobody to tell
+        with contextlib.suppress(RuntimeError):  # it exited just now
+            self._app.call_from_thread(fn, value)
