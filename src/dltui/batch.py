@@ -164,9 +164,8 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
     boot = durability.boot_id()
     rows = [(i.job_id, {"file_name": i.name, "error": None, "decision": _FRESH.mode.value,
                         "decision_reason": _FRESH.reason}) for i in items]
-    # The key of JobRun's first try, so a job handed back replays this very op.
-    stream_keys = [ops.op_key("STREAM", i.job_id, **{"attempt": i.run.job.attempts, "try": 1})
-                   for i in items]
+    # The lane's effects are those of JobRun's first try: a job handed back replays them.
+    stream_keys = [ops.stream_key(i.job_id, i.run.job.attempts, ops.FIRST_TRY) for i in items]
     with ledger.write() as conn:
         jobs.advance_many_in(conn, [JobState.LEASED, JobState.PRECHECKED], rows, owner=owner)
         events.append_many(conn, (
@@ -174,7 +173,7 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
                                     "offset": 0, "detail": _FRESH.describe()}) for i in items))
         jobs.advance_many_in(conn, [JobState.PRECHECKED, JobState.STREAMING],
                              [(i.job_id, {}) for i in items], owner=owner)
-        ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "STREAM", i.run.job.attempts, {})
+        ops.start_many_in(conn, [ops.OpStart(k, i.job_id, ops.OpKind.STREAM, i.run.job.attempts, {})
                                  for k, i in zip(stream_keys, items, strict=True)])
     _set_state(items, JobState.STREAMING)
 
@@ -194,15 +193,15 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
                 if i.job_id not in cancelled]
         stopped = [i for i in items if i.job_id in cancelled]
         stream_keys, items = [k for k, _ in keep], [i for _, i in keep]
-        finalize_keys = [ops.op_key("FINALIZE", i.job_id, sha256=i.sha) for i in items]
+        finalize_keys = [ops.finalize_key(i.job_id, i.sha) for i in items]
         if items:
             ops.finish_many_in(conn, [(k, as_record(i.body.result))
                                       for k, i in zip(stream_keys, items, strict=True)])
             jobs.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
                                  [(i.job_id, _complete(i, sync, boot)) for i in items],
                                  owner=owner)
-            ops.start_many_in(conn, [ops.OpStart(k, i.job_id, "FINALIZE", i.run.job.attempts,
-                                                 {"sha256": i.sha})
+            ops.start_many_in(conn, [ops.OpStart(k, i.job_id, ops.OpKind.FINALIZE,
+                                                 i.run.job.attempts, {"sha256": i.sha})
                                      for k, i in zip(finalize_keys, items, strict=True)])
     for item in stopped:
         item.run.request_stop("cancel")
@@ -212,12 +211,12 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
     _set_state(items, JobState.FINALIZING)
 
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
-    link_keys = [ops.op_key("LINK", i.job_id, sha256=i.sha, dir=str(i.dest_dir)) for i in items]
+    link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
     with ledger.write() as conn:
         ops.finish_many_in(conn, list(zip(finalize_keys, promoted, strict=True)))
         objects.record_in(conn, _object_identities(items, promoted))
         ops.start_many_in(conn, [
-            ops.OpStart(k, i.job_id, "LINK", i.run.job.attempts,
+            ops.OpStart(k, i.job_id, ops.OpKind.LINK, i.run.job.attempts,
                         {"sha256": i.sha, "dest": str(i.dest_dir / i.name)})
             for k, i in zip(link_keys, items, strict=True)])
 

@@ -276,11 +276,10 @@ class JobRun:
         else:
             pool.breaker.success(self.host)
 
-    def _op(self, kind: str, fn: Any, on_done: Any = None, on_start: Any = None,
-            **key: Any) -> Any:
-        return ops.run_effect(self.ledger, ops.op_key(kind, self.job.id, **key), fn,
-                              job_id=self.job.id, kind=kind, owner=self.owner,
-                              attempt=self.job.attempts, args=key.get("args"), on_done=on_done,
+    def _op(self, kind: ops.OpKind, key: str, fn: Any, on_done: Any = None,
+            on_start: Any = None) -> Any:
+        return ops.run_effect(self.ledger, key, fn, job_id=self.job.id, kind=kind,
+                              owner=self.owner, attempt=self.job.attempts, on_done=on_done,
                               on_start=on_start)
 
     def _streamed(self, conn: Any, result: dict[str, Any]) -> None:
@@ -307,15 +306,14 @@ class JobRun:
             self.state = JobState.FINALIZING
             if self.flags["dedupe"]:
                 # FINALIZE is the next effect: mark it started in this transaction.
-                key = ops.op_key("FINALIZE", self.job.id, sha256=result["sha256"])
-                ops.start_in(conn, key, job_id=self.job.id, kind="FINALIZE",
+                key = ops.finalize_key(self.job.id, result["sha256"])
+                ops.start_in(conn, key, job_id=self.job.id, kind=ops.OpKind.FINALIZE,
                              attempt=self.job.attempts, args={"sha256": result["sha256"]})
                 self._prestarted.add(key)
 
     def _download(self) -> None:
         pool, job = self.pool, self.job
         url = job.url
-        try_key = {"attempt": job.attempts, "try": self._tries}
         cached_sha, cached_validators = self._cached_object()
         if self._nothing_to_check(cached_sha):
             # Nothing on disk to resume and nothing stored to reuse: the GET's own headers tell
@@ -324,7 +322,8 @@ class JobRun:
                            disposition_name=None, head_ok=False, note="skipped")
         else:
             pre = Precheck(**from_record(self._op(
-                "HEAD", lambda: as_record(precheck(pool.client, url)), **try_key)))
+                ops.OpKind.HEAD, ops.head_key(job.id, job.attempts, self._tries),
+                lambda: as_record(precheck(pool.client, url)))))
         self._head_ok = pre.head_ok
         recorded = job.validators
         server = pre.validators if pre.head_ok else recorded
@@ -378,8 +377,9 @@ class JobRun:
             self._advance_in(conn, JobState.STREAMING)
 
         result = StreamResult(**from_record(self._op(
-            "STREAM", lambda: as_record(self._fetch(url, decision, server)),
-            on_done=self._streamed, on_start=starting, **try_key)))
+            ops.OpKind.STREAM, ops.stream_key(job.id, job.attempts, self._tries),
+            lambda: as_record(self._fetch(url, decision, server)),
+            on_done=self._streamed, on_start=starting)))
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
                             expected_sha256=job.expected_sha256)
@@ -490,11 +490,11 @@ class JobRun:
         dest_dir = Path(job.dest_dir)
         fsync = self.sync_finished
         store = pool.store
-        finalize_key = ops.op_key("FINALIZE", job.id, sha256=sha)
+        finalize_key = ops.finalize_key(job.id, sha)
         if finalize_key in self._prestarted or self.flags["dedupe"] or (
                 store.has(sha) and not self.part.exists()):
             part = self.part
-            link_key = ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir))
+            link_key = ops.link_key(job.id, sha, dest_dir)
             link_args = {"sha256": sha, "dest": str(dest_dir / name)}
 
             def start_link(conn: Any, result: Any) -> None:
@@ -502,7 +502,7 @@ class JobRun:
                 if obj is not None:
                     objects.record_in(conn, [(sha, obj)])
                 # LINK is the next effect: mark it started with FINALIZE's completion.
-                ops.start_in(conn, link_key, job_id=job.id, kind="LINK", owner=self.owner,
+                ops.start_in(conn, link_key, job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner,
                              attempt=job.attempts, args=link_args)
                 self._prestarted.add(link_key)
 
@@ -512,7 +512,7 @@ class JobRun:
             ops.run_effect(
                 self.ledger, finalize_key,
                 lambda: finalize.promote(store, part, sha, fsync=fsync),
-                job_id=job.id, kind="FINALIZE", owner=self.owner, attempt=job.attempts,
+                job_id=job.id, kind=ops.OpKind.FINALIZE, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha},
                 verify=lambda r: store.has(sha) and not part.exists(),
                 on_done=start_link, started=fin_started,
@@ -523,7 +523,7 @@ class JobRun:
                 self.ledger, link_key,
                 lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync,
                                       mode=pool.settings.link_mode),
-                job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
+                job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
                 args=link_args,
                 verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
                 on_done=lambda conn, r: self._finalized(conn, sha, r),
@@ -532,9 +532,9 @@ class JobRun:
         else:
             part = self.part
             placed = ops.run_effect(
-                self.ledger, ops.op_key("LINK", job.id, sha256=sha, dir=str(dest_dir)),
+                self.ledger, ops.link_key(job.id, sha, dest_dir),
                 lambda: finalize.place_part(part, sha, dest_dir, name, fsync=fsync),
-                job_id=job.id, kind="LINK", owner=self.owner, attempt=job.attempts,
+                job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha, "dest": str(dest_dir / name)},
                 on_done=lambda conn, r: self._finalized(conn, sha, r),
             )

@@ -8,11 +8,13 @@ never run again unless its ``verify`` says the effect has since disappeared.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dltui.errors import LeaseLost, UnknownJob
@@ -49,10 +51,45 @@ class Op:
     finished_at: float | None
 
 
+class OpKind(enum.StrEnum):
+    """The side effects of a download, in the order they happen (docs/ARCHITECTURE.md)."""
+
+    HEAD = "HEAD"  # the precheck request
+    STREAM = "STREAM"  # the body into the part file
+    FINALIZE = "FINALIZE"  # the verified part into the store
+    LINK = "LINK"  # the stored object (or the part) at the destination
+
+
+#: The number of the first try of an attempt; the small-file lane's effects are that try's.
+FIRST_TRY = 1
+
+
 def op_key(kind: str, job_id: int, **parts: Any) -> str:
     """Deterministic op key: sha256 of the sorted JSON of version, kind, job and ``parts``."""
     payload = {"v": OP_KEY_VERSION, "kind": kind, "job": job_id, **parts}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# The one definition of each op's key: the per-job path and the small-file lane both use these,
+# so a job handed from one to the other replays the very same op.
+def head_key(job_id: int, attempt: int, try_: int) -> str:
+    """HEAD of one try of one attempt."""
+    return op_key(OpKind.HEAD, job_id, attempt=attempt, **{"try": try_})
+
+
+def stream_key(job_id: int, attempt: int, try_: int) -> str:
+    """STREAM of one try of one attempt."""
+    return op_key(OpKind.STREAM, job_id, attempt=attempt, **{"try": try_})
+
+
+def finalize_key(job_id: int, sha256: str) -> str:
+    """FINALIZE of these bytes (once per job and digest, whatever the attempt)."""
+    return op_key(OpKind.FINALIZE, job_id, sha256=sha256)
+
+
+def link_key(job_id: int, sha256: str, dest_dir: Path | str) -> str:
+    """LINK of these bytes into this directory."""
+    return op_key(OpKind.LINK, job_id, sha256=sha256, dir=str(dest_dir))
 
 
 def _op(row: Any) -> Op:

@@ -81,9 +81,9 @@ class ReconcileReport:
 def _verify_op(store: Store, op: ops.Op) -> tuple[bool, Any]:
     """Whether a ``started`` op's effect is on disk, and the result to record if so."""
     sha = op.args.get("sha256")
-    if op.kind == "FINALIZE" and sha and store.has(sha):
+    if op.kind == ops.OpKind.FINALIZE and sha and store.has(sha):
         return True, {"sha256": sha, "object": str(store.object_path(sha)), "verified": True}
-    if op.kind == "LINK" and sha and op.args.get("dest"):
+    if op.kind == ops.OpKind.LINK and sha and op.args.get("dest"):
         dest = Path(op.args["dest"])
         if store.has(sha) and store.is_materialized(sha, dest):
             return True, {"sha256": sha, "dest": str(dest), "how": "present", "verified": True}
