@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,44 +71,61 @@ def eligible(pool: WorkerPool, run: JobRun) -> bool:
             and not run.part.exists())
 
 
-def carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
-    """Finish what the lane can of ``runs``; return the runs JobRun must carry on."""
+@dataclass(slots=True)
+class LaneResult:
+    """What the lane did with each job it was given; it writes no field of a JobRun."""
+
+    #: Jobs the lane FINALIZED.
+    finished: list[JobRun] = field(default_factory=list)
+    #: Jobs JobRun must carry on, each with the failure of its first try when the lane's
+    #: request failed (JobRun then treats it as its own first try).
+    left: list[tuple[JobRun, DltuiError | None]] = field(default_factory=list)
+    #: The lane stopped midway: the ledger is ahead of what the runs in ``left`` last read.
+    stale: bool = False
+
+
+def carry(pool: WorkerPool, runs: list[JobRun]) -> LaneResult:
+    """Finish what the lane can of ``runs``; say what became of each."""
+    result = LaneResult()
+    settled: set[int] = set()  # finished, or stopped by the operator, inside the lane
     try:
-        return _carry(pool, runs)
+        _carry(pool, runs, result, settled)
     except Exception as exc:  # a lost lease, a full disk, a bug: JobRun settles each job
         if not isinstance(exc, DltuiError | OSError):  # a full disk is no bug: JobRun words it
             with contextlib.suppress(DltuiError, sqlite3.Error):
                 events.record(pool.ledger, "internal_error", None, error=repr(exc),
                               traceback=traceback.format_exc(), where="small-file lane")
-        left = [r for r in runs if not r.released]
-        for run in left:
-            with contextlib.suppress(DltuiError):
-                fresh = jobs.find(pool.ledger, run.job.id)
-                if fresh is not None:
-                    run.job, run.state = fresh, fresh.state
-        return left
+        handed = dict((id(run), error) for run, error in result.left)
+        result.finished = [r for r in result.finished if r.job.id in settled]
+        result.left = [(r, handed.get(id(r))) for r in runs if r.job.id not in settled]
+        result.stale = True
+    return result
 
 
-def _carry(pool: WorkerPool, runs: list[JobRun]) -> list[JobRun]:
+def _carry(pool: WorkerPool, runs: list[JobRun], result: LaneResult,
+           settled: set[int]) -> None:
     lane: list[JobRun] = []
     rest: list[JobRun] = []
     for run in runs:
         (lane if eligible(pool, run) else rest).append(run)
     if len(lane) < 2:
-        return runs
+        result.left = [(run, None) for run in runs]
+        return
     lane = _without_stored(pool, lane, rest)
-    items = _fetch(pool, lane, rest)
+    result.left = [(run, None) for run in rest]
+    items = _fetch(pool, lane, result.left)
     if not items:
-        return rest
+        return
     try:
         _check_space(pool, items)
     except DltuiError:
-        return rest + [i.run for i in items]  # JobRun fetches again and reports it
+        result.left += [(i.run, None) for i in items]  # JobRun fetches again and reports it
+        return
     for item in [i for i in items if i.run.stop_reason is not None]:
         items.remove(item)
         item.run.stopped()  # paused, cancelled or shut down before anything was recorded
-    _finish(pool, items)
-    return rest
+        settled.add(item.job_id)
+    _finish(pool, items, result, settled)
 
 
 def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) -> list[JobRun]:
@@ -121,27 +138,27 @@ def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) ->
     return keep
 
 
-def _fetch(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) -> list[_Item]:
+def _fetch(pool: WorkerPool, lane: list[JobRun],
+           left: list[tuple[JobRun, DltuiError | None]]) -> list[_Item]:
     items = []
     limit = pool.settings.batch_max_size
     for run in lane:
         if run.stop_reason is not None:
-            rest.append(run)
+            left.append((run, None))
             continue
         if run.flags["circuit_breaker"]:
             try:
                 pool.breaker.before_request(run.host)
             except CircuitOpenError:
-                rest.append(run)  # JobRun asks the breaker again and re-queues the job
+                left.append((run, None))  # JobRun asks the breaker again and re-queues it
                 continue
         try:
             body = small.fetch_small(pool.client, run.job.url, _FRESH, max_bytes=limit)
         except DltuiError as exc:
-            run.handed_error = exc
-            rest.append(run)
+            left.append((run, exc))
             continue
         if body is None or run.job.expected_sha256 not in (None, body.result.sha256):
-            rest.append(run)
+            left.append((run, None))
             continue
         pool.breaker.success(run.host)
         job = run.job
@@ -156,7 +173,8 @@ def _check_space(pool: WorkerPool, items: list[_Item]) -> None:
     quota.check_free_space(dirs, sum(len(i.body.data) for i in items), pool.settings)
 
 
-def _finish(pool: WorkerPool, items: list[_Item]) -> None:
+def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
+            settled: set[int]) -> None:
     if not items:
         return
     ledger, owner = pool.ledger, items[0].run.owner
@@ -175,15 +193,13 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
                              [(i.job_id, {}) for i in items], owner=owner)
         ops.start_many_in(conn, [ops.OpStart(k, i.job_id, ops.OpKind.STREAM, i.run.job.attempts, {})
                                  for k, i in zip(stream_keys, items, strict=True)])
-    _set_state(items, JobState.STREAMING)
 
     parts_dir = paths.parts_dir(ledger.home)
     parts_dir.mkdir(parents=True, exist_ok=True)
     for item in items:
         small.write_part(item.run.part, item.body.data, fsync=sync)
         size = item.body.result.size
-        pool.stats.bytes += size - item.run.bytes_now
-        item.run.bytes_now, item.run.total = size, size
+        item.run.progress(size, size)
         item.sha = item.body.result.sha256
 
     with ledger.write() as conn:
@@ -206,9 +222,9 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
     for item in stopped:
         item.run.request_stop("cancel")
         item.run.stopped()
+        settled.add(item.job_id)
     if not items:
         return
-    _set_state(items, JobState.FINALIZING)
 
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
     link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
@@ -238,9 +254,8 @@ def _finish(pool: WorkerPool, items: list[_Item]) -> None:
             last_data=[{"dest": p["dest"], "how": p.get("how")} for p in placed],
         )
     for item in items:
-        item.run.state = JobState.FINALIZED
-        item.run.released = True
-    pool.stats.finished += len(items)
+        settled.add(item.job_id)
+        result.finished.append(item.run)
 
 
 def _object_identities(items: list[_Item],
@@ -251,11 +266,6 @@ def _object_identities(items: list[_Item],
         if obj is not None:
             out.append((item.sha, obj))
     return out
-
-
-def _set_state(items: list[_Item], state: JobState) -> None:
-    for item in items:
-        item.run.state = state
 
 
 def _complete(item: _Item, sync: bool, boot: str | None) -> dict[str, Any]:

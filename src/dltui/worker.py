@@ -104,9 +104,7 @@ class JobRun:
         self._complete_cp: tuple[dict[str, Any], tuple[Segment, ...] | None] | None = None
         self._prestarted: set[str] = set()  # ops marked started with the step before them
         self.resume_segments: list[Segment] = []
-        #: The failure of a first try made elsewhere (the small-file lane); the next try
-        #: raises it, so retries, the breaker and failure reports treat it as their own.
-        self.handed_error: DltuiError | None = None
+        self._handed_error: DltuiError | None = None  # see run()
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -199,8 +197,14 @@ class JobRun:
         return self.flags["fsync"] and self.pool.settings.fsync_on_finish
 
     # -- the pipeline -----------------------------------------------------------------------
-    def run(self) -> None:
-        """Carry the job as far as it goes; every outcome ends in a ledger state."""
+    def run(self, handed: DltuiError | None = None) -> None:
+        """Carry the job as far as it goes; every outcome ends in a ledger state.
+
+        ``handed`` is the failure of a first try made elsewhere (the small-file lane): the
+        first try here raises it, so retries, the breaker and failure reports treat it as
+        their own.
+        """
+        self._handed_error = handed
         try:
             retrying = policy.retrying(
                 self.pool.settings, enabled=self.flags["retries"], cancel=self.cancel,
@@ -261,7 +265,7 @@ class JobRun:
             raise Interrupted(self.control())
         self._tries += 1
         pool = self.pool
-        handed, self.handed_error = self.handed_error, None
+        handed, self._handed_error = self._handed_error, None
         if self.flags["circuit_breaker"] and handed is None:
             pool.breaker.before_request(self.host)
         try:
@@ -572,6 +576,19 @@ class JobRun:
                             fields=fields)
             self.released = True
 
+    def reload(self) -> None:
+        """Read the job again: the small-file lane may have moved it on before it stopped."""
+        with contextlib.suppress(DltuiError):
+            fresh = jobs.find(self.ledger, self.job.id)
+            if fresh is not None:
+                self.job, self.state = fresh, fresh.state
+
+    def finished_in_lane(self) -> None:
+        """The small-file lane FINALIZED this job (its lease cleared in that transaction)."""
+        self.state = JobState.FINALIZED
+        self.released = True
+        self.pool.stats.finished += 1
+
     def stopped(self) -> None:
         """End the job as its stop asked: paused, cancelled (part deleted) or re-queued."""
         reason = self.stop_reason or "pause"
@@ -765,8 +782,18 @@ class WorkerPool:
             with self._lock:
                 self._active.update((run.job.id, run) for run in runs)
             try:
-                for run in batch.carry(self, runs) if len(runs) > 1 else runs:
-                    self._carry(run)
+                todo: list[tuple[JobRun, DltuiError | None]] = [(run, None) for run in runs]
+                if len(runs) > 1:
+                    lane = batch.carry(self, runs)
+                    for run in lane.finished:
+                        run.finished_in_lane()
+                        self._done(run)
+                    todo = lane.left
+                    if lane.stale:
+                        for run, _ in todo:
+                            run.reload()
+                for run, handed in todo:
+                    self._carry(run, handed)
                     self._done(run)
             except (sqlite3.Error, LedgerError) as exc:
                 self._ledger_failed(exc)
@@ -775,10 +802,10 @@ class WorkerPool:
                 for run in runs:
                     self._done(run)
 
-    def _carry(self, run: JobRun) -> None:
+    def _carry(self, run: JobRun, handed: DltuiError | None = None) -> None:
         """Run one job; a worker thread survives anything but an unusable ledger."""
         try:
-            run.run()
+            run.run(handed)
         except (sqlite3.Error, LedgerError):
             raise
         except Exception as exc:  # JobRun settles its own failures; this is a bug in that
