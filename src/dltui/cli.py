@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dltui import __version__, config, paths
-from dltui.errors import DltuiError, IllegalTransition, LedgerError, UsageError
+from dltui.errors import DltuiError, IllegalTransition, LedgerError, NotApplicable, UsageError
 from dltui.ledger import Ledger, db_error, flags, jobs, reconcile, segments
 from dltui.model import Job, JobState, Segment
 from dltui.units import human_size
@@ -225,7 +225,7 @@ def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     for job_id in targets:
         try:
             outcome = action(ledger, job_id, by="cli")
-        except (jobs.NotApplicable, IllegalTransition) as exc:
+        except (NotApplicable, IllegalTransition) as exc:
             skipped += 1
             if not args.all:
                 problems.append(str(exc))
@@ -243,23 +243,8 @@ def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
     """Refuse the whole command when any named job cannot take the action (nothing changes)."""
     if args.all or not args.jobs:
         return
-    allowed = {
-        "pause": {JobState.PLANNED, JobState.PAUSED, JobState.LEASED, JobState.PRECHECKED,
-                  JobState.STREAMING, JobState.FINALIZING},
-        "resume": {JobState.PAUSED, JobState.PLANNED, JobState.LEASED, JobState.PRECHECKED,
-                   JobState.STREAMING, JobState.FINALIZING},
-        "retry": {JobState.FAILED},
-        "cancel": set(JobState) - {JobState.FINALIZED, JobState.CANCELLED, JobState.FINALIZING},
-    }[args.command]
     for job_id in dict.fromkeys(args.jobs):
-        job = jobs.get(ledger, job_id)
-        if args.command == "cancel" and job.state is JobState.FINALIZING:
-            raise UsageError(f"job {job_id} is finishing; it can no longer be cancelled")
-        if job.state not in allowed:
-            need = ", ".join(sorted(s.value for s in allowed))
-            raise UsageError(
-                f"job {job_id} is {job.state}; {args.command} applies to jobs in {need}"
-            )
+        jobs.check_action(jobs.get(ledger, job_id), args.command)
 
 
 # -- reconcile / flags -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Every error carries enough context to be printed as one line for the operator::
     │   ├── InvalidDigest       --sha256 is not 64 hex digits
     │   ├── InvalidName         --name is not a plain file name
     │   ├── UnknownJob          a job id that is not in the ledger
+    │   ├── NotApplicable       an operator action the job's state does not allow
     │   ├── UnknownFlag         a feature flag that does not exist, or a bad value
     │   └── ConfigError         a bad config file, setting or DLTUI_* variable
     ├── LedgerError             the ledger file itself is unusable (CLI exit code 2)
@@ -29,6 +30,8 @@ Every error carries enough context to be printed as one line for the operator::
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class DltuiError(Exception):
@@ -53,6 +56,22 @@ class InvalidName(UsageError):
 
 class UnknownJob(UsageError):
     """A job id that the ledger does not hold."""
+
+
+class NotApplicable(UsageError):
+    """An operator action (pause, resume, retry, cancel) the job's current state refuses."""
+
+    def __init__(self, job_id: int, state: str, action: str, allowed: Iterable[str]) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.action = action
+        self.allowed = tuple(sorted(allowed))
+        if action == "cancel" and state == "FINALIZING":
+            text = f"job {job_id} is finishing; it can no longer be cancelled"
+        else:
+            text = (f"job {job_id} is {state}; {action} applies to jobs in "
+                    f"{', '.join(self.allowed)}")
+        super().__init__(text)
 
 
 class UnknownFlag(UsageError):

@@ -51,6 +51,17 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
+#: The states in which each operator action applies: the one table the CLI checks a whole
+#: command against before it changes anything, and the ledger enforces per job. Cancel is
+#: refused while FINALIZING: the file is being placed.
+ACTION_STATES: dict[str, frozenset[JobState]] = {
+    "pause": frozenset({S.PLANNED, S.PAUSED, *ACTIVE_STATES}),
+    "resume": frozenset({S.PLANNED, S.PAUSED, *ACTIVE_STATES}),
+    "retry": frozenset({S.FAILED}),
+    "cancel": frozenset(set(JobState) - {*FINAL_STATES, S.FINALIZING}),
+}
+
+
 def can_transition(current: JobState | str, target: JobState | str) -> bool:
     """True when the state machine allows ``current -> target``."""
     return JobState(target) in TRANSITIONS[JobState(current)]

@@ -80,7 +80,7 @@ def test_operator_actions(ledger, dest) -> None:
     assert jobs.pause(ledger, queued) == "already paused"
     assert jobs.resume(ledger, queued) == "resumed"
     assert jobs.get(ledger, queued).state is JobState.PLANNED
-    with pytest.raises(jobs.NotApplicable, match="only FAILED"):
+    with pytest.raises(jobs.NotApplicable, match="retry applies to jobs in FAILED"):
         jobs.retry(ledger, queued)
     assert jobs.cancel(ledger, queued) == "cancelled"
     with pytest.raises(jobs.NotApplicable):

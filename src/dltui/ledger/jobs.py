@@ -14,12 +14,20 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from dltui import names, paths
-from dltui.errors import IllegalTransition, InvalidDigest, LeaseLost, UnknownJob, UsageError
+from dltui.errors import (
+    IllegalTransition,
+    InvalidDigest,
+    LeaseLost,
+    NotApplicable,
+    UnknownJob,
+    UsageError,
+)
 from dltui.ledger import events, segments
 from dltui.ledger._db import next_revs
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import (
+    ACTION_STATES,
     ACTIVE_STATES,
     FINAL_STATES,
     JOB_FIELDS,
@@ -58,10 +66,6 @@ def dest_fields(ident: FileIdentity | None) -> dict[str, Any]:
     if ident is None:
         return {"final_dev": None, "final_ino": None, "final_mtime_ns": None}
     return {"final_dev": ident.dev, "final_ino": ident.ino, "final_mtime_ns": ident.mtime_ns}
-
-
-class NotApplicable(UsageError):
-    """An operator action that does not apply to the job's current state."""
 
 
 class DigestConflict(UsageError):
@@ -496,6 +500,16 @@ def _delete_part(ledger: Ledger, job_id: int) -> None:
         part.unlink(missing_ok=True)
 
 
+def _refuse(job_id: int, state: JobState, action: str) -> NotApplicable:
+    return NotApplicable(job_id, state.value, action, (s.value for s in ACTION_STATES[action]))
+
+
+def check_action(job: Job, action: str) -> None:
+    """Raise NotApplicable when ``action`` does not apply to ``job``'s state now."""
+    if job.state not in ACTION_STATES[action]:
+        raise _refuse(job.id, job.state, action)
+
+
 def pause(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
     """Pause a job: at once when no worker holds it, else at the worker's next checkpoint."""
     with ledger.write() as conn:
@@ -511,7 +525,7 @@ def pause(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             write_row(conn, job_id, {"control": Control.PAUSE.value})
             events.append(conn, "control", job_id, control="pause", by=by)
             return "pause requested"
-        raise NotApplicable(f"job {job_id} is {state}; only queued or running jobs can be paused")
+        raise _refuse(job_id, state, "pause")
 
 
 def resume(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
@@ -529,7 +543,7 @@ def resume(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
                 events.append(conn, "control", job_id, control="run", by=by)
                 return "pause withdrawn"
             return "already running" if state in ACTIVE_STATES else "already queued"
-        raise NotApplicable(f"job {job_id} is {state}; only paused jobs can be resumed")
+        raise _refuse(job_id, state, "resume")
 
 
 def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
@@ -537,8 +551,8 @@ def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
     with ledger.write() as conn:
         row = _current(conn, job_id)
         state = JobState(row["state"])
-        if state is not JobState.FAILED:
-            raise NotApplicable(f"job {job_id} is {state}; only FAILED jobs can be retried")
+        if state not in ACTION_STATES["retry"]:
+            raise _refuse(job_id, state, "retry")
         transition_in(conn, job_id, JobState.PLANNED, reason="operator retry",
                       fields={"control": Control.RUN.value, "error": None, **CLEAR_LEASE},
                       by=by)
@@ -550,11 +564,8 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
     with ledger.write() as conn:
         row = _current(conn, job_id)
         state = JobState(row["state"])
-        if state in FINAL_STATES:
-            raise NotApplicable(f"job {job_id} is {state}; it can no longer be cancelled")
-        if state is JobState.FINALIZING:
-            # Its file is being placed: a cancel now could leave half of that done.
-            raise NotApplicable(f"job {job_id} is finishing; it can no longer be cancelled")
+        if state not in ACTION_STATES["cancel"]:
+            raise _refuse(job_id, state, "cancel")
         if state in ACTIVE_STATES and _lease_live(row, now()):
             write_row(conn, job_id, {"control": Control.CANCEL.value})
             events.append(conn, "control", job_id, control="cancel", by=by)
