@@ -107,7 +107,7 @@ def test_a_broken_symlink_at_a_finished_files_path(ledger, home, dest, origin, s
 def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, origin, settings,
                                                         monkeypatch, flag_batch) -> None:
     from dltui import batch
-    from dltui import worker as worker_mod
+    from dltui.engine import stream
     from dltui.ledger import flags
 
     flags.set_flag(ledger, "batch", flag_batch, by="test")
@@ -118,7 +118,7 @@ def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, orig
         if url == urls[0] and not cancelled:  # the operator's cancel, just as the last byte
             cancelled.append(jobs.cancel(ledger, 1, by="test"))
 
-    real_fetch, real_write = worker_mod.stream.fetch, batch.small.write_part
+    real_fetch, real_write = stream.fetch, batch.small.write_part
 
     def fetch(client, url, *a, **kw):
         result = real_fetch(client, url, *a, **kw)
@@ -130,7 +130,7 @@ def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, orig
         if part.name == "1.part":
             cancel_first(urls[0])
 
-    monkeypatch.setattr(worker_mod.stream, "fetch", fetch)
+    monkeypatch.setattr(stream, "fetch", fetch)
     monkeypatch.setattr(batch.small, "write_part", write_part)
     first, second = fetch_all(ledger, dest, settings, *urls, workers=1)  # one batch of two
     assert cancelled == ["cancel requested"]

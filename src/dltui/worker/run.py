@@ -1,9 +1,7 @@
-"""Where the engine meets the ledger: lease a job, run its steps as exactly-once ops, release.
+"""One leased job carried through its ops: :class:`JobRun`.
 
-A :class:`WorkerPool` runs N worker threads and one keeper thread. Workers lease jobs and carry
-them through HEAD / STREAM / FINALIZE / LINK; the keeper renews their leases (the heartbeat),
-watches the ledger for pause/cancel and re-reads flags, so operator intent from any process lands
-within ``control_poll`` seconds.
+It owns the job's lease while it runs: the stream hooks record checkpoints, each effect is an
+exactly-once op, and every outcome ends in a ledger state.
 """
 
 from __future__ import annotations
@@ -16,15 +14,12 @@ import sqlite3
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from dltui import batch, durability, paths
-from dltui.config import Settings
+from dltui import durability, paths
 from dltui.engine import finalize, policy, quota, resume, stream
-from dltui.engine.client import make_client
 from dltui.engine.precheck import Precheck, precheck
 from dltui.engine.transfer import (
     Checkpoint,
@@ -42,16 +37,12 @@ from dltui.errors import (
     IntegrityError,
     Interrupted,
     LeaseLost,
-    LedgerError,
     QuotaError,
     TransportError,
 )
 from dltui.ledger import (
     Ledger,
-    db_error,
     events,
-    flags,
-    hosts,
     is_disk_full,
     jobs,
     leases,
@@ -60,25 +51,17 @@ from dltui.ledger import (
     segments,
 )
 from dltui.model import (
-    ACTIVE_STATES,
     Control,
     Job,
     JobState,
     Segment,
     ServerValidators,
 )
-from dltui.store import Store
+
+if TYPE_CHECKING:
+    from dltui.worker.pool import WorkerPool
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
-
-
-@dataclass
-class PoolStats:
-    """Counters a front end shows; updated by worker threads without locks (ints only)."""
-
-    finished: int = 0
-    failed: int = 0
-    bytes: int = 0
 
 
 class JobRun:
@@ -633,252 +616,3 @@ def _tiles(saved: list[Segment], committed: int, total: int | None) -> bool:
             return False
         reach = seg.end
     return reach == total and sum(s.done for s in saved) == committed
-
-
-class WorkerPool:
-    """N worker threads plus a keeper, all sharing one httpx client, limits and breakers."""
-
-    def __init__(self, ledger: Ledger, settings: Settings, *, workers: int | None = None) -> None:
-        self.ledger = ledger
-        self.settings = settings
-        self.size = workers if workers is not None else settings.workers
-        self.store = Store(paths.store_dir(ledger.home))
-        # Each worker may hold a connection per segment plus a spare for probes.
-        per_job = max(settings.connections_per_file, 1) + 1
-        self.client = make_client(settings, connections=max(self.size, 1) * per_job)
-        self.limits = policy.RateLimits(settings)
-        self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
-                                             settings.breaker_cooldown)
-        self.flags: dict[str, bool] = flags.values(ledger)
-        self.stats = PoolStats()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._active: dict[int, JobRun] = {}
-        self._threads: list[threading.Thread] = []
-        self._keeper: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._settled = threading.Event()  # a job ended or a worker found nothing to do
-        self._retry_after: dict[str, tuple[float, str]] = {}
-        #: Why the pool stopped by itself: the ledger became unusable (damaged, deleted,
-        #: replaced, full). The front end reports it and exits.
-        self.fatal: LedgerError | None = None
-        self._last_flags = 0.0
-        self._published: dict[str, tuple[object, ...]] = {}
-
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the worker threads and the keeper."""
-        self._stop.clear()
-        self._keeper = threading.Thread(target=self._keep, name="dltui-keeper", daemon=True)
-        self._keeper.start()
-        for i in range(self.size):
-            t = threading.Thread(target=self._loop, name=f"dltui-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop: active downloads checkpoint and go back to the queue; then join the threads."""
-        self._stop.set()
-        self._wake.set()
-        with self._lock:
-            for run in self._active.values():
-                run.request_stop("shutdown")
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if self._keeper is not None:
-            self._keeper.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
-        self.client.close()
-
-    def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None) -> bool:
-        """True when the stored object may be reused (see :func:`objects.verify`)."""
-        return objects.verify(self.ledger, self.store, sha256, rehash=rehash, job_id=job_id)
-
-    def note_retry_after(self, host: str, until: float, error: str) -> None:
-        """A server asked us to wait; shown as a countdown on the hosts screen."""
-        with self._lock:
-            self._retry_after[host] = (until, error)
-
-    def _sync_hosts(self) -> None:
-        """Apply the ledger's limits to running downloads; publish what we know of hosts."""
-        stored = hosts.limits(self.ledger)
-        glob = stored.get(hosts.GLOBAL)
-        self.limits.configure(
-            global_bandwidth=glob.bandwidth if glob is not None and glob.bandwidth is not None
-            else self.settings.max_bandwidth,
-            hosts={h: policy.HostLimit(r.requests_per_second, r.bandwidth)
-                   for h, r in stored.items() if h != hosts.GLOBAL},
-        )
-        now = time.time()
-        with self._lock:
-            retry = dict(self._retry_after)
-        report = []
-        for b in self.breaker.snapshot():
-            until, error = retry.pop(b.host, (None, None))
-            report.append(hosts.HostStatus(b.host, b.state, b.failures, b.open_until, until,
-                                           b.last_error or error, now))
-        report.extend(hosts.HostStatus(h, "closed", 0, None, until, error, now)
-                      for h, (until, error) in retry.items())
-        fresh = [s for s in report
-                 if self._published.get(s.host) != (s.breaker, s.failures, s.open_until,
-                                                     s.retry_after_until, s.last_error)]
-        hosts.publish(self.ledger, fresh)
-        for s in fresh:
-            self._published[s.host] = (s.breaker, s.failures, s.open_until,
-                                       s.retry_after_until, s.last_error)
-
-    def active(self) -> list[JobRun]:
-        """The jobs being worked on now."""
-        with self._lock:
-            return list(self._active.values())
-
-    def idle(self) -> bool:
-        """True when nothing is queued to run and no job is held by a live lease anywhere."""
-        queued, running = jobs.pending_work(self.ledger)
-        if queued:
-            return False
-        if not running:
-            return True
-        now = time.time()
-        return not any(
-            leases.lease_is_live(j.lease_owner, j.lease_until, now)
-            for j in jobs.list_jobs(self.ledger, ACTIVE_STATES)
-        )
-
-    def run_until_idle(self, poll: float = 0.2) -> None:
-        """Work until :meth:`idle`, then stop."""
-        self.start()
-        try:
-            # Woken as soon as a job ends, so a short run does not idle out its poll interval.
-            while not self._stop.is_set():
-                self._settled.wait(poll)
-                self._settled.clear()
-                if not self.active() and self.idle():
-                    break
-        finally:
-            self.stop()
-        if self.fatal is not None:
-            raise self.fatal
-
-    # -- threads ----------------------------------------------------------------------------
-    def _loop(self) -> None:
-        owner = leases.owner_id()
-        while not self._stop.is_set():
-            try:
-                leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
-                                            self._batch_limit())
-            except (sqlite3.Error, LedgerError) as exc:
-                self._ledger_failed(exc)
-                return
-            except DltuiError:
-                leased = []
-            if not leased:
-                self._settled.set()
-                self._wake.wait(0.25)
-                self._wake.clear()
-                continue
-            runs = [JobRun(self, job, owner) for job in leased]
-            with self._lock:
-                self._active.update((run.job.id, run) for run in runs)
-            try:
-                todo: list[tuple[JobRun, DltuiError | None]] = [(run, None) for run in runs]
-                if len(runs) > 1:
-                    lane = batch.carry(self, runs)
-                    for run in lane.finished:
-                        run.finished_in_lane()
-                        self._done(run)
-                    todo = lane.left
-                    if lane.stale:
-                        for run, _ in todo:
-                            run.reload()
-                for run, handed in todo:
-                    self._carry(run, handed)
-                    self._done(run)
-            except (sqlite3.Error, LedgerError) as exc:
-                self._ledger_failed(exc)
-                return
-            finally:
-                for run in runs:
-                    self._done(run)
-
-    def _carry(self, run: JobRun, handed: DltuiError | None = None) -> None:
-        """Run one job; a worker thread survives anything but an unusable ledger."""
-        try:
-            run.run(handed)
-        except (sqlite3.Error, LedgerError):
-            raise
-        except Exception as exc:  # JobRun settles its own failures; this is a bug in that
-            with contextlib.suppress(Exception):
-                run.fail(exc, prefix="internal error: ")
-
-    def _ledger_failed(self, exc: Exception) -> None:
-        """The ledger cannot be read or written: stop everything, keep the reason to report."""
-        if self.fatal is None:
-            self.fatal = exc if isinstance(exc, LedgerError) else \
-                db_error(self.ledger.path, cast(sqlite3.Error, exc))
-        self._stop.set()
-        self._wake.set()
-        with self._lock:
-            for run in self._active.values():
-                run.request_stop("shutdown")
-
-    def _batch_limit(self) -> int:
-        """How many jobs to lease at once: a fair share of the queue, up to ``batch_jobs``."""
-        if not self.flags["batch"] or self.settings.batch_jobs <= 1:
-            return 1
-        try:
-            queued, _ = jobs.pending_work(self.ledger)
-        except DltuiError:
-            return 1
-        return max(1, min(self.settings.batch_jobs, queued // max(self.size, 1)))
-
-    def _done(self, run: JobRun) -> None:
-        with self._lock:
-            self._active.pop(run.job.id, None)
-        self._settled.set()
-
-    def _keep(self) -> None:
-        while not self._stop.wait(self.settings.control_poll):
-            try:
-                self._keep_once()
-            except (sqlite3.Error, LedgerError) as exc:
-                self._ledger_failed(exc)
-                return
-            except Exception as exc:  # a bug: heartbeats must go on, so record it and continue
-                with contextlib.suppress(Exception):
-                    events.record(self.ledger, "internal_error", None, error=repr(exc),
-                                  traceback=traceback.format_exc(), where="keeper")
-
-    def _keep_once(self) -> None:
-        ttl = self.settings.lease_ttl
-        now = time.monotonic()
-        if now - self._last_flags >= 1.0:
-            self._last_flags = now
-            self.ledger.check_file()  # deleted or replaced under us: stop, write nothing
-            try:
-                self.flags = flags.values(self.ledger)
-                self.limits.enabled = self.flags["rate_limit"]
-                self.breaker.enabled = self.flags["circuit_breaker"]
-                self._sync_hosts()
-            except LedgerError:
-                raise
-            except DltuiError:
-                pass  # e.g. a host limit that cannot apply: keep the last good ones
-        runs = self.active()
-        if not runs:
-            return
-        by_id = jobs.controls(self.ledger, [r.job.id for r in runs])
-        for run in runs:
-            control, owner = by_id.get(run.job.id, (None, None))
-            if owner != run.owner:
-                run.request_stop("lost")
-                continue
-            if control in ("pause", "cancel"):
-                run.request_stop(control)
-            if now - run.last_renew >= ttl / 3:
-                try:
-                    leases.renew(self.ledger, run.job.id, run.owner, ttl)
-                    run.last_renew = now
-                except LeaseLost:
-                    run.request_stop("lost")
