@@ -14,24 +14,9 @@ from dltui import batch, paths
 from dltui.config import Settings
 from dltui.engine import policy
 from dltui.engine.client import make_client
-from dltui.errors import (
-    DltuiError,
-    LeaseLost,
-    LedgerError,
-)
-from dltui.ledger import (
-    Ledger,
-    db_error,
-    events,
-    flags,
-    hosts,
-    jobs,
-    leases,
-    objects,
-)
-from dltui.model import (
-    ACTIVE_STATES,
-)
+from dltui.errors import DltuiError, LeaseLost, LedgerError
+from dltui.ledger import Ledger, db_error, events, flags, hosts, jobs, leases, objects
+from dltui.model import ACTIVE_STATES
 from dltui.store import Store
 from dltui.worker.run import JobRun
 

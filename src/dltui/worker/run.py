@@ -7,177 +7,42 @@ exactly-once op, and every outcome ends in a ledger state.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import sqlite3
-import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
-from dltui import durability, paths
 from dltui.engine import finalize, policy, quota, resume, stream
 from dltui.engine.precheck import Precheck, precheck
-from dltui.engine.transfer import (
-    Checkpoint,
-    StreamOptions,
-    StreamResult,
-    as_record,
-    from_record,
-)
+from dltui.engine.transfer import StreamOptions, StreamResult, as_record, from_record
 from dltui.errors import (
     CircuitOpenError,
     DltuiError,
     DownloadError,
     HTTPStatusError,
-    IllegalTransition,
     IntegrityError,
     Interrupted,
     LeaseLost,
     QuotaError,
     TransportError,
 )
-from dltui.ledger import (
-    Ledger,
-    events,
-    is_disk_full,
-    jobs,
-    leases,
-    objects,
-    ops,
-    segments,
-)
-from dltui.model import (
-    Control,
-    Job,
-    JobState,
-    Segment,
-    ServerValidators,
-)
-
-if TYPE_CHECKING:
-    from dltui.worker.pool import WorkerPool
-
-_ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
+from dltui.ledger import is_disk_full, jobs, leases, ops
+from dltui.model import Control, JobState, ServerValidators
+from dltui.worker.finishing import Finishing
+from dltui.worker.hooks import StreamHooks
+from dltui.worker.parts import PartInspection
 
 
-class JobRun:
-    """One leased job being worked on by one worker thread."""
+class JobRun(StreamHooks, PartInspection, Finishing):
+    """One leased job being worked on by one worker thread: the orchestration of its ops.
 
-    def __init__(self, pool: WorkerPool, job: Job, owner: str) -> None:
-        self.pool = pool
-        self.job = job
-        self.owner = owner
-        self.cancel = threading.Event()
-        self.stop_reason: str | None = None
-        self.state = job.state
-        self.bytes_now = job.bytes_committed
-        self.total: int | None = job.bytes_total
-        self.last_renew = time.monotonic()
-        self.part = paths.part_path(pool.ledger.home, job.id)
-        self.flags = dict(pool.flags)
-        self.host = urlsplit(job.canonical_url).hostname or ""
-        self._tries = 0
-        self.released = False  # a terminal transition already cleared the lease
-        self._head_ok = False
-        self.segmented = False  # the ledger holds segment rows for this job
-        self._complete_cp: tuple[dict[str, Any], tuple[Segment, ...] | None] | None = None
-        self._prestarted: set[str] = set()  # ops marked started with the step before them
-        self.resume_segments: list[Segment] = []
-        self._handed_error: DltuiError | None = None  # see run()
-
-    # -- control ----------------------------------------------------------------------------
-    def request_stop(self, reason: str) -> None:
-        """Ask the download to stop at its next chunk: pause, cancel, shutdown or lost."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        self.cancel.set()
-
-    def control(self) -> str:
-        return self.stop_reason or "pause"
-
-    # -- ledger helpers ---------------------------------------------------------------------
-    @property
-    def ledger(self) -> Ledger:
-        return self.pool.ledger
-
-    def _advance(self, to: JobState, **fields: Any) -> None:
-        """Move forward through the active states (a retry never moves back)."""
-        with self.ledger.write() as conn:
-            self._advance_in(conn, to, **fields)
-
-    def _advance_in(self, conn: Any, to: JobState, **fields: Any) -> None:
-        """:meth:`_advance` inside the caller's transaction."""
-        if self.state in _ORDER and to in _ORDER and _ORDER.index(to) <= _ORDER.index(self.state):
-            if fields:
-                self._write_in(conn, fields)
-            return
-        self.job = jobs.transition_in(conn, self.job.id, to, owner=self.owner,
-                                      fields=fields or None)
-        self.state = to
-
-    def _write_in(self, conn: Any, fields: dict[str, Any]) -> None:
-        """Write job columns inside the caller's transaction, while this run holds the lease."""
-        job = jobs.write_row(conn, self.job.id, fields, "AND lease_owner = ?", (self.owner,))
-        if job is None:
-            raise LeaseLost(self.job.id, self.owner)
-        self.job = job
-
-    def _update(self, **fields: Any) -> None:
-        self.job = jobs.update(self.ledger, self.job.id, owner=self.owner, **fields)
-
-    def _event(self, kind: str, **data: Any) -> None:
-        events.record(self.ledger, kind, self.job.id, **data)
-
-    # -- stream hooks -----------------------------------------------------------------------
-    def checkpoint(self, cp: Checkpoint) -> None:
-        v = cp.validators
-        fields = dict(bytes_committed=cp.bytes_committed, prefix_hash=cp.prefix_hash,
-                      bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
-                      etag=v.etag, last_modified=v.last_modified, content_length=v.length,
-                      accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
-                      bytes_total=v.length)
-        self.flags = dict(self.pool.flags)
-        if cp.complete:
-            # Recorded with the STREAM op's completion, one transaction fewer per file. Should
-            # that never commit, the ledger keeps the previous (smaller) offset: safe.
-            self._complete_cp = (fields, cp.segments)
-            return
-        with self.ledger.write() as conn:
-            self._record_checkpoint(conn, fields, cp.segments)
-        # After the record: what is on disk so far stays resumable when the disk fills up.
-        quota.check_streaming(self.part.parent, self.pool.settings)
-
-    def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
-                           segs: tuple[Segment, ...] | None) -> None:
-        self._write_in(conn, fields)
-        if segs is not None:
-            segments.save_in(conn, self.job.id, segs)
-            self.segmented = True
-        elif self.segmented:  # a single stream (or a reset) replaces the segments
-            segments.clear_in(conn, self.job.id)
-            self.segmented = False
-
-    def progress(self, done: int, total: int | None) -> None:
-        self.pool.stats.bytes += done - self.bytes_now
-        self.bytes_now = done
-        self.total = total
-
-    def wire(self, decision: resume.ResumeDecision) -> None:
-        self._record_decision(decision)
-
-    def before_body(self, total: int | None) -> None:
-        # The quota check with the length the GET announced (HEAD may have been skipped).
-        quota.check_free_space([self.part.parent, Path(self.job.dest_dir)], total,
-                               self.pool.settings)
-
-    @property
-    def sync_finished(self) -> bool:
-        """Finished files (and their directories) are fsynced before FINALIZED."""
-        return self.flags["fsync"] and self.pool.settings.fsync_on_finish
+    Its parts: the state and writes to the job's row (``base.py``), stream hooks
+    (``hooks.py``), part and store inspection (``parts.py``), the finishing steps
+    (``finishing.py``).
+    """
 
     # -- the pipeline -----------------------------------------------------------------------
     def run(self, handed: DltuiError | None = None) -> None:
@@ -409,155 +274,7 @@ class JobRun:
             segments=self.resume_segments if decision.mode is resume.Mode.RESUME else None,
         )
 
-    def _nothing_to_check(self, cached_sha: str | None) -> bool:
-        """True for a fresh job: no committed bytes, no part file, no stored object to reuse."""
-        return (self.job.bytes_committed == 0 and cached_sha is None
-                and not self.part.exists())
-
-    def _cached_object(self) -> tuple[str | None, ServerValidators | None]:
-        """A stored object this job may reuse: its own (after a crash) or its URL's."""
-        job = self.job
-        # A job that must have particular bytes re-reads the object rather than trust a stat.
-        strict = job.expected_sha256 is not None
-        if job.sha256 and job.bytes_committed == job.bytes_total and \
-                self.pool.trusted(job.sha256, rehash=strict, job_id=job.id):
-            return job.sha256, job.validators
-        if not self.flags["dedupe"]:
-            return None, None
-        other = jobs.find_stored(self.ledger, job.canonical_url)
-        if other is not None and other.sha256 and \
-                (not strict or other.sha256 == job.expected_sha256) and \
-                self.pool.trusted(other.sha256, rehash=strict, job_id=job.id):
-            return other.sha256, other.validators
-        return None, None
-
-    def _part_state(self, recorded: ServerValidators) -> resume.PartState | None:
-        committed = self.job.bytes_committed
-        if committed <= 0:
-            return None
-        try:
-            size = self.part.stat().st_size
-        except FileNotFoundError:
-            size = -1
-        durable = self.job.bytes_durable or 0
-        saved = segments.for_job(self.ledger, self.job.id)
-        self.segmented = bool(saved)  # then the next checkpoint replaces or clears them
-        rebooted = self.job.boot_id not in (None, durability.boot_id())
-        if not _tiles(saved, committed, self.job.bytes_total):
-            saved = []  # rows of an earlier attempt that this checkpoint does not describe
-        self.resume_segments = [dataclasses.replace(s, done=s.durable) for s in saved] \
-            if rebooted else saved
-        if rebooted and committed > durable:
-            # Written after the last fsync, before a reboot: those bytes may be lost or garbage.
-            self._event("durable_trim", committed=committed, durable=durable,
-                        detail=f"the host rebooted; trusting the {durable} fsynced bytes "
-                               f"of {committed}")
-            committed = durable
-            if committed <= 0:
-                return None
-        if size < committed:
-            self._event("decision", mode="fresh", reason="part_missing",
-                        detail=f"part has {max(size, 0)} of {committed} committed bytes")
-            return None
-        return resume.PartState(committed, self.job.prefix_hash, recorded)
-
-    def _record_decision(self, decision: resume.ResumeDecision) -> None:
-        with self.ledger.write() as conn:
-            self._record_decision_in(conn, decision)
-
-    def _record_decision_in(self, conn: Any, decision: resume.ResumeDecision) -> None:
-        self._write_in(conn, {"decision": decision.mode.value,
-                              "decision_reason": decision.reason})
-        events.append(conn, "decision", self.job.id, mode=decision.mode.value,
-                      reason=decision.reason, offset=decision.offset,
-                      detail=decision.describe())
-
-    def _link_and_finish(self, sha: str, name: str) -> None:
-        pool, job = self.pool, self.job
-        dest_dir = Path(job.dest_dir)
-        fsync = self.sync_finished
-        store = pool.store
-        finalize_key = ops.finalize_key(job.id, sha)
-        if finalize_key in self._prestarted or self.flags["dedupe"] or (
-                store.has(sha) and not self.part.exists()):
-            part = self.part
-            link_key = ops.link_key(job.id, sha, dest_dir)
-            link_args = {"sha256": sha, "dest": str(dest_dir / name)}
-
-            def start_link(conn: Any, result: Any) -> None:
-                obj, _ = finalize.identities(result)
-                if obj is not None:
-                    objects.record_in(conn, [(sha, obj)])
-                # LINK is the next effect: mark it started with FINALIZE's completion.
-                ops.start_in(conn, link_key, job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner,
-                             attempt=job.attempts, args=link_args)
-                self._prestarted.add(link_key)
-
-            # A pre-start counts once: a retry after a failed effect starts the op anew.
-            fin_started = finalize_key in self._prestarted
-            self._prestarted.discard(finalize_key)
-            ops.run_effect(
-                self.ledger, finalize_key,
-                lambda: finalize.promote(store, part, sha, fsync=fsync),
-                job_id=job.id, kind=ops.OpKind.FINALIZE, owner=self.owner, attempt=job.attempts,
-                args={"sha256": sha},
-                verify=lambda r: store.has(sha) and not part.exists(),
-                on_done=start_link, started=fin_started,
-            )
-            link_started = link_key in self._prestarted
-            self._prestarted.discard(link_key)
-            placed = ops.run_effect(
-                self.ledger, link_key,
-                lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync,
-                                      mode=pool.settings.link_mode),
-                job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
-                args=link_args,
-                verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
-                on_done=lambda conn, r: self._finalized(conn, sha, r),
-                started=link_started,
-            )
-        else:
-            part = self.part
-            placed = ops.run_effect(
-                self.ledger, ops.link_key(job.id, sha, dest_dir),
-                lambda: finalize.place_part(part, sha, dest_dir, name, fsync=fsync),
-                job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
-                args={"sha256": sha, "dest": str(dest_dir / name)},
-                on_done=lambda conn, r: self._finalized(conn, sha, r),
-            )
-        if self.state is not JobState.FINALIZED:  # the LINK op was already done (a replay)
-            with self.ledger.write() as conn:
-                self._finalized(conn, sha, placed)
-        self.part.unlink(missing_ok=True)
-        pool.stats.finished += 1
-
-    def _finalized(self, conn: Any, sha: str, placed: dict[str, Any]) -> None:
-        """LINK done: the job is FINALIZED in the same transaction, its lease cleared."""
-        obj, dest = finalize.identities(placed)
-        if obj is not None:
-            objects.record_in(conn, [(sha, obj)])
-        self.job = jobs.transition_in(
-            conn, self.job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
-            fields={"final_path": placed["dest"], "sha256": sha, "error": None,
-                    "bytes_committed": self.job.bytes_total or self.job.bytes_committed,
-                    # What a reboot would lose: the reconciler re-verifies unsynced files.
-                    "boot_id": durability.boot_id(),
-                    "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
-                    if self.sync_finished else 0,
-                    **jobs.CLEAR_LEASE, **jobs.dest_fields(dest)},
-            dest=placed["dest"], how=placed.get("how"),
-        )
-        self.segmented = False  # the transition cleared the rows
-        self.state = JobState.FINALIZED
-        self.released = True
-
     # -- endings ----------------------------------------------------------------------------
-    def _end(self, to: JobState, reason: str, **fields: Any) -> None:
-        fields.update(jobs.CLEAR_LEASE)
-        with contextlib.suppress(LeaseLost, IllegalTransition):
-            jobs.transition(self.ledger, self.job.id, to, owner=self.owner, reason=reason,
-                            fields=fields)
-            self.released = True
 
     def reload(self) -> None:
         """Read the job again: the small-file lane may have moved it on before it stopped."""
@@ -604,15 +321,3 @@ class JobRun:
                 raise
             self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
         self.pool.stats.failed += 1
-
-
-def _tiles(saved: list[Segment], committed: int, total: int | None) -> bool:
-    """True when segment rows cover ``[0, total)`` without gaps and sum to ``committed``."""
-    if not saved or total is None:
-        return False
-    reach = 0
-    for seg in saved:
-        if seg.start != reach or not 0 <= seg.done <= seg.length:
-            return False
-        reach = seg.end
-    return reach == total and sum(s.done for s in saved) == committed
