@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from dltui import __version__, config, paths
+from dltui import __version__, config, paths, requests
 from dltui.errors import DltuiError, IllegalTransition, LedgerError, NotApplicable, UsageError
 from dltui.ledger import Ledger, db_error, flags, jobs, reconcile, segments
 from dltui.model import Job, JobState, Segment
@@ -77,71 +77,20 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
 
 
 # -- add ---------------------------------------------------------------------------------------
-_INPUT_OPTIONS = ("dir", "out", "checksum")
-
-
-def _read_input_file(source: str, default_dir: Path) -> list[jobs.JobSpec]:
-    """URLs one per line (``#`` comments); aria2-style indented ``dir=``/``out=``/``checksum=``."""
+def _read_text(source: str) -> str:
+    """An input file's text (``-`` for stdin)."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read input file {source!r}: {reason}") from None
-    entries: list[dict[str, str]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if line[0] in " \t":
-            key, sep, value = stripped.partition("=")
-            if not entries:
-                raise UsageError(f"{source}:{lineno}: option line before any URL")
-            if not sep or key.strip() not in _INPUT_OPTIONS:
-                raise UsageError(
-                    f"{source}:{lineno}: unknown option {stripped!r}; "
-                    f"use {', '.join(k + '=' for k in _INPUT_OPTIONS)}"
-                )
-            value = value.strip()
-            if key.strip() == "dir" and not value:
-                raise UsageError(f"{source}:{lineno}: dir= is empty; give a directory, or "
-                                 "leave the line out to use the default")
-            if "\x00" in value:
-                raise UsageError(f"{source}:{lineno}: {key.strip()}= contains a NUL byte")
-            entries[-1][key.strip()] = value
-            continue
-        entries.append({"url": stripped, "line": f"{source}:{lineno}"})
-    specs = []
-    for entry in entries:
-        checksum = entry.get("checksum")
-        if checksum is not None and not checksum.lower().startswith(("sha-256=", "sha256=")):
-            raise UsageError(f"{entry['line']}: checksum must be sha-256=<64 hex digits>")
-        dest = Path(entry["dir"]).expanduser() if "dir" in entry else default_dir
-        specs.append(
-            jobs.JobSpec(
-                url=entry["url"],
-                dest_dir=dest if dest.is_absolute() else Path.cwd() / dest,
-                name=entry.get("out"),
-                sha256=checksum.split("=", 1)[1] if checksum else None,
-            )
-        )
-    return specs
 
 
 def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Queue downloads; re-adding the same URL and destination reports the existing job."""
-    dest = Path(args.dir).expanduser() if args.dir else Path.cwd()
-    dest = dest if dest.is_absolute() else Path.cwd() / dest
-    specs = [jobs.JobSpec(u, dest, args.name, args.sha256) for u in args.urls]
-    if args.input_file:
-        specs.extend(_read_input_file(args.input_file, dest))
-    if not specs:
-        raise UsageError("no URLs given; pass URLs or -i FILE")
-    if len(specs) > 1 and (args.name or args.sha256):
-        option = "--name" if args.name else "--sha256"
-        raise UsageError(
-            f"{option} applies to a single URL, but {len(specs)} were given; "
-            "use out=/checksum= lines in an -i file instead"
-        )
+    listing = None if not args.input_file else (args.input_file, _read_text(args.input_file))
+    specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
+                                    input_file=listing)
     for result in jobs.add(ledger, specs):
         job = result.job
         if args.json:

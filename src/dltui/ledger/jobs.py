@@ -13,10 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dltui import names, paths
+from dltui import paths, requests
 from dltui.errors import (
     IllegalTransition,
-    InvalidDigest,
     LeaseLost,
     NotApplicable,
     UnknownJob,
@@ -38,7 +37,8 @@ from dltui.model import (
     JobState,
     sources_of,
 )
-from dltui.urls import canonical_url, redact_text
+from dltui.requests import DownloadRequest
+from dltui.urls import redact_text
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -80,7 +80,8 @@ class DigestConflict(UsageError):
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """What an operator asks for: a URL, a directory, optionally a name and expected digest."""
+    """A URL, a directory, optionally a name and expected digest, not yet checked (checked by
+    :func:`dltui.requests.request` when added; front ends build requests directly)."""
 
     url: str
     dest_dir: Path
@@ -96,62 +97,34 @@ class AddResult:
     created: bool
 
 
-def check_sha256(text: str) -> str:
-    """Lower-cased digest, or InvalidDigest naming the problem."""
-    value = text.strip().lower()
-    if value.startswith("sha256:") or value.startswith("sha-256="):
-        value = value.split(":", 1)[-1].split("=", 1)[-1]
-    if not _SHA256.fullmatch(value):
-        raise InvalidDigest(
-            f"--sha256 {text!r} is not a SHA-256 digest; give 64 hexadecimal digits"
-        )
-    return value
-
-
 def idempotency_key(canonical: str, dest_dir: str, name: str | None) -> str:
     """sha256 of the sorted JSON of key version, canonical URL and destination path."""
     payload = {"v": IDEM_KEY_VERSION, "url": canonical, "dir": dest_dir, "name": name}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _check_dest(dest: Path) -> None:
-    if "\x00" in str(dest):
-        raise UsageError(f"destination directory {str(dest)!r} contains a NUL byte")
-    if not dest.is_absolute():
-        raise UsageError(f"destination directory {str(dest)!r} must be an absolute path")
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(
-            f"destination {str(dest)!r} exists and is not a directory; pick another --dir"
-        )
-
-
-def _prepare(spec: JobSpec, checked_dirs: set[Path]) -> dict[str, Any]:
-    canonical = canonical_url(spec.url)
-    dest = Path(spec.dest_dir).expanduser()
-    if dest not in checked_dirs:
-        _check_dest(dest)
-        checked_dirs.add(dest)
-    name = names.check_requested(spec.name) if spec.name is not None else None
-    digest = check_sha256(spec.sha256) if spec.sha256 is not None else None
-    dest_s = str(dest)
+def _prepare(spec: JobSpec | DownloadRequest) -> dict[str, Any]:
+    req = spec if isinstance(spec, DownloadRequest) else requests.request(
+        spec.url, spec.dest_dir, spec.name, spec.sha256)
+    dest_s = str(req.dest_dir)
     return {
-        "idem_key": idempotency_key(canonical, dest_s, name),
-        "url": spec.url.strip(),
-        "canonical_url": canonical,
+        "idem_key": idempotency_key(req.canonical_url, dest_s, req.name),
+        "url": req.url,
+        "canonical_url": req.canonical_url,
         "dest_dir": dest_s,
-        "requested_name": name,
-        "file_name": name,
-        "expected_sha256": digest,
+        "requested_name": req.name,
+        "file_name": req.name,
+        "expected_sha256": req.sha256,
     }
 
 
-def add(ledger: Ledger, specs: Sequence[JobSpec], *, by: str = "cli") -> list[AddResult]:
+def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
+        by: str = "cli") -> list[AddResult]:
     """Add jobs; a spec whose URL and destination already have a job returns that job.
 
     Every spec is validated before anything is written, so bad input changes nothing.
     """
-    checked: set[Path] = set()
-    prepared = [_prepare(s, checked) for s in specs]
+    prepared = [_prepare(s) for s in specs]
     results: list[AddResult] = []
     with ledger.write() as conn:
         ts = now()

@@ -33,6 +33,7 @@ from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import Job, JobState, Segment
+from dltui.requests import DownloadRequest
 from dltui.tui.background import LedgerRunner
 from dltui.tui.model import JobBook, SideTables, SortKey
 from dltui.tui.model import Tab as BookTab
@@ -387,14 +388,14 @@ class DltuiApp(App[None]):
                                        yes="Cancel jobs"), answered)
 
     def action_add(self) -> None:
-        def added(specs: list[jobs.JobSpec] | None) -> None:
+        def added(specs: list[DownloadRequest] | None) -> None:
             if specs:
                 self._add(specs)
 
         self.push_screen(AddScreen(self.default_dir or os.getcwd()), added)
 
     @work(thread=True, group="actions")
-    def _add(self, specs: list[jobs.JobSpec]) -> None:
+    def _add(self, specs: list[DownloadRequest]) -> None:
         ledger = Ledger(self.home, migrate=False)
         try:
             results = jobs.add(ledger, specs, by="tui")

@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
-from dltui import names
+from dltui import requests
 from dltui.errors import UsageError
-from dltui.ledger import jobs
-from dltui.urls import canonical_url
+from dltui.requests import DownloadRequest
 
 
-def build_specs(urls_text: str, directory: str, name: str, digest: str) -> list[jobs.JobSpec]:
+def build_specs(urls_text: str, directory: str, name: str,
+                digest: str) -> list[DownloadRequest]:
     """Validate the form the way `dltui add` validates its arguments; raise UsageError."""
-    urls = [line.strip() for line in urls_text.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
-    if not urls:
-        raise UsageError("no URLs given; paste one URL per line")
-    for url in urls:
-        canonical_url(url)
-    dest = Path(directory.strip() or ".").expanduser()
-    if not dest.is_absolute():
-        dest = Path.cwd() / dest
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"destination {str(dest)!r} exists and is not a directory")
-    name_value = name.strip() or None
-    digest_value = digest.strip() or None
-    if name_value is not None:
-        names.check_requested(name_value)
-    if digest_value is not None:
-        jobs.check_sha256(digest_value)
-    if len(urls) > 1 and (name_value or digest_value):
-        option = "a name" if name_value else "a SHA-256"
-        raise UsageError(f"{option} applies to a single URL, but {len(urls)} were given")
-    return [jobs.JobSpec(u, dest, name_value, digest_value) for u in urls]
+    return requests.from_form(urls_text, directory, name, digest)
 
 
-class AddScreen(ModalScreen[list[jobs.JobSpec] | None]):
+class AddScreen(ModalScreen[list[DownloadRequest] | None]):
     """Collect and validate new downloads; dismisses with the specs, or None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Add")]
