@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dltui import paths, requests
+from dltui import files, requests
 from dltui.errors import (
     IllegalTransition,
     LeaseLost,
@@ -468,11 +468,6 @@ def _lease_live(row: sqlite3.Row, at: float) -> bool:
     return lease_is_live(row["lease_owner"], row["lease_until"], at)
 
 
-def _delete_part(ledger: Ledger, job_id: int) -> None:
-    for part in paths.parts_dir(ledger.home).glob(f"{job_id}.part*"):
-        part.unlink(missing_ok=True)
-
-
 def _refuse(job_id: int, state: JobState, action: str) -> NotApplicable:
     return NotApplicable(job_id, state.value, action, (s.value for s in ACTION_STATES[action]))
 
@@ -545,5 +540,5 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
             return "cancel requested"
         transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
                       fields={"control": Control.CANCEL.value, **CLEAR_LEASE}, by=by)
-    _delete_part(ledger, job_id)
+    files.delete_parts(ledger.home, job_id)
     return "cancelled"

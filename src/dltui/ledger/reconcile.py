@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dltui import paths
+from dltui import files, paths
 from dltui.durability import boot_id
 from dltui.ledger import events, jobs, objects, ops
 from dltui.ledger.clock import now
@@ -240,9 +240,8 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
         if not objects.verify(ledger, store, sha, job_id=job_id, by=by):
             # Gone, or edited through a hard link: never re-made from it.
             return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
-        try:
-            how = store.materialize(sha, dest, mode=link_mode)
-        except FileExistsError:
+        how = files.remake(store, sha, dest, link_mode)
+        if how is None:
             return False  # someone put a file there meanwhile: theirs
         placed = file_identity(dest)
         with ledger.write() as conn:
@@ -283,10 +282,9 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
     if kind == "corrupt":
         assert job_id is not None
         dest, sha = Path(action.data["dest"]), action.data["sha256"]
-        # Proven ours when planned; if it changed since, it is someone's now: leave it.
-        if file_identity(dest) != action.data["identity"]:
+        # Proven ours when planned; if it changed since, it is someone's now: left alone.
+        if not files.remove_placed(dest, action.data["identity"]):
             return False
-        dest.unlink()
         if sha:  # the store object may have lost the same bytes: quarantined if so
             objects.verify(ledger, store, sha, rehash=True, job_id=job_id, by=by)
         return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
@@ -296,8 +294,7 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
                       detail="destination changed by someone else; left as it is")
         return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
     if kind == "part_deleted":
-        Path(action.data["path"]).unlink(missing_ok=True)
-        return True
+        return files.delete_orphan_part(ledger.home, Path(action.data["path"]))
     raise ValueError(f"unknown reconcile action {kind!r}")
 
 
