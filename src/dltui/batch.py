@@ -65,9 +65,9 @@ class _Item:
 def eligible(pool: WorkerPool, run: JobRun) -> bool:
     """True for a fresh job the lane can carry with the flags as they are."""
     job, f = run.job, run.flags
-    return (f["batch"] and f["dedupe"] and job.state is JobState.LEASED
+    return (f.batch and f.dedupe and job.state is JobState.LEASED
             and job.bytes_committed == 0 and job.sha256 is None
-            and not (f["rate_limit"] and pool.limits.limited(run.host))
+            and not (f.rate_limit and pool.limits.limited(run.host))
             and not run.part.exists())
 
 
@@ -146,7 +146,7 @@ def _fetch(pool: WorkerPool, lane: list[JobRun],
         if run.stop_reason is not None:
             left.append((run, None))
             continue
-        if run.flags["circuit_breaker"]:
+        if run.flags.circuit_breaker:
             try:
                 pool.breaker.before_request(run.host)
             except CircuitOpenError:

@@ -128,7 +128,7 @@ def test_pause_keeps_the_part_and_flags_apply_live(ledger, home, dest, origin, s
     from dltui.ledger import flags
 
     flags.set_flag(ledger, "rate_limit", False, by="test")
-    wait_for(lambda: pool.flags["rate_limit"] is False, timeout=5)  # read live by workers
+    wait_for(lambda: pool.flags.rate_limit is False, timeout=5)  # read live by workers
     assert jobs.pause(ledger, job_id) == "pause requested"
     wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PAUSED, timeout=5)
     thread.join(30)

@@ -85,3 +85,11 @@ def test_operator_actions(ledger, dest) -> None:
     assert jobs.cancel(ledger, queued) == "cancelled"
     with pytest.raises(jobs.NotApplicable):
         jobs.cancel(ledger, queued)
+
+
+def test_typed_flags_follow_the_ledger(ledger) -> None:
+    assert flags.current(ledger) == flags.Flags()  # every default on
+    flags.set_flag(ledger, "segmented", False, by="test")
+    current = flags.current(ledger)
+    assert current.segmented is False and current.resume is True
+    assert set(flags.FLAGS) == {f.name for f in flags.all_flags(ledger)}

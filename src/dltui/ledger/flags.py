@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from dltui.errors import UnknownFlag
 from dltui.ledger import events
@@ -16,19 +16,35 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "DLTUI_FLAG_"
 
-#: name -> (default, what it switches)
+def _flag(default: bool, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Every feature flag's value, as workers read them; the defaults are the field defaults."""
+
+    batch: bool = _flag(True, "carry small fresh downloads in batches (batch_jobs, "
+                              "batch_max_size)")
+    circuit_breaker: bool = _flag(True, "stop sending to a host after repeated failures, for "
+                                        "a cool-down")
+    dedupe: bool = _flag(True, "store identical content once and link or copy it into each "
+                               "destination")
+    fsync: bool = _flag(True, "fsync parts every fsync_interval, finished files with "
+                              "fsync_on_finish")
+    preallocate: bool = _flag(True, "preallocate large part files with posix_fallocate")
+    rate_limit: bool = _flag(True, "apply per-host request and bandwidth limits")
+    resume: bool = _flag(True, "resume partial downloads instead of starting again")
+    retries: bool = _flag(True, "retry transport errors, timeouts, 408/429/5xx with backoff")
+    segmented: bool = _flag(True, "split large files into ranged connections "
+                                  "(connections_per_file)")
+    verify_prefix: bool = _flag(True, "allow resume without validators when the first 64 KiB "
+                                      "match")
+
+
+#: name -> (default, what it switches), from :class:`Flags`.
 FLAGS: dict[str, tuple[bool, str]] = {
-    "resume": (True, "resume partial downloads instead of starting again"),
-    "verify_prefix": (True, "allow resume without validators when the first 64 KiB match"),
-    "dedupe": (True, "store identical content once and link or copy it into each destination"),
-    "fsync": (True, "fsync parts every fsync_interval, finished files with fsync_on_finish"),
-    "segmented": (True, "split large files into ranged connections (connections_per_file)"),
-    "batch": (True, "carry small fresh downloads in batches (batch_jobs, batch_max_size)"),
-    "preallocate": (True, "preallocate large part files with posix_fallocate"),
-    "rate_limit": (True, "apply per-host request and bandwidth limits"),
-    "circuit_breaker": (True, "stop sending to a host after repeated failures, for a cool-down"),
-    "retries": (True, "retry transport errors, timeouts, 408/429/5xx with backoff"),
-}
+    f.name: (bool(f.default), f.metadata["doc"]) for f in fields(Flags)}
 
 _TRUE = {"1", "on", "true", "yes"}
 _FALSE = {"0", "off", "false", "no"}
@@ -85,8 +101,13 @@ def all_flags(ledger: Ledger) -> list[FlagState]:
 
 
 def values(ledger: Ledger) -> dict[str, bool]:
-    """``{name: value}`` for every flag; what workers read at job start and checkpoints."""
+    """``{name: value}`` for every flag."""
     return {f.name: f.value for f in all_flags(ledger)}
+
+
+def current(ledger: Ledger) -> Flags:
+    """Every flag's effective value: what workers read at job start and checkpoints."""
+    return Flags(**values(ledger))
 
 
 def get(ledger: Ledger, name: str) -> bool:

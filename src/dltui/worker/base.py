@@ -39,7 +39,7 @@ class RunBase:
         self.total: int | None = job.bytes_total
         self.last_renew = time.monotonic()
         self.part = paths.part_path(pool.ledger.home, job.id)
-        self.flags = dict(pool.flags)
+        self.flags = pool.flags  # frozen: the values this run started with
         self.host = urlsplit(job.canonical_url).hostname or ""
         self._tries = 0
         self.released = False  # a terminal transition already cleared the lease
@@ -94,7 +94,7 @@ class RunBase:
     @property
     def sync_finished(self) -> bool:
         """Finished files (and their directories) are fsynced before FINALIZED."""
-        return self.flags["fsync"] and self.pool.settings.fsync_on_finish
+        return self.flags.fsync and self.pool.settings.fsync_on_finish
 
     def _record_decision(self, decision: resume.ResumeDecision) -> None:
         with self.ledger.write() as conn:

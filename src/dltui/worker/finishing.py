@@ -21,7 +21,7 @@ class Finishing(RunBase):
         fsync = self.sync_finished
         store = pool.store
         finalize_key = ops.finalize_key(job.id, sha)
-        if finalize_key in self._prestarted or self.flags["dedupe"] or (
+        if finalize_key in self._prestarted or self.flags.dedupe or (
                 store.has(sha) and not self.part.exists()):
             part = self.part
             link_key = ops.link_key(job.id, sha, dest_dir)

@@ -23,7 +23,7 @@ class StreamHooks(RunBase):
                       etag=v.etag, last_modified=v.last_modified, content_length=v.length,
                       accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
                       bytes_total=v.length)
-        self.flags = dict(self.pool.flags)
+        self.flags = self.pool.flags
         if cp.complete:
             # Recorded with the STREAM op's completion, one transaction fewer per file. Should
             # that never commit, the ledger keeps the previous (smaller) offset: safe.

@@ -27,7 +27,7 @@ class PartInspection(RunBase):
         if job.sha256 and job.bytes_committed == job.bytes_total and \
                 self.pool.trusted(job.sha256, rehash=strict, job_id=job.id):
             return job.sha256, job.validators
-        if not self.flags["dedupe"]:
+        if not self.flags.dedupe:
             return None, None
         other = jobs.find_stored(self.ledger, job.canonical_url)
         if other is not None and other.sha256 and \

@@ -44,7 +44,7 @@ class WorkerPool:
         self.limits = policy.RateLimits(settings)
         self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
                                              settings.breaker_cooldown)
-        self.flags: dict[str, bool] = flags.values(ledger)
+        self.flags = flags.current(ledger)
         self.stats = PoolStats()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -220,7 +220,7 @@ class WorkerPool:
 
     def _batch_limit(self) -> int:
         """How many jobs to lease at once: a fair share of the queue, up to ``batch_jobs``."""
-        if not self.flags["batch"] or self.settings.batch_jobs <= 1:
+        if not self.flags.batch or self.settings.batch_jobs <= 1:
             return 1
         try:
             queued, _ = jobs.pending_work(self.ledger)
@@ -252,9 +252,9 @@ class WorkerPool:
             self._last_flags = now
             self.ledger.check_file()  # deleted or replaced under us: stop, write nothing
             try:
-                self.flags = flags.values(self.ledger)
-                self.limits.enabled = self.flags["rate_limit"]
-                self.breaker.enabled = self.flags["circuit_breaker"]
+                self.flags = flags.current(self.ledger)
+                self.limits.enabled = self.flags.rate_limit
+                self.breaker.enabled = self.flags.circuit_breaker
                 self._sync_hosts()
             except LedgerError:
                 raise

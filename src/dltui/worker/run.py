@@ -55,7 +55,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         self._handed_error = handed
         try:
             retrying = policy.retrying(
-                self.pool.settings, enabled=self.flags["retries"], cancel=self.cancel,
+                self.pool.settings, enabled=self.flags.retries, cancel=self.cancel,
                 control=self.control, before_sleep=self._on_retry,
             )
             for attempt in retrying:
@@ -114,7 +114,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         self._tries += 1
         pool = self.pool
         handed, self._handed_error = self._handed_error, None
-        if self.flags["circuit_breaker"] and handed is None:
+        if self.flags.circuit_breaker and handed is None:
             pool.breaker.before_request(self.host)
         try:
             if handed is not None:
@@ -122,7 +122,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self._download()
         except (TransportError, HTTPStatusError) as exc:
             blames_host = isinstance(exc, TransportError) or exc.status >= 500
-            if blames_host and self.flags["circuit_breaker"]:
+            if blames_host and self.flags.circuit_breaker:
                 pool.breaker.failure(self.host, str(exc))
             raise
         else:
@@ -156,7 +156,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self.job = jobs.transition_in(conn, self.job.id, JobState.FINALIZING,
                                           owner=self.owner, fields=fields)
             self.state = JobState.FINALIZING
-            if self.flags["dedupe"]:
+            if self.flags.dedupe:
                 # FINALIZE is the next effect: mark it started in this transaction.
                 key = ops.finalize_key(self.job.id, result["sha256"])
                 ops.start_in(conn, key, job_id=self.job.id, kind=ops.OpKind.FINALIZE,
@@ -191,8 +191,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
         part_state = self._part_state(recorded)
         decision = resume.decide(
-            server, part_state, resume_enabled=self.flags["resume"],
-            prefix_check_enabled=self.flags["verify_prefix"], cached=cached_validators,
+            server, part_state, resume_enabled=self.flags.resume,
+            prefix_check_enabled=self.flags.verify_prefix, cached=cached_validators,
         )
         if decision.needs_prefix_check:
             self._advance(JobState.PRECHECKED, **fields)  # the probe is a request of its own
@@ -260,17 +260,17 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                server: ServerValidators) -> StreamResult:
         s = self.pool.settings
         options = StreamOptions(
-            fsync=self.flags["fsync"], preallocate=self.flags["preallocate"],
+            fsync=self.flags.fsync, preallocate=self.flags.preallocate,
             preallocate_min=s.preallocate_min, checkpoint_bytes=s.checkpoint_bytes,
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
             fsync_finish=s.fsync_on_finish,
-            connections=s.connections_per_file if self.flags["segmented"] else 1,
+            connections=s.connections_per_file if self.flags.segmented else 1,
             min_segment=s.min_segment_size,
         )
         return stream.fetch(
             self.pool.client, url, self.part, decision, expected=server, options=options,
             hooks=self, cancel=self.cancel, control=self.control,
-            limits=self.pool.limits if self.flags["rate_limit"] else None, host=self.host,
+            limits=self.pool.limits if self.flags.rate_limit else None, host=self.host,
             segments=self.resume_segments if decision.mode is resume.Mode.RESUME else None,
         )
 
