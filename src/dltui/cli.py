@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dltui import __version__, config, paths, requests
-from dltui.errors import DltuiError, IllegalTransition, LedgerError, NotApplicable, UsageError
+from dltui.errors import (
+    DltuiError,
+    IllegalTransition,
+    LedgerError,
+    NotApplicable,
+    UnknownJob,
+    UsageError,
+)
 from dltui.ledger import Ledger, db_error, flags, jobs, reconcile, segments
 from dltui.model import Job, JobState, Segment
 from dltui.units import human_size
@@ -218,6 +225,10 @@ def cmd_reconcile(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_OK
 
 
+_REMEDIES: dict[str | None, str] = {"reconcile": "; `dltui reconcile` heals it",
+                                    "deep": "; `dltui check --deep` re-hashes it"}
+
+
 def cmd_check(args: argparse.Namespace, home: Path, out: TextIO) -> int:
     """Report what is wrong with the ledger and the store; changes nothing."""
     from dltui.ledger import check
@@ -226,12 +237,12 @@ def cmd_check(args: argparse.Namespace, home: Path, out: TextIO) -> int:
         problems = check.check(ledger, deep=args.deep)
         if args.json:
             for p in problems:
-                out.write(json.dumps({"kind": p.kind, "job_id": p.job_id,
-                                      "detail": p.detail}) + "\n")
+                out.write(json.dumps({"kind": p.kind, "job_id": p.job_id, "detail": p.detail,
+                                      "remedy": p.remedy}) + "\n")
         else:
             for p in problems:
                 target = f"job {p.job_id}" if p.job_id is not None else "-"
-                out.write(f"{p.kind:<20} {target:<10} {p.detail}\n")
+                out.write(f"{p.kind:<20} {target:<10} {p.detail}{_REMEDIES.get(p.remedy, '')}\n")
             what = "ledger and store" if args.deep else "ledger"
             out.write(f"check: {len(problems)} problem(s) in {ledger.path}\n" if problems
                       else f"check: {what} OK ({ledger.path})\n")
@@ -411,6 +422,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _report(prog: str, exc: DltuiError) -> int:
     """One line on stderr; exit code 2 for bad input or an unusable ledger, else 1."""
     text = redact_text(str(exc)).replace("\n", " ")
+    if isinstance(exc, UnknownJob):
+        text += "; `dltui status` lists the jobs"
     sys.stderr.write(f"{prog}: error: {text}\n")
     return EXIT_USAGE if isinstance(exc, UsageError | LedgerError) else EXIT_FAILURE
 

@@ -57,6 +57,10 @@ class InvalidName(UsageError):
 class UnknownJob(UsageError):
     """A job id that the ledger does not hold."""
 
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id} in the ledger")
+
 
 class NotApplicable(UsageError):
     """An operator action (pause, resume, retry, cancel) the job's current state refuses."""

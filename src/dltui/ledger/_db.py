@@ -41,7 +41,7 @@ def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
         return LedgerDamaged(path, detail)
     if kind == "SQLITE_FULL":
         return LedgerError(f"no space for the ledger {path} ({detail}); free space on that "
-                           "filesystem, then `dltui retry` the failed jobs")
+                           "filesystem, then retry the failed jobs")
     if kind in ("SQLITE_BUSY", "SQLITE_LOCKED"):
         return LedgerError(f"ledger {path} is busy ({detail}); another dltui holds its write "
                            "lock - try again")

@@ -1,5 +1,6 @@
-"""`dltui check`: SQLite's integrity check, the ledger's invariants, and (deep) every stored
-object re-hashed. It reads only: what it finds, ``dltui reconcile`` or the operator heals."""
+"""The ledger's self-check: SQLite's integrity check, the ledger's invariants, and (deep) every
+stored object re-hashed. It reads only: each problem names what heals it (the reconciler, a
+deep check, or the operator)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class Problem:
     kind: str
     job_id: int | None
     detail: str
+    #: What heals it: "reconcile", "deep" (a deep check decides), or None (the operator).
+    remedy: str | None = None
 
 
 def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
@@ -54,8 +57,8 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
         job_id, state = r["id"], r["state"]
         states[job_id] = state
         if state in active and r["lease_owner"] is None:
-            out.append(Problem("no_lease", job_id, f"{state} without a lease holder; "
-                               "`dltui reconcile` re-queues it"))
+            out.append(Problem("no_lease", job_id, f"{state} without a lease holder",
+                               "reconcile"))
         if state not in active and r["lease_owner"] is not None:
             out.append(Problem("stray_lease", job_id, f"{state} but leased by "
                                f"{r['lease_owner']}"))
@@ -64,8 +67,8 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
                 out.append(Problem("finalized_incomplete", job_id,
                                    "FINALIZED without a digest or a file path"))
             elif not os.path.lexists(r["final_path"]):
-                out.append(Problem("file_missing", job_id, f"{r['final_path']} is gone; "
-                                   "`dltui reconcile` re-makes it from the store"))
+                out.append(Problem("file_missing", job_id, f"{r['final_path']} is gone",
+                                   "reconcile"))
             elif r["final_ino"] is not None and not placed_by_us(r, Path(r["final_path"]),
                                                                  store):
                 out.append(Problem("file_changed", job_id, f"{r['final_path']} is not the "
@@ -73,15 +76,15 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
     for r in conn.execute("SELECT key, job_id, kind FROM ops WHERE status = 'started'"):
         if states.get(r["job_id"]) not in active:
             out.append(Problem("op_open", r["job_id"], f"{r['kind']} op still started for a "
-                               f"{states.get(r['job_id'], 'missing')} job; `dltui reconcile`"))
+                               f"{states.get(r['job_id'], 'missing')} job", "reconcile"))
     parts = paths.parts_dir(ledger.home)
     if parts.is_dir():
         finished = {s.value for s in FINAL_STATES}
         for part in sorted(parts.iterdir()):
             owner = paths.part_job_id(part.name)
             if owner is not None and (owner not in states or states[owner] in finished):
-                out.append(Problem("orphan_part", owner, f"{part} belongs to no running job; "
-                                   "`dltui reconcile` deletes it"))
+                out.append(Problem("orphan_part", owner, f"{part} belongs to no running job",
+                                   "reconcile"))
     recorded = objects.all_records(ledger)
     for sha, ident in sorted(recorded.items()):
         now_ident = store.identity(sha)
@@ -89,7 +92,7 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
             out.append(Problem("object_missing", None, f"store object {sha} is gone"))
         elif not now_ident.same_file(ident) and not deep:
             out.append(Problem("object_changed", None, f"store object {sha} changed since it "
-                               "was recorded; `dltui check --deep` re-hashes it"))
+                               "was recorded", "deep"))
     if deep and store.root.is_dir():
         for shard in sorted(store.root.iterdir()):
             if not shard.is_dir() or len(shard.name) != 2:

@@ -162,7 +162,7 @@ def get(ledger: Ledger, job_id: int) -> Job:
     """The job with this id, or UnknownJob."""
     row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
-        raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
+        raise UnknownJob(job_id)
     return Job.from_row(row)
 
 
@@ -276,7 +276,7 @@ def _current(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
     row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?",
                                            (job_id,)).fetchone()
     if row is None:
-        raise UnknownJob(f"no job {job_id} in the ledger; `dltui status` lists the jobs")
+        raise UnknownJob(job_id)
     return row
 
 
@@ -374,7 +374,7 @@ def advance_many_in(
         for job_id in ids:
             row = found.get(job_id)
             if row is None:
-                raise UnknownJob(f"no job {job_id} in the ledger")
+                raise UnknownJob(job_id)
             if owner is not None and row["lease_owner"] != owner:
                 raise LeaseLost(job_id, owner)
             if row["state"] != target.value:
@@ -452,7 +452,7 @@ def update(ledger: Ledger, job_id: int, *, owner: str | None, **fields: Any) -> 
         if owner is None:
             job = write_row(conn, job_id, fields)
             if job is None:
-                raise UnknownJob(f"no job {job_id} in the ledger")
+                raise UnknownJob(job_id)
             return job
         job = write_row(conn, job_id, fields, "AND lease_owner = ?", (owner,))
         if job is None:

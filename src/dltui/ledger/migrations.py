@@ -185,7 +185,7 @@ def migrate(ledger: Ledger, *, target: int | None = None) -> list[int]:
             if version > SCHEMA_VERSION:
                 raise LedgerTooNew(
                     f"ledger {ledger.path} has schema version {version}, but this dltui knows "
-                    f"only up to {SCHEMA_VERSION}; upgrade dltui or point --home elsewhere"
+                    f"only up to {SCHEMA_VERSION}; upgrade dltui or use another dltui home"
                 )
             if version >= target:
                 return applied  # the common case: nothing to do, no sqlite-utils import

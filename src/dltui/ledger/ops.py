@@ -194,7 +194,7 @@ def _check_owner(conn: sqlite3.Connection, job_id: int, owner: str | None) -> No
         return
     row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
-        raise UnknownJob(f"no job {job_id} in the ledger")
+        raise UnknownJob(job_id)
     if row[0] != owner:
         raise LeaseLost(job_id, owner)
 
