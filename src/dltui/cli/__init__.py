@@ -1,0 +1,187 @@
+"""Command line: argument parsing and wiring; one function per sub-command.
+
+``commands.py`` holds the sub-commands that read or change jobs, ``run.py`` those that run
+downloads (and the TUI), ``common.py`` what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dltui import __version__, paths
+from dltui.cli.commands import (
+    _check_controls,
+    cmd_add,
+    cmd_check,
+    cmd_control,
+    cmd_flags,
+    cmd_reconcile,
+    cmd_status,
+)
+from dltui.cli.common import (
+    _CREATING,
+    EXIT_FAILURE,
+    EXIT_OK,
+    MAX_JOB_ID,
+    _apply_env_flags,
+    _Parser,
+    _report,
+)
+from dltui.cli.run import _tui, cmd_demo, cmd_run
+from dltui.errors import DltuiError
+from dltui.ledger import Ledger, db_error, flags
+
+DESCRIPTION = "Command line: argument parsing and wiring; one function per sub-command."
+
+
+# -- wiring ------------------------------------------------------------------------------------
+def _job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"job id must be a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"job id must be positive, got {text!r}")
+    if value > MAX_JOB_ID:
+        raise argparse.ArgumentTypeError(f"job id {text} is too large; no job has an id above "
+                                         f"{MAX_JOB_ID}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = _Parser(prog="dltui", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"dltui {__version__}")
+    parser.add_argument(
+        "--home", type=Path, default=None,
+        help=f"dltui home holding the ledger, parts and store (env {paths.HOME_ENV}; "
+             f"default {paths.default_home()})",
+    )
+    # --home is accepted after the sub-command too (`dltui status --home X`), as people type it.
+    common = _Parser(add_help=False)
+    common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--theme", metavar="NAME", default=None,
+                        help="TUI theme (dltui-dark, dltui-light, dltui-high-contrast, …)")
+    parser.add_argument("-w", "--workers", type=int, metavar="N", default=None,
+                        help="TUI: downloads run by the TUI itself (0: only watch and steer)")
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help=f"TOML settings file (env {paths.CONFIG_ENV}; default {paths.default_config_path()})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help)
+
+    p = command("add", help="queue downloads")
+    p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs")
+    p.add_argument("-i", "--input-file", metavar="FILE",
+                   help="read URLs from FILE ('-' for stdin), one per line; indented "
+                        "dir=/out=/checksum=sha-256= lines apply to the URL above")
+    p.add_argument("-d", "--dir", metavar="DIR", help="destination directory (default: cwd)")
+    p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (single URL only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per job")
+    p.set_defaults(func=cmd_add)
+
+    p = command("status", help="list jobs")
+    p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB", help="only these job ids")
+    p.add_argument("--state", action="append", default=[], metavar="S",
+                   help="only jobs in state S (repeat or comma-separate)")
+    p.add_argument("--json", action="store_true", help="one JSON object per job per line")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="--json: print URLs with their user info and tokens unmasked")
+    p.set_defaults(func=cmd_status)
+
+    for name, text in (("pause", "pause jobs (at the next checkpoint when running)"),
+                       ("resume", "resume paused jobs"),
+                       ("retry", "re-queue failed jobs"),
+                       ("cancel", "cancel jobs and delete their partial files")):
+        p = command(name, text)
+        p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
+        p.add_argument("--all", action="store_true", help="every job it applies to")
+        p.set_defaults(func=cmd_control)
+
+    p = command("run", help="download queued jobs headless (the worker pool)")
+    p.add_argument("-w", "--workers", type=int, metavar="N",
+                   help="concurrent downloads (default: the workers setting, 4)")
+    p.add_argument("-p", "--processes", type=int, metavar="N",
+                   help="worker processes, each running --workers downloads (default: the "
+                        "processes setting, 1)")
+    p.add_argument("--until-idle", action="store_true",
+                   help="exit when nothing is queued and no job is held by a live worker")
+    # Set on the extra processes a `run --processes N` starts: no reconcile, no progress line.
+    p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_run)
+
+    p = command("demo", help="try dltui: a local origin, sample downloads, the TUI")
+    p.add_argument("--dir", dest="demo_dir", type=Path, default=None,
+                   help="keep the demo's ledger and files here (default: a new temp dir)")
+    p.set_defaults(func=cmd_demo)
+
+    p = command("reconcile", help="heal expired leases, interrupted ops, vanished files")
+    p.add_argument("--dry-run", action="store_true", help="report what would be done")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = command("check", help="check the ledger and the store; changes nothing")
+    p.add_argument("--deep", action="store_true", help="also re-hash every store object")
+    p.add_argument("--json", action="store_true", help="one JSON object per problem")
+    p.set_defaults(func=cmd_check)
+
+    p = command("flags", help="show or set feature flags")
+    p.add_argument("assignments", nargs="*", metavar="NAME=on|off")
+    p.add_argument("--json", action="store_true", help="one JSON object per flag")
+    p.set_defaults(func=cmd_flags)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dltui`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return _tui(args)
+    home = args.home if args.home is not None else paths.default_home()
+    prog = f"dltui {args.command}"
+    if args.command == "demo":
+        try:
+            return cmd_demo(args)
+        except DltuiError as exc:
+            return _report(prog, exc)
+    if args.command == "check":  # opens the ledger itself: no migration, no flags written
+        try:
+            return cmd_check(args, home.expanduser(), sys.stdout)
+        except DltuiError as exc:
+            return _report(prog, exc)
+        except sqlite3.Error as exc:
+            _report(prog, db_error(paths.ledger_path(home.expanduser()), exc))
+            return EXIT_FAILURE
+    home = home.expanduser()
+    try:
+        flags.env_overrides(os.environ)  # a bad DLTUI_FLAG_* fails before the ledger is opened
+        # Only commands that queue or run work may start a ledger; the others say it is missing.
+        with Ledger(home, create=args.command in _CREATING) as ledger:
+            _apply_env_flags(ledger)
+            if args.func is cmd_control:
+                _check_controls(args, ledger)
+            return int(args.func(args, ledger, sys.stdout))
+    except DltuiError as exc:
+        return _report(prog, exc)
+    except sqlite3.Error as exc:
+        return _report(prog, db_error(paths.ledger_path(home), exc))
+    except BrokenPipeError:
+        # `dltui status | head`: the reader left; say nothing more.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130

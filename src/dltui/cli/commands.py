@@ -1,0 +1,222 @@
+"""The sub-commands that read or change jobs.
+
+add, status, pause/resume/retry/cancel, reconcile, check and flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from dltui import requests
+from dltui.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    _human_bytes,
+    _progress,
+    _settings,
+    _status_dict,
+)
+from dltui.errors import (
+    IllegalTransition,
+    NotApplicable,
+    UsageError,
+)
+from dltui.ledger import Ledger, flags, jobs, reconcile, segments
+from dltui.model import JobState
+from dltui.urls import redact
+
+
+# -- add ---------------------------------------------------------------------------------------
+def _read_text(source: str) -> str:
+    """An input file's text (``-`` for stdin)."""
+    try:
+        return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read input file {source!r}: {reason}") from None
+
+
+def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Queue downloads; re-adding the same URL and destination reports the existing job."""
+    listing = None if not args.input_file else (args.input_file, _read_text(args.input_file))
+    specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
+                                    input_file=listing)
+    for result in jobs.add(ledger, specs):
+        job = result.job
+        if args.json:
+            out.write(json.dumps({**_status_dict(job), "created": result.created}) + "\n")
+        elif result.created:
+            out.write(f"added job {job.id}: {redact(job.url)} -> {job.dest_dir}\n")
+        else:
+            out.write(f"job {job.id} already exists ({job.state}): {redact(job.url)} -> "
+                      f"{job.dest_dir}\n")
+    return EXIT_OK
+
+
+# -- status ------------------------------------------------------------------------------------
+def _parse_states(values: Sequence[str]) -> list[JobState] | None:
+    if not values:
+        return None
+    states = []
+    for value in values:
+        for item in value.split(","):
+            try:
+                states.append(JobState(item.strip().upper()))
+            except ValueError:
+                raise UsageError(
+                    f"unknown state {item!r}; use one of {', '.join(s.value for s in JobState)}"
+                ) from None
+    return states
+
+
+def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """List jobs as a table, or one JSON object per line with ``--json``."""
+    states = _parse_states(args.state)
+    if args.jobs:
+        selected = [jobs.get(ledger, j) for j in args.jobs]
+        if states is not None:
+            selected = [j for j in selected if j.state in states]
+    else:
+        selected = jobs.list_jobs(ledger, states)
+    if args.json:
+        segs = segments.by_job(ledger)
+        for job in selected:
+            out.write(json.dumps(_status_dict(job, segs.get(job.id),
+                                              secrets=args.show_secrets)) + "\n")
+        return EXIT_OK
+    if not selected:
+        out.write("no jobs\n" if states is None else "no jobs in that state\n")
+        return EXIT_OK
+    out.write(f"{'ID':>6}  {'STATE':<10}  {'DONE':>6}  {'SIZE':>10}  NAME\n")
+    for job in selected:
+        line = (f"{job.id:>6}  {job.state.value:<10}  {_progress(job):>6}  "
+                f"{_human_bytes(job.bytes_total):>10}  {job.display_name}")
+        if job.error:
+            line += f"  [{job.error}]"
+        out.write(line + "\n")
+    return EXIT_OK
+
+
+# -- pause / resume / retry / cancel -----------------------------------------------------------
+_ACTIONS: dict[str, Callable[..., str]] = {
+    "pause": jobs.pause,
+    "resume": jobs.resume,
+    "retry": jobs.retry,
+    "cancel": jobs.cancel,
+}
+
+
+def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Apply an operator action to the named jobs (all validated first) or to ``--all``."""
+    action = _ACTIONS[args.command]
+    if args.all and args.jobs:
+        raise UsageError("give job ids or --all, not both")
+    if not args.all and not args.jobs:
+        raise UsageError(f"no jobs given; pass job ids or --all to {args.command} every job")
+    if args.all:
+        targets = [j.id for j in jobs.list_jobs(ledger)]
+    else:
+        targets = list(dict.fromkeys(args.jobs))
+        for job_id in targets:
+            jobs.get(ledger, job_id)  # raises UnknownJob before anything changes
+    applied = skipped = 0
+    problems: list[str] = []
+    for job_id in targets:
+        try:
+            outcome = action(ledger, job_id, by="cli")
+        except (NotApplicable, IllegalTransition) as exc:
+            skipped += 1
+            if not args.all:
+                problems.append(str(exc))
+            continue
+        applied += 1
+        out.write(f"job {job_id}: {outcome}\n")
+    if args.all:
+        out.write(f"{args.command}: {applied} job(s) changed, {skipped} not applicable\n")
+    for problem in problems:
+        sys.stderr.write(f"dltui {args.command}: {problem}\n")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
+    """Refuse the whole command when any named job cannot take the action (nothing changes)."""
+    if args.all or not args.jobs:
+        return
+    for job_id in dict.fromkeys(args.jobs):
+        jobs.check_action(jobs.get(ledger, job_id), args.command)
+
+
+# -- reconcile / flags -------------------------------------------------------------------------
+def cmd_reconcile(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Heal crash leftovers; ``--dry-run`` only reports."""
+    report = reconcile.reconcile(ledger, dry_run=args.dry_run, by="cli",
+                                 link_mode=_settings(args).link_mode)
+    if args.json:
+        out.write(json.dumps({
+            "dry_run": report.dry_run,
+            "counts": report.counts,
+            "actions": [{"kind": a.kind, "job_id": a.job_id, "detail": a.detail}
+                        for a in report.actions],
+        }) + "\n")
+        return EXIT_OK
+    verb = "would" if args.dry_run else "did"
+    for action in report.actions:
+        target = f"job {action.job_id}" if action.job_id is not None else "-"
+        out.write(f"{action.kind:<14} {target:<10} {action.detail}\n")
+    summary = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v) or "nothing to do"
+    out.write(f"reconcile {verb}: {summary}\n")
+    return EXIT_OK
+
+
+_REMEDIES: dict[str | None, str] = {"reconcile": "; `dltui reconcile` heals it",
+                                    "deep": "; `dltui check --deep` re-hashes it"}
+
+
+def cmd_check(args: argparse.Namespace, home: Path, out: TextIO) -> int:
+    """Report what is wrong with the ledger and the store; changes nothing."""
+    from dltui.ledger import check
+
+    with Ledger(home, create=False, migrate=False) as ledger:
+        problems = check.check(ledger, deep=args.deep)
+        if args.json:
+            for p in problems:
+                out.write(json.dumps({"kind": p.kind, "job_id": p.job_id, "detail": p.detail,
+                                      "remedy": p.remedy}) + "\n")
+        else:
+            for p in problems:
+                target = f"job {p.job_id}" if p.job_id is not None else "-"
+                out.write(f"{p.kind:<20} {target:<10} {p.detail}{_REMEDIES.get(p.remedy, '')}\n")
+            what = "ledger and store" if args.deep else "ledger"
+            out.write(f"check: {len(problems)} problem(s) in {ledger.path}\n" if problems
+                      else f"check: {what} OK ({ledger.path})\n")
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Show flags, or set them with NAME=on|off (all validated before any is written)."""
+    changes: list[tuple[str, bool]] = []
+    for item in args.assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"expected NAME=on|off, got {item!r}")
+        changes.append((flags.check_name(name), flags.parse_value(value, what=name)))
+    for name, value in changes:
+        changed = flags.set_flag(ledger, name, value, by="cli")
+        out.write(f"{name} = {'on' if value else 'off'}{'' if changed else ' (unchanged)'}\n")
+    if changes:
+        return EXIT_OK
+    states = flags.all_flags(ledger)
+    if args.json:
+        for f in states:
+            out.write(json.dumps({"name": f.name, "value": f.value, "default": f.default,
+                                  "updated_at": f.updated_at, "updated_by": f.updated_by}) + "\n")
+        return EXIT_OK
+    for f in states:
+        origin = "default" if f.updated_by is None else f"set by {f.updated_by}"
+        out.write(f"{f.name:<16} {'on ' if f.value else 'off'}  {f.description} ({origin})\n")
+    return EXIT_OK

@@ -1,0 +1,105 @@
+"""What every sub-command shares.
+
+Exit codes, the one-line error, settings, flags from the environment, count caps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from dltui import config, paths
+from dltui.errors import (
+    DltuiError,
+    LedgerError,
+    UnknownJob,
+    UsageError,
+)
+from dltui.ledger import Ledger, flags
+from dltui.model import Job, Segment
+from dltui.units import human_size
+from dltui.urls import redact, redact_text
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+MAX_JOB_ID = (1 << 63) - 1  # SQLite's INTEGER range
+_CREATING = frozenset({"add", "run", "flags"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but every error is one line naming the problem and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _human_bytes(n: int | None) -> str:
+    return human_size(n, compact=False)
+
+
+def _progress(job: Job) -> str:
+    if job.bytes_total:
+        return f"{100 * job.bytes_committed / job.bytes_total:5.1f}%"
+    return "  -  " if job.bytes_committed == 0 else "  ?  "
+
+
+def _status_dict(job: Job, segs: list[Segment] | None = None, *,
+                 secrets: bool = False) -> dict[str, object]:
+    return {
+        "id": job.id,
+        "url": job.url if secrets else redact(job.url),
+        "name": job.display_name,
+        "dest_dir": job.dest_dir,
+        "state": job.state.value,
+        "control": job.control.value,
+        "bytes_committed": job.bytes_committed,
+        "bytes_total": job.bytes_total,
+        "sha256": job.sha256,
+        "expected_sha256": job.expected_sha256,
+        "final_path": job.final_path,
+        "decision": job.decision,
+        "reason": job.decision_reason,
+        "attempts": job.attempts,
+        "lease_owner": job.lease_owner,
+        "lease_until": job.lease_until,
+        "error": job.error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        # Only while a segmented download runs: each range and its written / fsynced bytes.
+        **({"segments": [{"index": s.index, "start": s.start, "end": s.end, "done": s.done,
+                          "fsynced": s.durable} for s in segs]} if segs else {}),
+    }
+
+
+def _report(prog: str, exc: DltuiError) -> int:
+    """One line on stderr; exit code 2 for bad input or an unusable ledger, else 1."""
+    text = redact_text(str(exc)).replace("\n", " ")
+    if isinstance(exc, UnknownJob):
+        text += "; `dltui status` lists the jobs"
+    sys.stderr.write(f"{prog}: error: {text}\n")
+    return EXIT_USAGE if isinstance(exc, UsageError | LedgerError) else EXIT_FAILURE
+
+
+def _apply_env_flags(ledger: Ledger) -> None:
+    """``DLTUI_FLAG_<NAME>=0|1`` set flags when a command starts (audited as ``by=env``)."""
+    for name, value in flags.env_overrides(os.environ).items():
+        flags.set_flag(ledger, name, value, by="env")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    explicit = args.config is not None or paths.CONFIG_ENV in os.environ
+    path = args.config if args.config is not None else paths.default_config_path()
+    return config.load(path, required=explicit)
+
+
+def _capped(option: str, value: int, setting: str) -> int:
+    """``value`` limited to the setting's maximum, saying so on stderr when it is cut."""
+    limit = config.MAX_COUNTS[setting]
+    if value > limit:
+        sys.stderr.write(f"dltui: {option} {value} is more than useful; using {limit}\n")
+        return limit
+    return value
