@@ -36,7 +36,7 @@ from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small
 from dltui.engine.transfer import as_record
 from dltui.errors import CircuitOpenError, DltuiError
-from dltui.ledger import events, jobs, objects, ops
+from dltui.ledger import batched, events, jobs, objects, ops
 from dltui.model import Control, FileIdentity, JobState, ServerValidators
 
 if TYPE_CHECKING:
@@ -185,11 +185,11 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     # The lane's effects are those of JobRun's first try: a job handed back replays them.
     stream_keys = [ops.stream_key(i.job_id, i.run.job.attempts, ops.FIRST_TRY) for i in items]
     with ledger.write() as conn:
-        jobs.advance_many_in(conn, [JobState.LEASED, JobState.PRECHECKED], rows, owner=owner)
+        batched.advance_many_in(conn, [JobState.LEASED, JobState.PRECHECKED], rows, owner=owner)
         events.append_many(conn, (
             ("decision", i.job_id, {"mode": _FRESH.mode.value, "reason": _FRESH.reason,
                                     "offset": 0, "detail": _FRESH.describe()}) for i in items))
-        jobs.advance_many_in(conn, [JobState.PRECHECKED, JobState.STREAMING],
+        batched.advance_many_in(conn, [JobState.PRECHECKED, JobState.STREAMING],
                              [(i.job_id, {}) for i in items], owner=owner)
         ops.start_many_in(conn, [ops.OpStart(k, i.job_id, ops.OpKind.STREAM, i.run.job.attempts, {})
                                  for k, i in zip(stream_keys, items, strict=True)])
@@ -213,7 +213,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
         if items:
             ops.finish_many_in(conn, [(k, as_record(i.body.result))
                                       for k, i in zip(stream_keys, items, strict=True)])
-            jobs.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
+            batched.advance_many_in(conn, [JobState.STREAMING, JobState.FINALIZING],
                                  [(i.job_id, _complete(i, sync, boot)) for i in items],
                                  owner=owner)
             ops.start_many_in(conn, [ops.OpStart(k, i.job_id, ops.OpKind.FINALIZE,
@@ -243,7 +243,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
         placed = ops.finish_many_in(conn, [(k, i.placed)
                                            for k, i in zip(link_keys, items, strict=True)])
         objects.record_in(conn, _object_identities(items, placed))
-        jobs.advance_many_in(
+        batched.advance_many_in(
             conn, [JobState.FINALIZING, JobState.FINALIZED],
             [(i.job_id, {"final_path": p["dest"], "sha256": i.sha, "error": None,
                          "bytes_committed": i.body.result.size, "boot_id": boot,

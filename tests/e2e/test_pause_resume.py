@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from dltui import paths
-from dltui.ledger import Ledger, jobs
+from dltui.ledger import Ledger, actions, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
@@ -113,7 +113,7 @@ def test_cancel_running_download_deletes_the_part(ledger, home, dest, origin, se
     job_id = jobs.add(ledger, [jobs.JobSpec(url, dest)])[0].job.id
     _, thread = _pool_in_background(ledger, settings)
     wait_for(lambda: jobs.get(ledger, job_id).bytes_committed > 0)
-    assert jobs.cancel(ledger, job_id) == "cancel requested"
+    assert actions.cancel(ledger, job_id) == "cancel requested"
     wait_for(lambda: jobs.get(ledger, job_id).state is JobState.CANCELLED, timeout=5)
     thread.join(30)
     assert not paths.part_path(home, job_id).exists()
@@ -129,7 +129,7 @@ def test_pause_keeps_the_part_and_flags_apply_live(ledger, home, dest, origin, s
 
     flags.set_flag(ledger, "rate_limit", False, by="test")
     wait_for(lambda: pool.flags.rate_limit is False, timeout=5)  # read live by workers
-    assert jobs.pause(ledger, job_id) == "pause requested"
+    assert actions.pause(ledger, job_id) == "pause requested"
     wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PAUSED, timeout=5)
     thread.join(30)
     job = jobs.get(ledger, job_id)

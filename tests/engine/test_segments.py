@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from dltui import paths
-from dltui.ledger import events, jobs, segments
+from dltui.ledger import actions, events, jobs, segments
 from dltui.model import JobState, Segment, plan_segments
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
@@ -165,7 +165,7 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
     job_id, thread = start_slow(ledger, dest, origin, seg_settings, "/pause.bin", data)
     wait_for(lambda: sum(s.done > 0 for s in segments.for_job(ledger, job_id)) >= 2,
              "segments never started")
-    assert jobs.pause(ledger, job_id) == "pause requested"
+    assert actions.pause(ledger, job_id) == "pause requested"
     thread.join(20)
     assert not thread.is_alive()
     paused = jobs.get(ledger, job_id)
@@ -176,7 +176,7 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
     for s in saved:  # every checkpointed byte is the origin's byte at that offset
         assert part[s.start:s.start + s.done] == data[s.start:s.start + s.done]
 
-    jobs.resume(ledger, job_id)
+    actions.resume(ledger, job_id)
     fetch_one(ledger, dest, seg_settings, origin.url("/pause.bin"))  # the same job
     assert_done(ledger, jobs.get(ledger, job_id), data)
     # Each unfinished segment went on from its checkpoint, under If-Range.
@@ -190,7 +190,7 @@ def test_cancel_clears_the_segments(ledger, home, dest, origin, seg_settings) ->
     job_id, thread = start_slow(ledger, dest, origin, seg_settings, "/cancel.bin",
                                 blob(8 * MiB, seed=60))
     wait_for(lambda: segments.for_job(ledger, job_id), "no segment checkpoint")
-    assert jobs.cancel(ledger, job_id) == "cancel requested"
+    assert actions.cancel(ledger, job_id) == "cancel requested"
     thread.join(20)
     assert jobs.get(ledger, job_id).state is JobState.CANCELLED
     assert segments.for_job(ledger, job_id) == []

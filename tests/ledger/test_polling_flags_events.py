@@ -1,7 +1,7 @@
 import pytest
 
 from dltui.errors import UnknownFlag
-from dltui.ledger import events, flags, jobs
+from dltui.ledger import actions, events, flags, jobs
 from dltui.model import JobState
 from tests.conftest import add_job
 
@@ -10,7 +10,7 @@ def test_changed_since_returns_only_newer_rows(ledger, dest) -> None:
     ids = [add_job(ledger, dest, f"http://example.com/{i}") for i in range(5)]
     cursor = jobs.current_rev(ledger)
     assert jobs.changed_since(ledger, cursor) == []
-    jobs.pause(ledger, ids[1])
+    actions.pause(ledger, ids[1])
     jobs.update(ledger, ids[3], owner=None, bytes_committed=10)
     changed = jobs.changed_since(ledger, cursor)
     assert [j.id for j in changed] == [ids[1], ids[3]]
@@ -21,7 +21,7 @@ def test_changed_since_returns_only_newer_rows(ledger, dest) -> None:
 def test_revs_are_unique_and_increasing(ledger, dest) -> None:
     for i in range(20):
         add_job(ledger, dest, f"http://example.com/{i}")
-    jobs.pause(ledger, 3)
+    actions.pause(ledger, 3)
     revs = [r[0] for r in ledger.conn.execute("SELECT rev FROM jobs ORDER BY rev")]
     assert len(revs) == len(set(revs))
     assert jobs.get(ledger, 3).rev == max(revs) == jobs.current_rev(ledger)
@@ -76,15 +76,15 @@ def test_events_are_pruned_by_count(ledger, monkeypatch) -> None:
 
 def test_operator_actions(ledger, dest) -> None:
     queued = add_job(ledger, dest, "http://example.com/q")
-    assert jobs.pause(ledger, queued) == "paused"
-    assert jobs.pause(ledger, queued) == "already paused"
-    assert jobs.resume(ledger, queued) == "resumed"
+    assert actions.pause(ledger, queued) == "paused"
+    assert actions.pause(ledger, queued) == "already paused"
+    assert actions.resume(ledger, queued) == "resumed"
     assert jobs.get(ledger, queued).state is JobState.PLANNED
-    with pytest.raises(jobs.NotApplicable, match="retry applies to jobs in FAILED"):
-        jobs.retry(ledger, queued)
-    assert jobs.cancel(ledger, queued) == "cancelled"
-    with pytest.raises(jobs.NotApplicable):
-        jobs.cancel(ledger, queued)
+    with pytest.raises(actions.NotApplicable, match="retry applies to jobs in FAILED"):
+        actions.retry(ledger, queued)
+    assert actions.cancel(ledger, queued) == "cancelled"
+    with pytest.raises(actions.NotApplicable):
+        actions.cancel(ledger, queued)
 
 
 def test_typed_flags_follow_the_ledger(ledger) -> None:

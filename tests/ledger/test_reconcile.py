@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from dltui import paths
-from dltui.ledger import Ledger, events, jobs, ops
+from dltui.ledger import Ledger, actions, events, jobs, ops
 from dltui.ledger.reconcile import ACTION_KINDS, reconcile
 from dltui.model import JobState
 from dltui.store import Store
@@ -178,13 +178,13 @@ def test_running_job_pause_and_cancel_are_requests(ledger, home, dest) -> None:
     job_id = add_job(ledger, dest)
     force_state(ledger, job_id, JobState.STREAMING, **FOREIGN_LIVE)
     part = _part(home, job_id)
-    assert jobs.pause(ledger, job_id) == "pause requested"
-    assert jobs.resume(ledger, job_id) == "pause withdrawn"
-    assert jobs.cancel(ledger, job_id) == "cancel requested"
+    assert actions.pause(ledger, job_id) == "pause requested"
+    assert actions.resume(ledger, job_id) == "pause withdrawn"
+    assert actions.cancel(ledger, job_id) == "cancel requested"
     job = jobs.get(ledger, job_id)
     assert job.state is JobState.STREAMING and job.control == "cancel" and part.exists()
     force_state(ledger, job_id, JobState.STREAMING, **FOREIGN_EXPIRED)
-    assert jobs.cancel(ledger, job_id) == "cancelled"
+    assert actions.cancel(ledger, job_id) == "cancelled"
     assert not part.exists()
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from dltui.errors import IllegalTransition, LeaseLost, UnknownJob
-from dltui.ledger import events, jobs
+from dltui.ledger import actions, events, jobs
 from dltui.model import TRANSITIONS, JobState
 from tests.conftest import add_job, force_state
 
@@ -58,7 +58,7 @@ def test_finished_at_set_on_terminal_and_cleared_on_requeue(ledger, dest) -> Non
     force_state(ledger, job_id, JobState.STREAMING)
     failed = jobs.transition(ledger, job_id, JobState.FAILED, fields={"error": "boom"})
     assert failed.finished_at is not None
-    again = jobs.retry(ledger, job_id)
+    again = actions.retry(ledger, job_id)
     assert again == "queued for retry"
     job = jobs.get(ledger, job_id)
     assert job.state is JobState.PLANNED and job.finished_at is None and job.error is None
@@ -66,6 +66,6 @@ def test_finished_at_set_on_terminal_and_cleared_on_requeue(ledger, dest) -> Non
 
 def test_events_are_json(ledger, dest) -> None:
     job_id = add_job(ledger, dest)
-    jobs.pause(ledger, job_id)
+    actions.pause(ledger, job_id)
     raw = ledger.conn.execute("SELECT data FROM events WHERE job_id = ?", (job_id,)).fetchall()
     assert all(isinstance(json.loads(r[0]), dict) for r in raw)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dltui import paths
-from dltui.ledger import Ledger, events, jobs
+from dltui.ledger import Ledger, actions, events, jobs
 from dltui.ledger.reconcile import reconcile
 from dltui.model import JobState
 from tests.conftest import TEST_ENV, force_state
@@ -116,7 +116,7 @@ def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, orig
 
     def cancel_first(url: str) -> None:
         if url == urls[0] and not cancelled:  # the operator's cancel, just as the last byte
-            cancelled.append(jobs.cancel(ledger, 1, by="test"))
+            cancelled.append(actions.cancel(ledger, 1, by="test"))
 
     real_fetch, real_write = stream.fetch, batch.small.write_part
 

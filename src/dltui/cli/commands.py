@@ -26,7 +26,7 @@ from dltui.errors import (
     NotApplicable,
     UsageError,
 )
-from dltui.ledger import Ledger, flags, jobs, reconcile, segments
+from dltui.ledger import Ledger, actions, flags, jobs, reconcile, segments
 from dltui.model import JobState
 from dltui.urls import redact
 
@@ -104,10 +104,10 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
 
 # -- pause / resume / retry / cancel -----------------------------------------------------------
 _ACTIONS: dict[str, Callable[..., str]] = {
-    "pause": jobs.pause,
-    "resume": jobs.resume,
-    "retry": jobs.retry,
-    "cancel": jobs.cancel,
+    "pause": actions.pause,
+    "resume": actions.resume,
+    "retry": actions.retry,
+    "cancel": actions.cancel,
 }
 
 
@@ -148,7 +148,7 @@ def _check_controls(args: argparse.Namespace, ledger: Ledger) -> None:
     if args.all or not args.jobs:
         return
     for job_id in dict.fromkeys(args.jobs):
-        jobs.check_action(jobs.get(ledger, job_id), args.command)
+        actions.check_action(jobs.get(ledger, job_id), args.command)
 
 
 # -- reconcile / flags -------------------------------------------------------------------------

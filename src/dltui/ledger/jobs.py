@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import re
 import sqlite3
@@ -13,20 +12,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dltui import files, requests
+from dltui import requests
 from dltui.errors import (
     IllegalTransition,
     LeaseLost,
-    NotApplicable,
     UnknownJob,
     UsageError,
 )
 from dltui.ledger import events, segments
 from dltui.ledger._db import next_revs
 from dltui.ledger.clock import now
-from dltui.ledger.liveness import lease_is_live
 from dltui.model import (
-    ACTION_STATES,
     ACTIVE_STATES,
     FINAL_STATES,
     JOB_FIELDS,
@@ -319,78 +315,6 @@ def transition_in(
     return job
 
 
-def advance_many_in(
-    conn: sqlite3.Connection,
-    path: Sequence[JobState],
-    rows: Sequence[tuple[int, dict[str, Any]]],
-    *,
-    owner: str | None = None,
-    reason: str | None = None,
-    last_data: Sequence[dict[str, Any]] | None = None,
-    **data: Any,
-) -> None:
-    """Move many jobs from ``path[0]`` through every later state of ``path``, in the caller's
-    transaction: one UPDATE per job and one ``state`` event per job and step, as
-    :func:`transition_in` would write them one by one.
-
-    Every step must be an edge of the state machine. ``rows`` pairs a job id with the columns
-    it gets (the same columns for every job); ``last_data``, when given, adds per-job data
-    (in the order of ``rows``) to the event of the last step. A job that is not in
-    ``path[0]`` (or, with ``owner``, not held by it) raises LeaseLost or IllegalTransition:
-    the caller's transaction then rolls back, so either every job moved or none did.
-    """
-    if len(path) < 2 or not rows:
-        return
-    for current, target in itertools.pairwise(path):
-        if target not in TRANSITIONS[current]:
-            raise IllegalTransition(rows[0][0], current, target)
-    source, target = path[0], path[-1]
-    cols = list(rows[0][1])
-    extra: dict[str, Any] = {}
-    if target in FINAL_STATES or target is JobState.FAILED:
-        extra["finished_at"] = now()
-    elif target is JobState.PLANNED:
-        extra["finished_at"] = None
-    names = [*cols, *extra, "state", "updated_at", "rev"]
-    sql = (f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in names)} "
-           f"WHERE id = ? AND state = ?" + (" AND lease_owner = ?" if owner is not None else ""))
-    last = next_revs(conn, len(rows))
-    at = now()
-    params = []
-    for n, (job_id, fields) in enumerate(rows):
-        if list(fields) != cols:
-            raise ValueError(f"job {job_id}: every job must set the same columns {cols}")
-        p = [*fields.values(), *extra.values(), target.value, at, last - len(rows) + 1 + n,
-             job_id, source.value]
-        if owner is not None:
-            p.append(owner)
-        params.append(p)
-    cur = conn.executemany(sql, params)
-    if cur.rowcount != len(rows):
-        ids = [job_id for job_id, _ in rows]
-        placeholders = ",".join("?" * len(ids))
-        found = {r["id"]: r for r in conn.execute(
-            f"SELECT id, state, lease_owner FROM jobs WHERE id IN ({placeholders})", ids)}
-        for job_id in ids:
-            row = found.get(job_id)
-            if row is None:
-                raise UnknownJob(job_id)
-            if owner is not None and row["lease_owner"] != owner:
-                raise LeaseLost(job_id, owner)
-            if row["state"] != target.value:
-                raise IllegalTransition(job_id, row["state"], target)
-        raise IllegalTransition(ids[0], source, target)  # a job listed twice
-    steps = list(itertools.pairwise(path))
-    more = last_data or [{}] * len(rows)
-    events.append_many(conn, (
-        ("state", job_id, {"from": a.value, "to": b.value, "reason": reason, **data,
-                           **(own if b is target else {})})
-        for (job_id, _), own in zip(rows, more, strict=True) for a, b in steps
-    ))
-    if target in FINAL_STATES:
-        segments.clear_many_in(conn, [job_id for job_id, _ in rows])
-
-
 def with_control_in(conn: sqlite3.Connection, ids: Sequence[int],
                     control: Control) -> set[int]:
     """Which of these jobs the operator has asked for ``control`` (in the caller's transaction)."""
@@ -412,15 +336,6 @@ def controls(ledger: Ledger, ids: Sequence[int]) -> dict[int, tuple[str, str | N
         list(ids),
     ).fetchall()
     return {int(r["id"]): (r["control"], r["lease_owner"]) for r in rows}
-
-
-def get_many(conn: sqlite3.Connection, ids: Sequence[int]) -> list[Job]:
-    """The jobs with these ids, in the order given (missing ids are left out)."""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(ids))})", list(ids)
-    ).fetchall()
-    by_id = {r["id"]: Job.from_row(r) for r in rows}
-    return [by_id[i] for i in ids if i in by_id]
 
 
 def transition(
@@ -459,86 +374,3 @@ def update(ledger: Ledger, job_id: int, *, owner: str | None, **fields: Any) -> 
             _current(conn, job_id)
             raise LeaseLost(job_id, owner)
         return job
-
-
-# -- operator intent -------------------------------------------------------------------------
-
-
-def _lease_live(row: sqlite3.Row, at: float) -> bool:
-    return lease_is_live(row["lease_owner"], row["lease_until"], at)
-
-
-def _refuse(job_id: int, state: JobState, action: str) -> NotApplicable:
-    return NotApplicable(job_id, state.value, action, (s.value for s in ACTION_STATES[action]))
-
-
-def check_action(job: Job, action: str) -> None:
-    """Raise NotApplicable when ``action`` does not apply to ``job``'s state now."""
-    if job.state not in ACTION_STATES[action]:
-        raise _refuse(job.id, job.state, action)
-
-
-def pause(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
-    """Pause a job: at once when no worker holds it, else at the worker's next checkpoint."""
-    with ledger.write() as conn:
-        row = _current(conn, job_id)
-        state = JobState(row["state"])
-        if state is JobState.PAUSED:
-            return "already paused"
-        if state is JobState.PLANNED or (state in ACTIVE_STATES and not _lease_live(row, now())):
-            transition_in(conn, job_id, JobState.PAUSED, reason="operator",
-                          fields={"control": Control.PAUSE.value, **CLEAR_LEASE}, by=by)
-            return "paused"
-        if state in ACTIVE_STATES:
-            write_row(conn, job_id, {"control": Control.PAUSE.value})
-            events.append(conn, "control", job_id, control="pause", by=by)
-            return "pause requested"
-        raise _refuse(job_id, state, "pause")
-
-
-def resume(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
-    """Re-queue a paused job, or withdraw a pause a worker has not acted on yet."""
-    with ledger.write() as conn:
-        row = _current(conn, job_id)
-        state = JobState(row["state"])
-        if state is JobState.PAUSED:
-            transition_in(conn, job_id, JobState.PLANNED, reason="operator",
-                          fields={"control": Control.RUN.value}, by=by)
-            return "resumed"
-        if state in ACTIVE_STATES or state is JobState.PLANNED:
-            if row["control"] == Control.PAUSE.value:
-                write_row(conn, job_id, {"control": Control.RUN.value})
-                events.append(conn, "control", job_id, control="run", by=by)
-                return "pause withdrawn"
-            return "already running" if state in ACTIVE_STATES else "already queued"
-        raise _refuse(job_id, state, "resume")
-
-
-def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
-    """Re-queue a failed job with its error cleared (its part, if any, is kept for resume)."""
-    with ledger.write() as conn:
-        row = _current(conn, job_id)
-        state = JobState(row["state"])
-        if state not in ACTION_STATES["retry"]:
-            raise _refuse(job_id, state, "retry")
-        transition_in(conn, job_id, JobState.PLANNED, reason="operator retry",
-                      fields={"control": Control.RUN.value, "error": None, **CLEAR_LEASE},
-                      by=by)
-        return "queued for retry"
-
-
-def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
-    """Cancel a job and delete its part; a running worker stops at its next checkpoint."""
-    with ledger.write() as conn:
-        row = _current(conn, job_id)
-        state = JobState(row["state"])
-        if state not in ACTION_STATES["cancel"]:
-            raise _refuse(job_id, state, "cancel")
-        if state in ACTIVE_STATES and _lease_live(row, now()):
-            write_row(conn, job_id, {"control": Control.CANCEL.value})
-            events.append(conn, "control", job_id, control="cancel", by=by)
-            return "cancel requested"
-        transition_in(conn, job_id, JobState.CANCELLED, reason="operator",
-                      fields={"control": Control.CANCEL.value, **CLEAR_LEASE}, by=by)
-    files.delete_parts(ledger.home, job_id)
-    return "cancelled"

@@ -11,7 +11,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from dltui.errors import LeaseLost
-from dltui.ledger import jobs
+from dltui.ledger import batched, jobs
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import (
     hostname,
@@ -86,13 +86,13 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
         ).fetchall()
         if len(rows) <= 1:
             return [_take(conn, r["id"], owner, ttl, at) for r in rows]
-        jobs.advance_many_in(
+        batched.advance_many_in(
             conn, [JobState.PLANNED, JobState.LEASED],
             [(r["id"], {"lease_owner": owner, "lease_until": at + ttl, "heartbeat_at": at,
                         "attempts": r["attempts"] + 1}) for r in rows],
             reason="leased", owner_id=owner,
         )
-        return jobs.get_many(conn, [r["id"] for r in rows])
+        return batched.get_many(conn, [r["id"] for r in rows])
 
 
 def _take(conn: sqlite3.Connection, job_id: int, owner: str, ttl: float, at: float) -> Job:

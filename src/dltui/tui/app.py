@@ -3,6 +3,11 @@
 It never speaks HTTP. A poll thread reads only rows whose ``rev`` moved and posts them as a
 message; in-process workers (if any) are a :class:`~dltui.worker.WorkerPool` that, like every
 other worker, talks to the app only through the ledger.
+
+Why this module is long (about 490 lines): Textual binds each key to an ``action_*`` method of
+the App, so the app keeps one short method per key. What those actions need lives elsewhere:
+the poll and its messages (``messages.py``), ledger writes off the UI thread
+(``background.py``), the book of jobs (``model.py``), the screens and widgets.
 """
 
 from __future__ import annotations
@@ -13,28 +18,31 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.message import Message
-from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input, Tab, Tabs
 from textual.worker import get_current_worker
 
 from dltui import paths
 from dltui.config import Settings, format_size
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, db_error, events, flags, hosts, jobs, ops, reconcile, segments
-from dltui.ledger.events import Event
-from dltui.ledger.ops import Op
+from dltui.ledger import (
+    Ledger,
+    actions,
+    db_error,
+    hosts,
+    jobs,
+    reconcile,
+)
 from dltui.ledger.reconcile import ReconcileReport
-from dltui.model import Job, JobState, Segment
+from dltui.model import JobState
 from dltui.requests import DownloadRequest
 from dltui.tui.background import LedgerRunner
+from dltui.tui.messages import JobDetail, Notice, Polled, read_detail, read_poll
 from dltui.tui.model import JobBook, SideTables, SortKey
 from dltui.tui.model import Tab as BookTab
 from dltui.tui.screens.add import AddScreen
@@ -53,42 +61,6 @@ if TYPE_CHECKING:
     from dltui.worker import WorkerPool
 
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
-
-
-@dataclass(frozen=True)
-class JobDetail:
-    """What the detail pane shows beyond the job row, read in the same poll."""
-
-    job_id: int
-    ops: list[Op]
-    events: list[Event]
-    segments: list[Segment]
-
-
-def read_detail(ledger: Ledger, job_id: int) -> JobDetail:
-    """The selected job's ops, latest events and segments."""
-    return JobDetail(job_id, ops.for_job(ledger, job_id), events.for_job(ledger, job_id, limit=20),
-                     segments.for_job(ledger, job_id))
-
-
-@dataclass
-class Polled(Message):
-    """Rows that changed since the last poll, plus the selected job's detail."""
-
-    changed: list[Job]
-    now: float
-    detail: JobDetail | None = None
-    rev: int = 0
-    side: SideTables = field(default_factory=SideTables)
-
-
-@dataclass
-class Notice(Message):
-    """A line for the operator from a background action."""
-
-    text: str
-    severity: SeverityLevel = "information"
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class DltuiApp(App[None]):
@@ -195,11 +167,7 @@ class DltuiApp(App[None]):
 
     # -- the poll ---------------------------------------------------------------------------
     def _read(self, ledger: Ledger, rev: int, detail_job: int | None) -> Polled:
-        changed = jobs.changed_since(ledger, rev, limit=1_000_000)
-        detail = None if detail_job is None else read_detail(ledger, detail_job)
-        side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
-                          hosts.statuses(ledger))
-        return Polled(changed, self.clock(), detail, changed[-1].rev if changed else rev, side)
+        return read_poll(ledger, rev, detail_job, self.clock())
 
     def _poll_once(self) -> None:
         assert self.ledger is not None
@@ -344,10 +312,10 @@ class DltuiApp(App[None]):
                     continue
                 try:
                     if verb == "toggle":
-                        action = jobs.resume if job.state is JobState.PAUSED or \
-                            job.control.value == "pause" else jobs.pause
+                        action = actions.resume if job.state is JobState.PAUSED or \
+                            job.control.value == "pause" else actions.pause
                     else:
-                        action = {"retry": jobs.retry, "cancel": jobs.cancel}[verb]
+                        action = {"retry": actions.retry, "cancel": actions.cancel}[verb]
                     done.append(f"#{job_id} {action(ledger, job_id, by='tui')}")
                 except DltuiError as exc:
                     refused.append(str(exc))

@@ -1,0 +1,59 @@
+"""What the TUI reads from the ledger (on its poll thread) and the messages that carry it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual.message import Message
+from textual.notifications import SeverityLevel
+
+from dltui.ledger import Ledger, events, flags, hosts, jobs, ops, segments
+from dltui.ledger.events import Event
+from dltui.ledger.ops import Op
+from dltui.model import Job, Segment
+from dltui.tui.model import SideTables
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """What the detail pane shows beyond the job row, read in the same poll."""
+
+    job_id: int
+    ops: list[Op]
+    events: list[Event]
+    segments: list[Segment]
+
+
+def read_detail(ledger: Ledger, job_id: int) -> JobDetail:
+    """The selected job's ops, latest events and segments."""
+    return JobDetail(job_id, ops.for_job(ledger, job_id), events.for_job(ledger, job_id, limit=20),
+                     segments.for_job(ledger, job_id))
+
+
+@dataclass
+class Polled(Message):
+    """Rows that changed since the last poll, plus the selected job's detail."""
+
+    changed: list[Job]
+    now: float
+    detail: JobDetail | None = None
+    rev: int = 0
+    side: SideTables = field(default_factory=SideTables)
+
+
+@dataclass
+class Notice(Message):
+    """A line for the operator from a background action."""
+
+    text: str
+    severity: SeverityLevel = "information"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def read_poll(ledger: Ledger, rev: int, detail_job: int | None, now: float) -> Polled:
+    """One poll: the jobs changed since ``rev``, the selected job's detail, the side tables."""
+    changed = jobs.changed_since(ledger, rev, limit=1_000_000)
+    detail = None if detail_job is None else read_detail(ledger, detail_job)
+    side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
+                      hosts.statuses(ledger))
+    return Polled(changed, now, detail, changed[-1].rev if changed else rev, side)
