@@ -370,7 +370,10 @@ async def test_detail_pane_never_shows_credentials(home, dest) -> None:
         assert secret not in shot
 
 
-@pytest.mark.parametrize("what", ["deleted", "damaged"])
+# A file damaged in place is noticed only when SQLite next reads a damaged page, which its page
+# cache may put off indefinitely: the damaged case is tested where the read is certain (the
+# CLI, tests/safety/test_disk_and_ledger.py). A deleted or replaced file is checked each poll.
+@pytest.mark.parametrize("what", ["deleted", "replaced"])
 async def test_a_ledger_lost_under_the_tui_is_reported_not_fatal(home, dest, what) -> None:
     add(home, dest, "https://e.org/a")
     app = make(home)
@@ -382,12 +385,12 @@ async def test_a_ledger_lost_under_the_tui_is_reported_not_fatal(home, dest, wha
         if what == "deleted":
             ledger.unlink()
         else:
-            size = ledger.stat().st_size
-            with open(ledger, "r+b") as fh:
-                for page in range(1, size // 4096):
-                    fh.seek(page * 4096)
-                    fh.write(b"\xde\xad\xbe\xef" * 4)
-        want = "was deleted or replaced" if what == "deleted" else "is damaged"
+            # Copied by another process: closing a descriptor of the ledger here would drop
+            # the POSIX locks this process's connections hold on it.
+            copy = ledger.with_name("copy.db")
+            subprocess.run(["cp", str(ledger), str(copy)], check=True)
+            copy.replace(ledger)
+        want = "was deleted or replaced"
         await until(pilot, lambda: any(want in s for s in said))
         await pilot.press("down", "up")  # the app still answers keys
         await pilot.pause(0.3)
