@@ -1,4 +1,7 @@
-"""Jobs: adding them idempotently, the only writer of ``state``, reads and operator intent."""
+"""Jobs: adding them idempotently, reading them, and the only writer of ``state``.
+
+Operator intent is ``actions.py``; many jobs in one statement, ``batched.py``.
+"""
 
 from __future__ import annotations
 
