@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small
-from dltui.engine.transfer import as_record
 from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import batched, events, jobs, objects, ops
-from dltui.model import Control, FileIdentity, JobState, ServerValidators
+from dltui.model import Control, JobState, Placed, ServerValidators
+from dltui.records import as_record
 
 if TYPE_CHECKING:
     from dltui.worker import JobRun, WorkerPool
@@ -55,7 +55,7 @@ class _Item:
     job_id: int = 0
     dest_dir: Path = Path()
     sha: str = ""
-    placed: dict[str, Any] | None = None
+    placed: Placed | None = None
 
     def __post_init__(self) -> None:
         self.job_id = self.run.job.id
@@ -229,8 +229,10 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
     link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
     with ledger.write() as conn:
-        ops.finish_many_in(conn, list(zip(finalize_keys, promoted, strict=True)))
-        objects.record_in(conn, _object_identities(items, promoted))
+        ops.finish_many_in(conn, [(k, as_record(p))
+                                  for k, p in zip(finalize_keys, promoted, strict=True)])
+        objects.record_in(conn, [(i.sha, p.identity) for i, p in zip(items, promoted, strict=True)
+                                 if p.identity is not None])
         ops.start_many_in(conn, [
             ops.OpStart(k, i.job_id, ops.OpKind.LINK, i.run.job.attempts,
                         {"sha256": i.sha, "dest": str(i.dest_dir / i.name)})
@@ -240,32 +242,24 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
         item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync,
                                     mode=pool.settings.link_mode)
     with ledger.write() as conn:
-        placed = ops.finish_many_in(conn, [(k, i.placed)
-                                           for k, i in zip(link_keys, items, strict=True)])
-        objects.record_in(conn, _object_identities(items, placed))
+        placed = [i.placed for i in items if i.placed is not None]
+        ops.finish_many_in(conn, [(k, as_record(p))
+                                  for k, p in zip(link_keys, placed, strict=True)])
+        objects.record_in(conn, [(i.sha, p.identity) for i, p in zip(items, placed, strict=True)
+                                 if p.identity is not None])
         batched.advance_many_in(
             conn, [JobState.FINALIZING, JobState.FINALIZED],
-            [(i.job_id, {"final_path": p["dest"], "sha256": i.sha, "error": None,
+            [(i.job_id, {"final_path": p.dest, "sha256": i.sha, "error": None,
                          "bytes_committed": i.body.result.size, "boot_id": boot,
                          "bytes_durable": i.body.result.size if sync else 0,
-                         **jobs.CLEAR_LEASE, **jobs.dest_fields(finalize.identities(p)[1])})
+                         **jobs.CLEAR_LEASE, **jobs.dest_fields(p.dest_identity)})
              for i, p in zip(items, placed, strict=True)],
             owner=owner, reason="finished",
-            last_data=[{"dest": p["dest"], "how": p.get("how")} for p in placed],
+            last_data=[{"dest": p.dest, "how": p.how} for p in placed],
         )
     for item in items:
         settled.add(item.job_id)
         result.finished.append(item.run)
-
-
-def _object_identities(items: list[_Item],
-                       results: list[dict[str, Any]]) -> list[tuple[str, FileIdentity]]:
-    out = []
-    for item, result in zip(items, results, strict=True):
-        obj, _ = finalize.identities(result)
-        if obj is not None:
-            out.append((item.sha, obj))
-    return out
 
 
 def _complete(item: _Item, sync: bool, boot: str | None) -> dict[str, Any]:

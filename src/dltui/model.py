@@ -249,6 +249,31 @@ class FileIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class Promoted:
+    """FINALIZE's result: the verified bytes are the store object ``object``."""
+
+    object: str
+    sha256: str | None = None
+    applied: bool = False  # this run created the object
+    deduped: bool = False  # an object of that name was already there (and was replaced)
+    identity: FileIdentity | None = None  # the object's, right after
+    verified: bool = False  # settled by the reconciler from what it found on disk
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """LINK's result: the bytes are at ``dest``."""
+
+    dest: str
+    how: str = "present"  # reflink, hardlink, copy, or present (already there)
+    sha256: str | None = None
+    applied: bool = False
+    dest_identity: FileIdentity | None = None  # what was placed: proof it is dltui's
+    identity: FileIdentity | None = None  # the store object's, after the link
+    verified: bool = False  # settled by the reconciler from what it found on disk
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One byte range ``[start, end)`` of a segmented download and how much of it is in.
 

@@ -100,12 +100,12 @@ def test_place_part_replay_finds_our_file_by_content(tmp_path) -> None:
     part = tmp_path / "1.part"
     part.write_bytes(data)
     first = place_part(part, sha, dest, "f.bin", fsync=False)
-    assert first["dest"] == str(dest / "f (1).bin") and first["applied"]
+    assert first.dest == str(dest / "f (1).bin") and first.applied
     # A crash after the move: the replay finds the part gone and must find our file, not theirs.
     again = place_part(part, sha, dest, "f.bin", fsync=False)
-    assert {k: again[k] for k in ("applied", "how", "dest")} == {
-        "applied": False, "how": "present", "dest": str(dest / "f (1).bin")}
-    assert again["dest_identity"][2] == os.stat(dest / "f (1).bin").st_ino
+    assert (again.applied, again.how, again.dest) == (False, "present", str(dest / "f (1).bin"))
+    assert again.dest_identity is not None
+    assert again.dest_identity.ino == os.stat(dest / "f (1).bin").st_ino
 
 
 def test_directory_fsyncs_are_group_committed(tmp_path, monkeypatch) -> None:

@@ -6,15 +6,15 @@ run again after a crash they find their work done and report ``applied: False``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from dltui import names
 from dltui.engine.headers import filename_from_url
 from dltui.errors import IntegrityError
-from dltui.model import FileIdentity, LinkMode
+from dltui.model import LinkMode, Placed, Promoted
 from dltui.store import Store, file_identity, fsync_dir, holds, place
 
 MAX_NAME_TRIES = 10_000
@@ -42,7 +42,7 @@ def verify(size: int, sha256: str, *, expected_size: int | None,
         raise IntegrityError(f"SHA-256 mismatch: got {sha256}, expected {expected_sha256}")
 
 
-def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, Any]:
+def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> Promoted:
     """FINALIZE effect: move the verified part into the store (or drop it as a duplicate).
 
     ``applied`` says whether this run created the store object; a replay after a crash, or a
@@ -51,24 +51,14 @@ def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> dict[str, 
     if not part.exists():
         ident = store.identity(sha256)
         if ident is not None:
-            return {"applied": False, "deduped": False, "object": str(store.object_path(sha256)),
-                    "identity": ident.as_list()}
+            return Promoted(str(store.object_path(sha256)), sha256, identity=ident)
         raise IntegrityError(f"part file {part} vanished before finalizing")
     if fsync:
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
     created = store.promote(part, sha256, fsync=fsync)
-    ident = store.identity(sha256)
-    return {"applied": created, "deduped": not created, "object": str(store.object_path(sha256)),
-            "identity": ident.as_list() if ident else None}
-
-
-def identities(result: dict[str, Any]) -> tuple[FileIdentity | None, FileIdentity | None]:
-    """From a FINALIZE or LINK result: the store object's identity and the placed file's."""
-    obj = result.get("identity")
-    dest = result.get("dest_identity")
-    return (FileIdentity.from_list(obj) if obj else None,
-            FileIdentity.from_list(dest) if dest else None)
+    return Promoted(str(store.object_path(sha256)), sha256, applied=created,
+                    deduped=not created, identity=store.identity(sha256))
 
 
 def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
@@ -82,21 +72,20 @@ def _inside(dest_dir: Path, path: Path) -> bool:
 
 
 def _place_first_free(source: Path, sha256: str, dest_dir: Path, name: str, *,
-                      keep_source: bool, fsync: bool, mode: LinkMode = "auto") -> dict[str, Any]:
+                      keep_source: bool, fsync: bool, mode: LinkMode = "auto") -> Placed:
     dest_dir.mkdir(parents=True, exist_ok=True)
     for candidate in _candidates(dest_dir, name):
         if not _inside(dest_dir, candidate):
             continue
         how = place(source, candidate, sha256, keep_source=keep_source, fsync=fsync, mode=mode)
         if how != "taken":
-            ident = file_identity(candidate)
-            return {"applied": how != "present", "how": how, "dest": str(candidate),
-                    "dest_identity": ident.as_list() if ident else None}
+            return Placed(str(candidate), how, sha256, applied=how != "present",
+                          dest_identity=file_identity(candidate))
     raise IntegrityError(f"no free file name for {name!r} in {dest_dir}")
 
 
 def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool,
-         mode: LinkMode = "auto") -> dict[str, Any]:
+         mode: LinkMode = "auto") -> Placed:
     """LINK effect with the store: reflink, hardlink or copy the object to the first free
     name (``mode``, see :func:`dltui.store.place`).
 
@@ -107,21 +96,18 @@ def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool,
                                keep_source=True, fsync=fsync, mode=mode)
     if fsync:
         fsync_dir(dest_dir)
-    ident = store.identity(sha256)
-    result["identity"] = ident.as_list() if ident else None
-    return result
+    return dataclasses.replace(result, identity=store.identity(sha256))
 
 
 def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
-               fsync: bool) -> dict[str, Any]:
+               fsync: bool) -> Placed:
     """LINK effect without the store (flag ``dedupe`` off): move the part itself into place."""
     if not part.exists():
         for candidate in _candidates(dest_dir, name):
             if not os.path.lexists(candidate):
                 break
             if holds(candidate, sha256):  # by content: a name may hold someone else's file
-                ident = file_identity(candidate)
-                return {"applied": False, "how": "present", "dest": str(candidate),
-                        "dest_identity": ident.as_list() if ident else None}
+                return Placed(str(candidate), "present", sha256,
+                              dest_identity=file_identity(candidate))
         raise IntegrityError(f"part file {part} vanished before it reached {dest_dir}")
     return _place_first_free(part, sha256, dest_dir, name, keep_source=False, fsync=fsync)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +12,9 @@ from dltui.engine.headers import parse_retry_after
 from dltui.engine.resume import Mode, ResumeDecision
 from dltui.errors import HTTPStatusError
 from dltui.model import Segment, ServerValidators
+from dltui.records import as_record, fields_of
+
+__all__ = ["as_record", "from_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,26 +89,10 @@ class StreamResult:
     disposition_name: str | None = None
 
 
-def as_record(value: Any) -> dict[str, Any]:
-    """A value object (StreamResult, Precheck) as the JSON an op stores as its result."""
-    record: dict[str, Any] = _plain(value)
-    return record | {"__type__": type(value).__name__}
-
-
-def _plain(value: Any) -> Any:
-    # dataclasses.asdict deep-copies every leaf; these leaves are immutable, so skip that.
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def from_record(data: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments that rebuild a value object stored by :func:`as_record`."""
-    out = {k: v for k, v in data.items() if k != "__type__"}
-    if isinstance(out.get("validators"), dict):
-        out["validators"] = ServerValidators(**out["validators"])
+    """The keyword arguments that rebuild a Precheck or StreamResult stored by
+    :func:`~dltui.records.as_record` (the engine's own nested types included)."""
+    out = fields_of(data)
     if isinstance(out.get("decision"), dict):
         d = out["decision"]
         out["decision"] = ResumeDecision(Mode(d["mode"]), d["offset"], d["reason"],

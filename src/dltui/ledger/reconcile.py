@@ -34,7 +34,8 @@ from dltui.durability import boot_id
 from dltui.ledger import events, jobs, objects, ops
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import lease_is_live
-from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState, LinkMode
+from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState, LinkMode, Placed, Promoted
+from dltui.records import as_record
 from dltui.store import Store, file_identity, sha256_file
 
 if TYPE_CHECKING:
@@ -82,11 +83,11 @@ def _verify_op(store: Store, op: ops.Op) -> tuple[bool, Any]:
     """Whether a ``started`` op's effect is on disk, and the result to record if so."""
     sha = op.args.get("sha256")
     if op.kind == ops.OpKind.FINALIZE and sha and store.has(sha):
-        return True, {"sha256": sha, "object": str(store.object_path(sha)), "verified": True}
+        return True, as_record(Promoted(str(store.object_path(sha)), sha, verified=True))
     if op.kind == ops.OpKind.LINK and sha and op.args.get("dest"):
         dest = Path(op.args["dest"])
         if store.has(sha) and store.is_materialized(sha, dest):
-            return True, {"sha256": sha, "dest": str(dest), "how": "present", "verified": True}
+            return True, as_record(Placed(str(dest), "present", sha, verified=True))
     return False, None
 
 

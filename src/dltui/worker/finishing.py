@@ -8,7 +8,8 @@ from typing import Any
 from dltui import durability
 from dltui.engine import finalize
 from dltui.ledger import jobs, objects, ops
-from dltui.model import JobState
+from dltui.model import JobState, Placed, Promoted
+from dltui.records import as_record, decode
 from dltui.worker.base import RunBase
 
 
@@ -27,10 +28,10 @@ class Finishing(RunBase):
             link_key = ops.link_key(job.id, sha, dest_dir)
             link_args = {"sha256": sha, "dest": str(dest_dir / name)}
 
-            def start_link(conn: Any, result: Any) -> None:
-                obj, _ = finalize.identities(result)
-                if obj is not None:
-                    objects.record_in(conn, [(sha, obj)])
+            def start_link(conn: Any, record: dict[str, Any]) -> None:
+                promoted = decode(Promoted, record)
+                if promoted.identity is not None:
+                    objects.record_in(conn, [(sha, promoted.identity)])
                 # LINK is the next effect: mark it started with FINALIZE's completion.
                 ops.start_in(conn, link_key, job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner,
                              attempt=job.attempts, args=link_args)
@@ -41,7 +42,7 @@ class Finishing(RunBase):
             self._prestarted.discard(finalize_key)
             ops.run_effect(
                 self.ledger, finalize_key,
-                lambda: finalize.promote(store, part, sha, fsync=fsync),
+                lambda: as_record(finalize.promote(store, part, sha, fsync=fsync)),
                 job_id=job.id, kind=ops.OpKind.FINALIZE, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha},
                 verify=lambda r: store.has(sha) and not part.exists(),
@@ -49,46 +50,45 @@ class Finishing(RunBase):
             )
             link_started = link_key in self._prestarted
             self._prestarted.discard(link_key)
-            placed = ops.run_effect(
+            record = ops.run_effect(
                 self.ledger, link_key,
-                lambda: finalize.link(store, sha, dest_dir, name, fsync=fsync,
-                                      mode=pool.settings.link_mode),
+                lambda: as_record(finalize.link(store, sha, dest_dir, name, fsync=fsync,
+                                                mode=pool.settings.link_mode)),
                 job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
                 args=link_args,
-                verify=lambda r: store.is_materialized(sha, Path(r["dest"])),
-                on_done=lambda conn, r: self._finalized(conn, sha, r),
+                verify=lambda r: store.is_materialized(sha, Path(decode(Placed, r).dest)),
+                on_done=lambda conn, r: self._finalized(conn, sha, decode(Placed, r)),
                 started=link_started,
             )
         else:
             part = self.part
-            placed = ops.run_effect(
+            record = ops.run_effect(
                 self.ledger, ops.link_key(job.id, sha, dest_dir),
-                lambda: finalize.place_part(part, sha, dest_dir, name, fsync=fsync),
+                lambda: as_record(finalize.place_part(part, sha, dest_dir, name, fsync=fsync)),
                 job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha, "dest": str(dest_dir / name)},
-                on_done=lambda conn, r: self._finalized(conn, sha, r),
+                on_done=lambda conn, r: self._finalized(conn, sha, decode(Placed, r)),
             )
         if self.state is not JobState.FINALIZED:  # the LINK op was already done (a replay)
             with self.ledger.write() as conn:
-                self._finalized(conn, sha, placed)
+                self._finalized(conn, sha, decode(Placed, record))
         self.part.unlink(missing_ok=True)
         pool.stats.finished += 1
 
-    def _finalized(self, conn: Any, sha: str, placed: dict[str, Any]) -> None:
+    def _finalized(self, conn: Any, sha: str, placed: Placed) -> None:
         """LINK done: the job is FINALIZED in the same transaction, its lease cleared."""
-        obj, dest = finalize.identities(placed)
-        if obj is not None:
-            objects.record_in(conn, [(sha, obj)])
+        if placed.identity is not None:
+            objects.record_in(conn, [(sha, placed.identity)])
         self.job = jobs.transition_in(
             conn, self.job.id, JobState.FINALIZED, owner=self.owner, reason="finished",
-            fields={"final_path": placed["dest"], "sha256": sha, "error": None,
+            fields={"final_path": placed.dest, "sha256": sha, "error": None,
                     "bytes_committed": self.job.bytes_total or self.job.bytes_committed,
                     # What a reboot would lose: the reconciler re-verifies unsynced files.
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
                     if self.sync_finished else 0,
-                    **jobs.CLEAR_LEASE, **jobs.dest_fields(dest)},
-            dest=placed["dest"], how=placed.get("how"),
+                    **jobs.CLEAR_LEASE, **jobs.dest_fields(placed.dest_identity)},
+            dest=placed.dest, how=placed.how,
         )
         self.segmented = False  # the transition cleared the rows
         self.state = JobState.FINALIZED
