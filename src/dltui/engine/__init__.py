@@ -9,8 +9,7 @@ import sys
 # 75 ms of every `dltui run` start-up for a CLI we never call. A None entry makes that import
 # fail the way httpx expects when the CLI's extras are missing.
 if "httpx" not in sys.modules:
-    # A None entry is how Python marks a module unimportable; typeshed allows only modules.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: unimportable
 
 from dltui.engine.client import make_client, mapped_errors
 from dltui.engine.finalize import resolve_name

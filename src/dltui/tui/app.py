@@ -154,7 +154,9 @@ class DltuiApp(App[None]):
                         severity="warning")
             self.theme = DEFAULT_THEME if DEFAULT_THEME in self.available_themes \
                 else "textual-dark"
-        self.ledger = Ledger(self.home)
+        # With a poll thread, that thread opens (and if need be migrates) the ledger first:
+        # the UI thread only makes the handle. Without one (pictures, tests), all is in step.
+        self.ledger = Ledger(self.home, migrate=self.poll_interval is None)
         self.runner = LedgerRunner(self, self.home, self._ledger_failed)
         self.sub_title = self.display_path
         if self.worker_count > 0:
@@ -175,7 +177,14 @@ class DltuiApp(App[None]):
 
     @work(thread=True, exclusive=True, group="poll")
     def _poll_loop(self) -> None:
-        ledger = Ledger(self.home, migrate=False)
+        try:
+            ledger = Ledger(self.home)
+        except (DltuiError, sqlite3.Error) as exc:
+            problem = str(exc if isinstance(exc, DltuiError) else db_error(self.home, exc))
+            if self.is_running:
+                with contextlib.suppress(RuntimeError):
+                    self.call_from_thread(self._ledger_failed, problem)
+            return
         rev = 0
         me = get_current_worker()
         try:
