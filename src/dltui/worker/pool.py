@@ -16,7 +16,6 @@ from dltui.engine import policy
 from dltui.engine.client import make_client
 from dltui.errors import DltuiError, LeaseLost, LedgerError
 from dltui.ledger import Ledger, db_error, events, flags, hosts, jobs, leases, objects
-from dltui.model import ACTIVE_STATES
 from dltui.store import Store
 from dltui.worker.run import JobRun
 
@@ -129,17 +128,14 @@ class WorkerPool:
             return list(self._active.values())
 
     def idle(self) -> bool:
-        """True when nothing is queued to run and no job is held by a live lease anywhere."""
+        """True when no job is queued and none is active anywhere.
+
+        An active job counts as work even when its holder is dead: this pool takes it over
+        (at once for a dead process on this host, after the TTL for another host's), so
+        ``run --until-idle`` never ends while a dead runner's jobs wait.
+        """
         queued, running = jobs.pending_work(self.ledger)
-        if queued:
-            return False
-        if not running:
-            return True
-        now = time.time()
-        return not any(
-            leases.lease_is_live(j.lease_owner, j.lease_until, now)
-            for j in jobs.list_jobs(self.ledger, ACTIVE_STATES)
-        )
+        return queued == 0 and running == 0
 
     def run_until_idle(self, poll: float = 0.2) -> None:
         """Work until :meth:`idle`, then stop."""
