@@ -22,7 +22,8 @@ Every error carries enough context to be printed as one line for the operator::
     └── DownloadError           a download attempt failed; ``reason`` is a short code
         ├── HTTPStatusError     the origin answered with an error status
         ├── TransportError      connection refused/reset, timeout, truncated body (retryable)
-        ├── RedirectError       too many redirects, or a loop
+        ├── RedirectError       too many redirects, a loop, or https -> http
+        ├── CertificateError    the server's TLS certificate is not trusted (never retried)
         ├── IntegrityError      size or SHA-256 does not match
         ├── QuotaError          not enough free disk space
         ├── CircuitOpenError    the host's circuit breaker is open
@@ -185,6 +186,12 @@ class RedirectError(DownloadError):
     """Too many redirects or a redirect loop."""
 
     reason = "redirects"
+
+
+class CertificateError(DownloadError):
+    """The server's TLS certificate did not verify: no retry can change that."""
+
+    reason = "certificate"
 
 
 class IntegrityError(DownloadError):

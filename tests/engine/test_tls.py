@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dltui.ledger import events
 from dltui.model import JobState
 from dltui.origin import Origin, Resource
 from tests.engine.helpers import blob, fetch_one, sha
@@ -53,6 +54,17 @@ def test_untrusted_certificate_fails_with_a_clear_error(ledger, dest, tls_origin
     job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=1), url)
     assert job.state is JobState.FAILED
     assert "certificate" in (job.error or "").lower()
+
+
+def test_a_certificate_failure_is_not_retried(ledger, dest, tls_origin, settings,
+                                              monkeypatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    url = tls_origin.add("/secure.bin", blob(1000))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=5), url)
+    assert job.state is JobState.FAILED
+    assert job.error.startswith("TLS certificate of 127.0.0.1 not trusted"), job.error
+    assert "tries" not in job.error  # failed on its first try
+    assert not [e for e in events.for_job(ledger, job.id, 500) if e.kind == "retry"]
 
 
 @pytest.mark.parametrize("allow", [False, True])

@@ -8,12 +8,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from dltui import __version__
 from dltui.config import Settings
-from dltui.errors import DownloadError, RedirectError, TransportError
+from dltui.errors import CertificateError, DownloadError, RedirectError, TransportError
 from dltui.urls import redact
 
 
@@ -107,6 +108,10 @@ def make_client(settings: Settings, *, connections: int) -> httpx.Client:
     )
 
 
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
 @contextmanager
 def mapped_errors(url: str) -> Iterator[None]:
     """Turn httpx exceptions raised inside into DownloadErrors that name the URL."""
@@ -119,6 +124,16 @@ def mapped_errors(url: str) -> Iterator[None]:
         raise TransportError(f"{kind} from {url}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise DownloadError(f"cannot request {url}: {exc}") from None
+    except httpx.ConnectError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError) or \
+                "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            # No retry can fix a certificate; curl and aria2c fail at once too.
+            detail = getattr(cause, "verify_message", None) or str(exc)
+            raise CertificateError(
+                f"TLS certificate of {_host(url)} not trusted ({detail}); check the server, "
+                "or trust its CA through SSL_CERT_FILE / SSL_CERT_DIR") from None
+        raise TransportError(f"{str(exc) or type(exc).__name__} ({url})") from None
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"{detail} ({url})") from None
