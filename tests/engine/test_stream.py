@@ -97,8 +97,10 @@ def test_cancel_stops_at_the_next_chunk_and_checkpoints(client, origin, tmp_path
                rec=rec, checkpoint_bytes=64 << 20, checkpoint_interval=60.0)
     size = part.stat().st_size
     assert 0 < size < 4 << 20
-    # No checkpoint was due; stopping wrote one for exactly the bytes in the part.
-    assert [cp.bytes_committed for cp in rec.checkpoints] == [size]
+    # No checkpoint was due: the headers recorded the length, and stopping wrote one for
+    # exactly the bytes in the part.
+    assert [cp.bytes_committed for cp in rec.checkpoints] == [0, size]
+    assert rec.checkpoints[0].validators.length == 4 << 20
 
 
 def test_part_shorter_than_committed_is_a_conflict(client, origin, tmp_path) -> None:

@@ -27,6 +27,7 @@ from dltui.errors import (
 )
 from dltui.ledger import Ledger, jobs, reconcile
 from dltui.model import JobState
+from dltui.rates import SmoothedRate
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -64,7 +65,9 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     parent = os.getppid()
     pool = WorkerPool(ledger, settings, workers=workers)
     pool.start()
-    last_bytes, last_t = 0, time.monotonic()
+    smoothed = SmoothedRate()
+    smoothed.add(time.monotonic(), 0)
+    last_t = time.monotonic()
     try:
         # Check often (the end of a batch should not wait out a long sleep); print twice a second.
         while not stop.wait(0.05):
@@ -73,8 +76,8 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
                 break
             now = time.monotonic()
             if tty and now - last_t >= 0.5:
-                rate = (pool.stats.bytes - last_bytes) / max(now - last_t, 1e-6)
-                last_bytes, last_t = pool.stats.bytes, now
+                smoothed.add(now, pool.stats.bytes)
+                rate, last_t = smoothed.rate, now
                 counts = jobs.counts(ledger)
                 sys.stderr.write(
                     f"\r\x1b[Kdltui run: {len(pool.active())} active, "

@@ -14,9 +14,6 @@ import socket
 
 import httpx
 
-#: Largest read while a bandwidth limit may apply, so the limiter meters smoothly.
-LIMITED_READ = 256 << 10
-
 
 class DirectBody:
     """The rest of a response body, read from its socket with :meth:`readinto`."""

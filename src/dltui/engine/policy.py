@@ -76,11 +76,51 @@ def retrying(
 
 
 # -- rate limits -----------------------------------------------------------------------------
-def _bandwidth_limiter(bytes_per_second: int) -> Limiter:
-    from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
+#: Finest step a bandwidth meter keeps: with at most this many units a second, pyrate-limiter's
+#: whole-microsecond emission interval (rounded up) is off by 1 % at most.
+_METER_UNITS_PER_SECOND = 10_000
+#: A meter lets through at most this fraction of a second of its rate at once.
+_BURST_SECONDS = 0.1
+#: Bounds for one read while bytes are metered (a tenth of a second of the rate, in between).
+MIN_METERED_READ = 4 << 10
+MAX_METERED_READ = 256 << 10
 
-    # GCRA keeps one number per rate; a log bucket would store one entry per byte.
-    return Limiter(StateBucket([Rate(bytes_per_second, Duration.SECOND)], algorithm=GCRA()))
+
+class _Meter:
+    """A bandwidth budget of ``rate`` bytes/s over a pyrate-limiter GCRA bucket.
+
+    pyrate-limiter keeps GCRA state in whole microseconds per unit, so metering single bytes
+    would cap every limit at 1 MB/s (one unit per microsecond), and its blocking wait adds
+    ``buffer_ms`` to every sleep. Bytes are therefore charged in units sized so that a second
+    holds at most ``_METER_UNITS_PER_SECOND`` of them, the sleep buffer is zero, and the burst is
+    a tenth of a second of the rate. Bytes short of a unit are carried to the next charge.
+    """
+
+    def __init__(self, rate: int) -> None:
+        from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
+
+        self.rate = rate
+        self.unit = max(1, -(-rate // _METER_UNITS_PER_SECOND))
+        per_second = max(1, rate // self.unit)
+        self.burst = max(1, int(per_second * _BURST_SECONDS))
+        bucket = StateBucket([Rate(per_second, Duration.SECOND, burst=self.burst)],
+                             algorithm=GCRA())
+        self._limiter = Limiter(bucket, buffer_ms=0)
+        self._lock = threading.Lock()
+        self._carry = 0
+
+    def charge(self, nbytes: int, cancel: threading.Event, control: Callable[[], str]) -> None:
+        """Wait until ``nbytes`` more fit the rate; raise Interrupted when ``cancel`` is set."""
+        with self._lock:
+            total = self._carry + nbytes
+            units, self._carry = divmod(total, self.unit)
+        while units > 0:
+            piece = min(units, self.burst)
+            while not self._limiter.try_acquire("dltui", weight=piece, blocking=True,
+                                                timeout=_WAIT_SLICE):
+                if cancel.is_set():
+                    raise Interrupted(control())
+            units -= piece
 
 
 def _request_limiter(per_second: float) -> Limiter:
@@ -88,8 +128,10 @@ def _request_limiter(per_second: float) -> Limiter:
 
     # Express fractional rates (0.5/s) over a longer interval so the limit stays an integer.
     if per_second >= 1:
-        return Limiter(StateBucket([Rate(int(per_second), Duration.SECOND)], algorithm=GCRA()))
-    return Limiter(StateBucket([Rate(1, int(1000 / per_second))], algorithm=GCRA()))
+        rate = Rate(int(per_second), Duration.SECOND)
+    else:
+        rate = Rate(1, int(1000 / per_second))
+    return Limiter(StateBucket([rate], algorithm=GCRA()), buffer_ms=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +151,13 @@ class RateLimits:
         self._global_bw = settings.max_bandwidth
         self._overrides: dict[str, HostLimit] = {}
         self._req: dict[str, Limiter] = {}
-        self._bw: dict[str, Limiter] = {}
-        self._global: Limiter | None = None
+        self._bw: dict[str, _Meter] = {}
+        self._global: _Meter | None = None
         self.enabled = True
         self._rebuild_global()
 
     def _rebuild_global(self) -> None:
-        self._global = _bandwidth_limiter(self._global_bw) if self._global_bw > 0 else None
+        self._global = _Meter(self._global_bw) if self._global_bw > 0 else None
 
     def configure(
         self,
@@ -157,7 +199,7 @@ class RateLimits:
         """Total bytes/s over all downloads; 0 means unlimited."""
         return self._global_bw
 
-    def _host_limiters(self, host: str) -> tuple[Limiter | None, Limiter | None]:
+    def _host_limiters(self, host: str) -> tuple[Limiter | None, _Meter | None]:
         with self._lock:
             rps, bw = self.limits_for(host)
             req = self._req.get(host)
@@ -165,20 +207,8 @@ class RateLimits:
                 req = self._req[host] = _request_limiter(rps)
             band = self._bw.get(host)
             if band is None and bw > 0:
-                band = self._bw[host] = _bandwidth_limiter(bw)
+                band = self._bw[host] = _Meter(bw)
             return req, band
-
-    @staticmethod
-    def _acquire(limiter: Limiter, weight: int, cancel: threading.Event, control: Callable[[], str],
-                 cap: int) -> None:
-        remaining = weight
-        while remaining > 0:
-            piece = min(remaining, cap)
-            while not limiter.try_acquire("dltui", weight=piece, blocking=True,
-                                          timeout=_WAIT_SLICE):
-                if cancel.is_set():
-                    raise Interrupted(control())
-            remaining -= piece
 
     def request(self, host: str, cancel: threading.Event, control: Callable[[], str]) -> None:
         """Wait until one more request to ``host`` fits its requests/s limit."""
@@ -186,7 +216,9 @@ class RateLimits:
             return
         req, _ = self._host_limiters(host)
         if req is not None:
-            self._acquire(req, 1, cancel, control, 1)
+            while not req.try_acquire("dltui", blocking=True, timeout=_WAIT_SLICE):
+                if cancel.is_set():
+                    raise Interrupted(control())
 
     def bandwidth(self, host: str, nbytes: int, cancel: threading.Event,
                   control: Callable[[], str]) -> None:
@@ -195,10 +227,21 @@ class RateLimits:
             return
         _, band = self._host_limiters(host)
         if band is not None:
-            self._acquire(band, nbytes, cancel, control, max(1, self.limits_for(host)[1]))
+            band.charge(nbytes, cancel, control)
         glob = self._global
         if glob is not None:
-            self._acquire(glob, nbytes, cancel, control, max(1, self._global_bw))
+            glob.charge(nbytes, cancel, control)
+
+    def read_size(self, host: str) -> int | None:
+        """How many bytes one read should take while ``host``'s bytes are metered (a tenth of a
+        second of the lowest rate that applies, so the meter paces smoothly), or None when no
+        bandwidth limit applies."""
+        if not self.enabled:
+            return None
+        rates = [r for r in (self.limits_for(host)[1], self._global_bw) if r > 0]
+        if not rates:
+            return None
+        return max(MIN_METERED_READ, min(MAX_METERED_READ, int(min(rates) * _BURST_SECONDS)))
 
 
 # -- circuit breaker -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id, start_writeback
-from dltui.engine.body import LIMITED_READ, direct_body
+from dltui.engine.body import direct_body
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
@@ -349,11 +349,12 @@ class SegmentedFetch:
             return
         buf = bytearray(_BUFFER)
         view = memoryview(buf)
-        cap = LIMITED_READ if self.limits is not None else len(buf)
         try:
             while seg.left > 0:
                 if self._abort.is_set() or seg.dropped:
                     raise Interrupted("stop")
+                metered = self.limits.read_size(self.host) if self.limits is not None else None
+                cap = len(buf) if metered is None else metered
                 self._write(seg, view[:reader.readinto(view[:min(cap, seg.left)])])
         finally:
             view.release()
@@ -368,11 +369,15 @@ class SegmentedFetch:
     def _write(self, seg: _Live, data: memoryview) -> bool:
         """pwrite what fits in the segment; False once the segment is complete."""
         take = data[:seg.left]
-        if take:
+        metered = self.limits.read_size(self.host) if self.limits is not None else None
+        step = len(take) if metered is None else metered
+        for at in range(0, len(take), max(step, 1)):
+            piece = take[at:at + step]
             if self.limits is not None:
-                self.limits.bandwidth(self.host, len(take), self._abort, self.control)
-            _pwrite_all(self.fd, take, seg.start + seg.done)
-            seg.done += len(take)
+                self.limits.bandwidth(self.host, len(piece), self._abort, self.control)
+            _pwrite_all(self.fd, piece, seg.start + seg.done)
+            seg.done += len(piece)
+        if take:
             self._writeback(seg)
         return seg.left > 0
 

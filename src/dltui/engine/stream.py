@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id
-from dltui.engine.body import LIMITED_READ, DirectBody, direct_body
+from dltui.engine.body import DirectBody, direct_body
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
@@ -232,6 +232,11 @@ def fetch(
                 hooks.wire(decision)
             state.validators = got if verdict.action is Wire.RESTART else _merge(got, expected)
             total = state.validators.length
+            if total is None or total - part.size > options.background_min:
+                # A body that may take a while: its length and validators reach the ledger now,
+                # not at the first checkpoint (which, on a slow link, is seconds away).
+                record(Checkpoint(part.size, part.prefix_hash, state.validators,
+                                  min(state.durable, part.size)))
             origin["url"] = str(resp.url)
             origin["name"] = filename_from_disposition(resp.headers.get("content-disposition"))
             hooks.before_body(None if total is None else total - part.size)
@@ -260,10 +265,19 @@ def fetch(
             for chunk in chunks:
                 if cancel.is_set():
                     raise Interrupted(control())
-                if limits is not None:
-                    limits.bandwidth(host, len(chunk), cancel, control)
-                part.write(chunk)
-                tick()
+                metered = limits.read_size(host) if limits is not None else None
+                if metered is None:
+                    part.write(chunk)
+                    tick()
+                    continue
+                assert limits is not None
+                # httpx reads 64 KiB at a time: at 64 KiB/s that is a second in one step, so
+                # the chunk is charged and accepted a tenth of a second of the rate at a time.
+                for at in range(0, len(chunk), metered):
+                    piece = chunk[at:at + metered]
+                    limits.bandwidth(host, len(piece), cancel, control)
+                    part.write(piece)
+                    tick()
             if total is not None and part.size != total:
                 raise TransportError(
                     f"body ended at byte {part.size} of {total} declared ({url})")
@@ -282,19 +296,29 @@ def fetch(
         part.close()
 
 
+#: Longest a partly filled buffer is held before it is handed to the part: on a slow link a
+#: whole buffer would take minutes, and progress and checkpoints must not wait for it.
+HANDOVER_SECONDS = 0.25
+
+
 def _receive_direct(reader: DirectBody, part: PartFile, tick: Callable[[], None],
                     cancel: threading.Event, control: Callable[[], str],
                     limits: RateLimits | None, host: str) -> None:
-    """Fill pooled buffers straight from the socket until the body is complete."""
+    """Fill pooled buffers straight from the socket until the body is complete, handing each
+    over when full or after ``HANDOVER_SECONDS``, whichever comes first."""
     while reader.remaining:
         buf = part.buffer()
         view = memoryview(buf)
         filled = 0
+        due = time.monotonic() + HANDOVER_SECONDS
         try:
             while filled < len(buf) and reader.remaining:
+                if filled and time.monotonic() >= due:
+                    break
                 if cancel.is_set():
                     raise Interrupted(control())
-                end = len(buf) if limits is None else min(len(buf), filled + LIMITED_READ)
+                cap = limits.read_size(host) if limits is not None else None
+                end = len(buf) if cap is None else min(len(buf), filled + cap)
                 got = reader.readinto(view[filled:end])
                 if limits is not None:
                     limits.bandwidth(host, got, cancel, control)

@@ -1,7 +1,7 @@
 """What the TUI shows, computed from ledger rows: no widgets here, so it is cheap to test.
 
-Rates come from ``bytes_committed`` deltas between polls, so they are right for workers in any
-process, not only the TUI's own.
+Rates come from ``bytes_committed`` between polls, smoothed (:mod:`dltui.rates`), so they are
+right for workers in any process, not only the TUI's own.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dltui.ledger.flags import FlagState
 from dltui.ledger.hosts import GLOBAL, HostLimitRow, HostStatus
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, Job, JobState
+from dltui.rates import SmoothedRate
 
-RATE_WINDOW = 5.0  # seconds of history behind a rate
+RATE_WINDOW = 5.0  # seconds without a sample after which a finished job's rate is dropped
 HISTORY = 120  # samples kept for sparklines (one per poll)
 
 
@@ -70,17 +71,12 @@ class SortKey(enum.StrEnum):
 
 @dataclass
 class _Samples:
-    points: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    rate: SmoothedRate = field(default_factory=SmoothedRate)
+    last: float = 0.0
 
     def add(self, t: float, value: int) -> None:
-        self.points.append((t, value))
-
-    def rate(self, now: float) -> float:
-        pts = [p for p in self.points if now - p[0] <= RATE_WINDOW]
-        if len(pts) < 2:
-            return 0.0
-        (t0, b0), (t1, b1) = pts[0], pts[-1]
-        return max(0.0, (b1 - b0) / (t1 - t0)) if t1 > t0 else 0.0
+        self.rate.add(t, value)
+        self.last = t
 
 
 class JobBook:
@@ -135,11 +131,11 @@ class JobBook:
         for job_id, samples in list(self._samples.items()):
             job = self.jobs.get(job_id)
             if job is None or job.state not in ACTIVE_STATES:
-                if samples.points and t - samples.points[-1][0] > RATE_WINDOW:
+                if t - samples.last > RATE_WINDOW:
                     del self._samples[job_id]
                 continue
             samples.add(t, job.bytes_committed)
-            r = samples.rate(t)
+            r = samples.rate.rate
             total += r
             self._job_history.setdefault(job_id, deque([0.0] * 60, maxlen=60)).append(r)
         self.total_history.append(total)
@@ -151,7 +147,7 @@ class JobBook:
         samples = self._samples.get(job_id)
         if job is None or samples is None or job.state not in ACTIVE_STATES:
             return 0.0
-        return samples.rate(self.clock())
+        return samples.rate.rate
 
     def eta(self, job_id: int) -> float | None:
         """Seconds left at the current rate, or None."""
