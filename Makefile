@@ -31,6 +31,7 @@ test-all: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/limits.py
 
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger.py
