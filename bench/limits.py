@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_tools()
     DATA.mkdir(parents=True, exist_ok=True)
-    for label, rate, _ in CASES:
+    for _label, rate, _ in CASES:
         _write_random(DATA / f"limit-{rate}.bin", rate * SECONDS, rate)
     rows = ["| limit | tool | achieved | achieved / set |", "| --- | --- | ---: | ---: |"]
     with tempfile.TemporaryDirectory(prefix="dltui-limits-") as tmp:

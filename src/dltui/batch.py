@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small
+from dltui.engine.transfer import SpeedGuard, StreamOptions
 from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import batched, events, jobs, objects, ops
 from dltui.model import Control, JobState, Placed, ServerValidators
 from dltui.records import as_record
 
 if TYPE_CHECKING:
+    from dltui.engine.policy import RateLimits
     from dltui.worker import JobRun, WorkerPool
 
 _FRESH = resume.decide(ServerValidators(), None)
@@ -152,8 +154,18 @@ def _fetch(pool: WorkerPool, lane: list[JobRun],
             except CircuitOpenError:
                 left.append((run, None))  # JobRun asks the breaker again and re-queues it
                 continue
+        limits = pool.limits if run.flags.rate_limit and pool.limits.limited(run.host) else None
+        guard = SpeedGuard(StreamOptions(min_speed=pool.settings.min_speed,
+                                         min_speed_time=pool.settings.min_speed_time),
+                           run.job.url, limits.bandwidth_for(run.host) if limits else None)
+
+        def charge(n: int, run: JobRun = run, limits: RateLimits | None = limits) -> None:
+            if limits is not None:
+                limits.bandwidth(run.host, n, run.cancel, run.control)
+
         try:
-            body = small.fetch_small(pool.client, run.job.url, _FRESH, max_bytes=limit)
+            body = small.fetch_small(pool.client, run.job.url, _FRESH, max_bytes=limit,
+                                     guard=guard, charge=charge)
         except DltuiError as exc:
             left.append((run, exc))
             continue

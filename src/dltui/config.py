@@ -41,8 +41,9 @@ class Settings:
     read_timeout: float = _s(
         30.0, "Seconds without a byte from the server before the attempt counts as stalled.")
     max_redirects: int = _s(10, "Redirects followed per request before giving up.")
-    retries: int = _s(5, "Tries per download for retryable failures (transport errors, "
-                         "timeouts, 408/429/5xx) before the job fails.")
+    retries: int = _s(5, "Tries per download before the job fails, counted over every run "
+                         "and lease (a try refused by an open circuit breaker counts too). "
+                         "Only transport errors, timeouts, stalls and 408/429/5xx are retried.")
     backoff_initial: float = _s(0.5, "First retry delay in seconds; it doubles on each retry.")
     backoff_max: float = _s(30.0, "Longest delay between retries, in seconds.")
     retry_after_max: float = _s(
@@ -94,6 +95,18 @@ class Settings:
         5, "Consecutive failures that open a host's circuit breaker.")
     breaker_cooldown: float = _s(
         30.0, "Seconds an open circuit waits before letting one request try again.")
+    min_speed: int = _s(
+        1 << 10, "A download slower than this (bytes/s) for `min_speed_time` seconds counts "
+                 "as stalled: the try fails and the next resumes, like curl --speed-limit "
+                 "and aria2c --lowest-speed-limit; 0 turns the check off.", "bytes")
+    min_speed_time: float = _s(
+        60.0, "Seconds a download may stay under `min_speed` (like curl --speed-time).")
+    ca_bundle: str = _s(
+        "", "A PEM file of CA certificates that verify servers, instead of SSL_CERT_FILE, "
+            "SSL_CERT_DIR and the bundled certifi store.")
+    insecure: bool = _s(
+        False, "Do not verify TLS certificates (like curl -k). The TUI's header says so while "
+               "it is on; anyone on the way can read and change the downloads.")
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
     allow_downgrade: bool = _s(
         False, "Follow a redirect from https:// to plain http://. Off: such a redirect fails "
@@ -104,7 +117,8 @@ class Settings:
                 "copy-on-write clone, btrfs/XFS), `hardlink` (shares the store's read-only "
                 "inode), `copy`, or `auto` (reflink, else hardlink, else copy).")
     trust_env: bool = _s(
-        True, "Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.")
+        True, "Honour HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR from the "
+              "environment.")
     theme: str = _s("dltui-dark", "TUI theme: one from themes/, the user's themes folder, or a "
                                   "built-in Textual theme.")
 
@@ -238,6 +252,9 @@ def load(
         var = ENV_PREFIX + name.upper()
         if var in env:
             values[name] = _coerce(f, env[var], var)
+    bundle = values.get("ca_bundle")
+    if bundle:
+        values["ca_bundle"] = str(Path(bundle).expanduser())
     mode = values.get("link_mode")
     if mode is not None and mode not in LINK_MODES:
         raise ConfigError(f"setting link_mode: {mode!r} is not one of {', '.join(LINK_MODES)}")

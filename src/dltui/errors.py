@@ -23,7 +23,10 @@ Every error carries enough context to be printed as one line for the operator::
         ├── HTTPStatusError     the origin answered with an error status
         ├── TransportError      connection refused/reset, timeout, truncated body (retryable)
         ├── RedirectError       too many redirects, a loop, or https -> http
-        ├── CertificateError    the server's TLS certificate is not trusted (never retried)
+        ├── CertificateError    the server's TLS certificate is not trusted, or the CA file
+        │                       cannot be read (never retried)
+        ├── ProtocolError       a malformed status line or an oversized header block (never
+        │                       retried)
         ├── IntegrityError      size or SHA-256 does not match
         ├── QuotaError          not enough free disk space
         ├── CircuitOpenError    the host's circuit breaker is open
@@ -192,6 +195,12 @@ class CertificateError(DownloadError):
     """The server's TLS certificate did not verify: no retry can change that."""
 
     reason = "certificate"
+
+
+class ProtocolError(DownloadError):
+    """The server's response is not HTTP/1.1 that any client could parse: no retry helps."""
+
+    reason = "protocol"
 
 
 class IntegrityError(DownloadError):

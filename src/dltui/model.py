@@ -80,10 +80,12 @@ REASONS: dict[str, str] = {
     "no_ranges": "the server does not accept byte ranges",
     "validators_match": "the server's strong ETag matches the part",
     "validators_mismatch": "the object changed on the server since the part was written",
-    "weak_etag": "only a weak ETag: checking the first 64 KiB before resuming",
-    "validators_missing": "no strong validator: checking the first 64 KiB before resuming",
+    "weak_etag": "only a weak ETag: resuming once the bytes themselves match",
+    "validators_missing": "no strong validator: resuming once the bytes themselves match",
     "prefix_ok": "the server's first 64 KiB match the part",
     "prefix_mismatch": "the server's first 64 KiB differ from the part",
+    "overlap_mismatch": "the 64 KiB before the resume offset differ from the part: the object "
+                        "changed",
     "no_prefix": "no strong validator and the prefix check is off or impossible",
     "not_modified": "the object is already in the store and unchanged",
     "range_ignored": "the server ignored the range and sent the whole object",
@@ -163,6 +165,9 @@ class Job:
     final_dev: int | None = None
     final_ino: int | None = None
     final_mtime_ns: int | None = None
+    #: Tries that failed since the job was added or last retried by the operator, over every
+    #: lease: at ``retries`` the job fails, whatever refused the tries.
+    failed_tries: int = 0
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:

@@ -62,6 +62,13 @@ class Resource:
     redirect: str | None = None
     #: Throttle each response to about this many bytes per second.
     rate: int | None = None
+    #: Answer with this raw status line (and nothing else), then close: not an HTTP server.
+    raw_status_line: bytes | None = None
+    #: Pad the header block with about this many bytes of extra headers.
+    header_bytes: int = 0
+    #: nginx/Apache-style validators: Last-Modified from this mtime and the ETag
+    #: ``"<mtime hex>-<size hex>"``, so other content of the same size and mtime keeps both.
+    mtime: int | None = None
     gets: int = 0
 
     def current(self) -> bytes:
@@ -131,6 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"Retry-After": res.retry_after} if res.retry_after else {}
                 self._simple(res.status, extra, head=head)
                 return
+            if res.raw_status_line is not None:
+                self.wfile.write(res.raw_status_line + b"\r\n\r\n")
+                self.wfile.flush()
+                self.close_connection = True
+                self._record(0)
+                return
             if head and res.head_status is not None:
                 self._simple(res.head_status, head=True)
                 return
@@ -145,9 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         body = gzip.compress(data, mtime=0) if res.gzip else data
         digest = hashlib.sha256(body).hexdigest()[:16]
+        if res.mtime is not None:
+            digest = f"{res.mtime:x}-{len(body):x}"
         etag = (f'W/"{digest}"' if res.weak_etag else f'"{digest}"') if res.etag else None
-        last_mod = formatdate(1_600_000_000 + int(digest[:6], 16), usegmt=True) \
-            if res.last_modified else None
+        stamp = res.mtime if res.mtime is not None else 1_600_000_000 + int(digest[:6], 16)
+        last_mod = formatdate(stamp, usegmt=True) if res.last_modified else None
         start, end, status = 0, len(body), 200
         range_header = self.headers.get("Range")
         if range_header and res.ranges and not head and self._if_range_ok(etag, last_mod):
@@ -172,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         if res.content_disposition:
             self.send_header("Content-Disposition", res.content_disposition)
+        for i in range(0, res.header_bytes, 4000):
+            self.send_header(f"X-Padding-{i}", "p" * min(4000, res.header_bytes - i))
         if status == 206:
             shown_start = res.wrong_range_start if res.wrong_range_start is not None else start
             self.send_header("Content-Range", f"bytes {shown_start}-{end - 1}/{len(body)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dltui import paths
+from dltui.engine.resume import OVERLAP_BYTES
 from dltui.ledger import events, flags, ops
 from dltui.model import JobState
 from dltui.origin import Resource
@@ -72,7 +73,7 @@ def test_connection_reset_resumes_with_if_range(ledger, dest, origin, settings) 
     gets = origin.requests("/r.bin", "GET")
     assert len(gets) == 2
     assert "range" not in gets[0].headers
-    assert gets[1].headers["range"] == f"bytes={MiB + 123}-"
+    assert gets[1].headers["range"] == f"bytes={MiB + 123 - OVERLAP_BYTES}-"
     assert gets[1].headers["if-range"].startswith('"')
     assert gets[1].status == 206
     assert ("resume", "validators_match") in decisions(ledger, job.id)
@@ -158,7 +159,7 @@ def test_resume_without_strong_validator_checks_the_prefix(
     assert ("resume", "prefix_ok") in made
     gets = origin.requests("/p.bin", "GET")
     assert gets[1].headers["range"] == "bytes=0-65535"  # the prefix probe
-    assert gets[2].headers["range"] == f"bytes={MiB + 5}-"
+    assert gets[2].headers["range"] == f"bytes={MiB + 5 - OVERLAP_BYTES}-"
     assert "if-range" not in gets[2].headers  # weak validators never go into If-Range
     assert all("W/" not in r.headers.get("if-range", "") for r in gets)
 
@@ -176,25 +177,26 @@ def test_content_length_longer_than_body(ledger, home, dest, origin, settings) -
     data = blob(300_000)
     url = origin.add("/l.bin", Resource(data=data, extra_length=100))
     job = fetch_one(ledger, dest, settings, url)
-    # The short body is a transport error; the resumed request's 416 "bytes */300000" then
-    # proves the part already holds the whole object, as curl -C - would conclude.
+    # The short body is a transport error; the resumed request's overlap, "bytes N-/300000",
+    # then proves the part already holds the whole object, as curl -C - would conclude.
     assert_done(job, data, dest)
     retries = [e for e in events.for_job(ledger, job.id) if e.kind == "retry"]
     assert retries and retries[0].data["reason"] == "transport"
     gets = origin.requests("/l.bin", "GET")
-    assert [g.status for g in gets] == [200, 416]
+    assert [g.status for g in gets] == [200, 206]
     assert ("resume", "validators_match") in decisions(ledger, job.id)
 
 
 def test_416_at_the_end_finalizes(ledger, dest, origin, settings) -> None:
     data = blob(MiB)
-    # HEAD refused and chunked body: the length is unknown until the 416 confirms it.
+    # HEAD refused and chunked body: the length is unknown until the resumed request's
+    # Content-Range (its overlap, the last 64 KiB) confirms it.
     url = origin.add("/e.bin", Resource(data=data, chunked=True, head_status=405,
                                         drop_after=MiB))
     job = fetch_one(ledger, dest, settings, url)
     assert_done(job, data, dest)
     last = origin.requests("/e.bin", "GET")[-1]
-    assert last.status == 416 and last.headers["range"] == f"bytes={MiB}-"
+    assert last.status == 206 and last.headers["range"] == f"bytes={MiB - OVERLAP_BYTES}-"
 
 
 def test_retry_after_is_honoured(ledger, dest, origin, settings) -> None:
@@ -395,7 +397,8 @@ def test_after_a_reboot_only_fsynced_bytes_are_trusted(ledger, home, dest, origi
     fetch_all(ledger, dest, settings)
     assert_done(jobs.get(ledger, job_id), data, dest)
     [get] = origin.requests("/boot.bin", "GET")
-    assert get.headers["range"] == f"bytes={durable if rebooted else committed}-"
+    assert get.headers["range"] == \
+        f"bytes={(durable if rebooted else committed) - OVERLAP_BYTES}-"
     trims = [e for e in events.for_job(ledger, job_id, 100) if e.kind == "durable_trim"]
     assert len(trims) == (1 if rebooted else 0)
 

@@ -16,8 +16,9 @@ from tests.engine.helpers import blob
 def test_breaker_opens_and_is_published(ledger, dest, origin, settings) -> None:
     url = origin.add("/down", Resource(status=500))
     job_id = jobs.add(ledger, [jobs.JobSpec(url, dest)])[0].job.id
+    # Two failures open the breaker; its refusal is the third of five tries: re-queued.
     pool = WorkerPool(ledger, settings.replace(breaker_threshold=2, breaker_cooldown=60,
-                                                retries=3), workers=1)
+                                                retries=5), workers=1)
     pool.start()
     try:
         wait_for(lambda: "127.0.0.1" in hosts.statuses(ledger)
@@ -26,7 +27,7 @@ def test_breaker_opens_and_is_published(ledger, dest, origin, settings) -> None:
         wait_for(lambda: jobs.get(ledger, job_id).state is JobState.PLANNED)
         job = jobs.get(ledger, job_id)
         assert job.not_before is not None and job.not_before > time.time() + 30
-        assert "circuit open" in job.error
+        assert "circuit open" in job.error and job.failed_tries == 3
         status = hosts.statuses(ledger)["127.0.0.1"]
         assert "HTTP 500" in status.last_error and status.open_until > time.time()
     finally:

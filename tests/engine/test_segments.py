@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from dltui import paths
+from dltui.engine.resume import OVERLAP_BYTES
 from dltui.ledger import actions, events, jobs, segments
 from dltui.model import JobState, Segment, plan_segments
 from dltui.origin import Resource
@@ -183,7 +184,8 @@ def test_pause_and_resume_continue_every_segment(ledger, home, dest, origin,
     asked = {r[0]: r[2] for r in ranged(origin, "/pause.bin")}
     for s in saved:
         if not s.complete:
-            assert asked.get(s.start + s.done) == paused.etag, s
+            # Each resumed from its own checkpoint, fetching its last bytes again to compare.
+            assert asked.get(s.start + s.done - min(OVERLAP_BYTES, s.done)) == paused.etag, s
 
 
 def test_cancel_clears_the_segments(ledger, home, dest, origin, seg_settings) -> None:

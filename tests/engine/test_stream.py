@@ -10,7 +10,7 @@ import pytest
 from dltui.config import Settings
 from dltui.engine import Mode, ResumeDecision, StreamOptions, fetch, make_client, stream
 from dltui.engine.partfile import PartFile
-from dltui.engine.resume import PREFIX_BYTES
+from dltui.engine.resume import OVERLAP_BYTES, PREFIX_BYTES
 from dltui.errors import Interrupted, ResumeConflict, TransportError
 from dltui.model import ServerValidators
 from dltui.origin import Resource
@@ -83,7 +83,8 @@ def test_resume_seeds_the_hash_from_the_part(client, origin, tmp_path) -> None:
                        expected=ServerValidators(etag=etag, length=len(data)))
     assert result.sha256 == sha(data) and part.read_bytes() == data
     req = origin.requests("/b", "GET")[0]
-    assert req.headers["range"] == f"bytes={half}-" and req.headers["if-range"] == etag
+    assert req.headers["range"] == f"bytes={half - OVERLAP_BYTES}-"
+    assert req.headers["if-range"] == etag
 
 
 def test_cancel_stops_at_the_next_chunk_and_checkpoints(client, origin, tmp_path) -> None:

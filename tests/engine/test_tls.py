@@ -82,3 +82,48 @@ def test_a_redirect_from_https_to_http_is_refused_unless_allowed(ledger, dest, t
     assert "refused a redirect from https to plain http" in job.error
     assert "allow_downgrade" in job.error
     assert origin.requests("/plain.bin", "GET") == []  # not one byte over plain http
+
+
+def test_cert_file_and_cert_dir_are_both_honoured(ledger, dest, tls_origin, settings,
+                                                  monkeypatch) -> None:
+    import certifi
+
+    # The file holds public CAs only; the origin's CA is in the directory (hashed name, as
+    # `openssl rehash` makes it). OpenSSL and curl search both.
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    monkeypatch.setenv("SSL_CERT_DIR", str(TLS / "capath"))
+    data = blob(20_000, seed=81)
+    url = tls_origin.add("/both.bin", data)
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True), url)
+    assert job.state is JobState.FINALIZED, job.error
+
+
+def test_ca_bundle_setting_wins_over_the_environment(ledger, dest, tls_origin, settings,
+                                                     monkeypatch) -> None:
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    url = tls_origin.add("/bundle.bin", blob(20_000, seed=82))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True,
+                                                   ca_bundle=str(TLS / "cert.pem")), url)
+    assert job.state is JobState.FINALIZED, job.error
+
+
+def test_an_unreadable_ca_file_fails_at_once_naming_it(ledger, dest, tls_origin, settings,
+                                                       tmp_path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    url = tls_origin.add("/ca.bin", blob(20_000, seed=83))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=5,
+                                                   ca_bundle=str(missing)), url)
+    assert job.state is JobState.FAILED
+    assert str(missing) in job.error and "127.0.0.1" not in job.error, job.error
+    assert job.failed_tries == 1
+    assert not [e for e in events.for_job(ledger, job.id, 500) if e.kind == "retry"]
+
+
+def test_insecure_skips_verification(ledger, dest, tls_origin, settings, monkeypatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    data = blob(20_000, seed=84)
+    url = tls_origin.add("/insecure.bin", data)
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, insecure=True), url)
+    assert job.state is JobState.FINALIZED and Path(job.final_path).read_bytes() == data

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dltui import paths
+from dltui.engine.resume import OVERLAP_BYTES
 from dltui.ledger import Ledger, events, flags, hosts, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
@@ -61,7 +62,7 @@ async def test_pause_key_keeps_the_part_and_resume_finishes(home, dest, origin) 
         await until(pilot, lambda: state(home, job_id) is JobState.FINALIZED, timeout=30)
     assert Path(job(home, job_id).final_path).read_bytes() == data
     assert origin.requests("/slow.bin", "GET")[-1].headers["range"] == \
-        f"bytes={paused.bytes_committed}-"
+        f"bytes={paused.bytes_committed - OVERLAP_BYTES}-"
 
 
 async def test_retry_key_turns_failed_into_finalized(home, dest, origin) -> None:
@@ -441,3 +442,13 @@ async def test_the_screen_answers_while_another_process_holds_the_ledger(home, d
         with Ledger(home) as led:
             await until(pilot, lambda: flags.get(led, "batch") is False, timeout=30)
             await until(pilot, lambda: hosts.global_bandwidth(led) is not None, timeout=30)
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+async def test_header_says_when_tls_is_not_verified(home, insecure) -> None:
+    app = DltuiApp(home, TEST_SETTINGS.replace(insecure=insecure), workers=0,
+                   poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        line = str(app.query_one("#summary-line1").render())
+        assert ("INSECURE" in line) is insecure, line

@@ -11,6 +11,7 @@ nothing next to a body this large.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import httpx
 
@@ -42,10 +43,10 @@ class DirectBody:
         return n
 
 
-def direct_body(resp: httpx.Response, first: bytes) -> DirectBody | None:
-    """A :class:`DirectBody` for what follows ``first`` (the chunk h11 had buffered), or None
-    when the response must stay with httpx: chunked or encoded framing, HTTP/2, no length, or a
-    transport that exposes no plain socket."""
+def direct_body(resp: httpx.Response, taken: int) -> DirectBody | None:
+    """A :class:`DirectBody` for the body after the ``taken`` bytes that httpx handed over
+    (everything h11 had buffered), or None when the response must stay with httpx: chunked or
+    encoded framing, HTTP/2, no length, or a transport that exposes no plain socket."""
     if resp.http_version != "HTTP/1.1" or "transfer-encoding" in resp.headers:
         return None
     try:
@@ -58,4 +59,15 @@ def direct_body(resp: httpx.Response, first: bytes) -> DirectBody | None:
     if not isinstance(sock, socket.socket):
         return None
     # h11 hands over everything it had buffered as the first chunk: the socket holds the rest.
-    return DirectBody(sock, length - len(first), str(resp.url))
+    return DirectBody(sock, length - taken, str(resp.url))
+
+
+def take_bytes(chunks: Iterator[bytes], n: int) -> tuple[bytes, bytes]:
+    """The first ``n`` bytes of a body, and what its last chunk held beyond them."""
+    got = bytearray()
+    while len(got) < n:
+        chunk = next(chunks, b"")
+        if not chunk:
+            raise httpx.RemoteProtocolError(f"the body ended within its first {n} bytes")
+        got += chunk
+    return bytes(got[:n]), bytes(got[n:])

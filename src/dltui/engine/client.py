@@ -14,7 +14,13 @@ import httpx
 
 from dltui import __version__
 from dltui.config import Settings
-from dltui.errors import CertificateError, DownloadError, RedirectError, TransportError
+from dltui.errors import (
+    CertificateError,
+    DownloadError,
+    ProtocolError,
+    RedirectError,
+    TransportError,
+)
 from dltui.urls import redact
 
 
@@ -44,7 +50,16 @@ class LazyTrust(ssl.SSLContext):
                     import certifi
 
                     cafile = certifi.where()
-                self.load_verify_locations(cafile=cafile, capath=capath)
+                try:
+                    self.load_verify_locations(cafile=cafile, capath=capath)
+                except (OSError, ValueError) as exc:
+                    # Not an OSError from here on: httpcore would call it a connect failure
+                    # and name the origin, and retries would follow. The CA file is at fault.
+                    where = " and ".join(f"{what} {path}" for what, path in
+                                         (("CA file", cafile), ("CA directory", capath)) if path)
+                    raise CertificateError(
+                        f"cannot load the {where}: {getattr(exc, 'strerror', None) or exc}; "
+                        "fix the path (ca_bundle, SSL_CERT_FILE, SSL_CERT_DIR)") from None
                 self._loaded = True
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
@@ -58,11 +73,19 @@ class LazyTrust(ssl.SSLContext):
         return super().wrap_bio(*args, **kwargs)
 
 
-def _trust(settings: Settings) -> LazyTrust:
-    if settings.trust_env and os.environ.get("SSL_CERT_FILE"):
-        return LazyTrust(cafile=os.environ["SSL_CERT_FILE"])
-    if settings.trust_env and os.environ.get("SSL_CERT_DIR"):
-        return LazyTrust(capath=os.environ["SSL_CERT_DIR"])
+def _trust(settings: Settings) -> LazyTrust | bool:
+    """What verifies servers: nothing with ``insecure``; else ``ca_bundle``; else (when the
+    environment is trusted) ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` together, as OpenSSL and curl
+    use them; else certifi."""
+    if settings.insecure:
+        return False
+    if settings.ca_bundle:
+        return LazyTrust(cafile=settings.ca_bundle)
+    if settings.trust_env:
+        cafile = os.environ.get("SSL_CERT_FILE") or None
+        capath = os.environ.get("SSL_CERT_DIR") or None
+        if cafile or capath:
+            return LazyTrust(cafile=cafile, capath=capath)
     return LazyTrust()
 
 
@@ -108,6 +131,14 @@ def make_client(settings: Settings, *, connections: int) -> httpx.Client:
     )
 
 
+#: h11's messages for a response no retry can parse (a garbled status or header line).
+_MALFORMED = ("illegal status line", "illegal header line", "no response line",
+              "illegal request line", "Invalid", "malformed", "Response status code must")
+#: h11's message when a header block outgrows its buffer (16 KiB by default).
+_OVERSIZED = "Receive buffer too long"
+_MAX_HEADER_BLOCK = 16 << 10
+
+
 def _host(url: str) -> str:
     return urlsplit(url).hostname or url
 
@@ -134,6 +165,15 @@ def mapped_errors(url: str) -> Iterator[None]:
                 f"TLS certificate of {_host(url)} not trusted ({detail}); check the server, "
                 "or trust its CA through SSL_CERT_FILE / SSL_CERT_DIR") from None
         raise TransportError(f"{str(exc) or type(exc).__name__} ({url})") from None
+    except httpx.RemoteProtocolError as exc:
+        detail = str(exc) or type(exc).__name__
+        if detail.startswith(_MALFORMED):
+            raise ProtocolError(f"malformed response from {_host(url)}: {detail}") from None
+        if detail.startswith(_OVERSIZED):
+            raise ProtocolError(
+                f"response headers from {_host(url)} exceed {_MAX_HEADER_BLOCK >> 10} KiB "
+                "without ending; the server is broken or not an HTTP server") from None
+        raise TransportError(f"{detail} ({url})") from None
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"{detail} ({url})") from None

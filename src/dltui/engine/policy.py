@@ -40,11 +40,13 @@ def retrying(
     cancel: threading.Event,
     control: Callable[[], str],
     before_sleep: Callable[[BaseException, float, int], None] | None = None,
+    attempts: int | None = None,
 ) -> tenacity.Retrying:
     """A tenacity ``Retrying`` for one download attempt.
 
-    Retries DownloadErrors marked retryable, up to ``settings.retries`` tries (one when the
-    ``retries`` flag is off). Sleeps on ``cancel`` so pause/cancel cut a backoff short.
+    Retries DownloadErrors marked retryable, up to ``attempts`` tries (default
+    ``settings.retries``; one when the ``retries`` flag is off). Sleeps on ``cancel`` so
+    pause/cancel cut a backoff short.
     """
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -64,7 +66,8 @@ def retrying(
                 before_sleep(exc, delay, state.attempt_number)
 
     return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(settings.retries if enabled else 1),
+        stop=tenacity.stop_after_attempt(
+            (settings.retries if attempts is None else attempts) if enabled else 1),
         retry=tenacity.retry_if_exception(
             lambda e: isinstance(e, DownloadError) and e.retryable
         ),
@@ -232,16 +235,21 @@ class RateLimits:
         if glob is not None:
             glob.charge(nbytes, cancel, control)
 
+    def bandwidth_for(self, host: str) -> int | None:
+        """The lowest bandwidth limit that applies to ``host`` (bytes/s), or None."""
+        if not self.enabled:
+            return None
+        rates = [r for r in (self.limits_for(host)[1], self._global_bw) if r > 0]
+        return min(rates) if rates else None
+
     def read_size(self, host: str) -> int | None:
         """How many bytes one read should take while ``host``'s bytes are metered (a tenth of a
         second of the lowest rate that applies, so the meter paces smoothly), or None when no
         bandwidth limit applies."""
-        if not self.enabled:
+        rate = self.bandwidth_for(host)
+        if rate is None:
             return None
-        rates = [r for r in (self.limits_for(host)[1], self._global_bw) if r > 0]
-        if not rates:
-            return None
-        return max(MIN_METERED_READ, min(MAX_METERED_READ, int(min(rates) * _BURST_SECONDS)))
+        return max(MIN_METERED_READ, min(MAX_METERED_READ, int(rate * _BURST_SECONDS)))
 
 
 # -- circuit breaker -------------------------------------------------------------------------

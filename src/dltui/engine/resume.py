@@ -16,6 +16,10 @@ from dltui.engine.headers import parse_content_range
 from dltui.model import REASONS, ServerValidators
 
 PREFIX_BYTES = 64 * 1024
+#: Bytes before the committed offset that every resume fetches again and compares with the
+#: part: same-size, same-mtime replacements keep mtime-and-size ETags (nginx, Apache, Caddy),
+#: so only the bytes themselves can tell that the rest would be spliced onto other content.
+OVERLAP_BYTES = 64 * 1024
 
 
 class Mode(enum.StrEnum):
@@ -103,12 +107,18 @@ def decide(
                               if_range=server.strong_etag)
     why = "weak_etag" if (server.etag or part.validators.etag) else "validators_missing"
     if prefix_check_enabled and part.prefix_hash and part.bytes_committed >= PREFIX_BYTES:
-        return ResumeDecision(Mode.RESUME, part.bytes_committed, why, needs_prefix_check=True)
+        # The probe is a request of its own: only worth it where ranges are known to work.
+        # Elsewhere the resuming GET's overlap check is the proof, with no extra request.
+        return ResumeDecision(Mode.RESUME, part.bytes_committed, why,
+                              needs_prefix_check=server.accept_ranges is True)
     return ResumeDecision(Mode.DISCARD, 0, "no_prefix")
 
 
-def confirm_prefix(decision: ResumeDecision, matches: bool) -> ResumeDecision:
-    """The decision after the prefix check: resume (``prefix_ok``) or discard."""
+def confirm_prefix(decision: ResumeDecision, matches: bool | None) -> ResumeDecision:
+    """The decision after the prefix check: resume (``prefix_ok``), discard, or (``None``:
+    the probe got the whole object, ranges are ignored) start fresh."""
+    if matches is None:
+        return ResumeDecision(Mode.FRESH, 0, "range_ignored")
     if matches:
         return ResumeDecision(Mode.RESUME, decision.offset, "prefix_ok")
     return ResumeDecision(Mode.DISCARD, 0, "prefix_mismatch")
@@ -133,9 +143,12 @@ class WireVerdict:
 
 
 def check_response(
-    offset: int, status: int, content_range: str | None, expected_total: int | None
+    offset: int, status: int, content_range: str | None, expected_total: int | None,
+    start: int | None = None,
 ) -> WireVerdict:
-    """Judge a 200/206/416 answer to a request that asked for bytes from ``offset``."""
+    """Judge a 200/206/416 answer to a request that resumes at ``offset``, asking for bytes
+    from ``start`` (``offset`` less the overlap; ``offset`` when None)."""
+    start = offset if start is None else start
     parsed = parse_content_range(content_range)
     if status == 416:
         total = parsed[2] if parsed else None
@@ -151,10 +164,14 @@ def check_response(
         if parsed is None or parsed[0] is None:
             return WireVerdict(Wire.DISCARD, "bad_content_range",
                                f"206 with unusable Content-Range {content_range!r}")
-        start, _end, total = parsed
-        if start != offset:
+        first, _end, total = parsed
+        if first != start:
             return WireVerdict(Wire.DISCARD, "bad_content_range",
-                               f"asked for bytes {offset}-, got {content_range!r}")
+                               f"asked for bytes {start}-, got {content_range!r}")
+        if start < offset and total == offset:
+            # Only the overlap is left: the part holds every byte (once the overlap matches),
+            # whatever length was declared before.
+            return WireVerdict(Wire.COMPLETE, "range_not_satisfiable")
         if total is not None and expected_total is not None and total != expected_total:
             return WireVerdict(Wire.DISCARD, "bad_content_range",
                                f"object is {total} bytes now, expected {expected_total}")

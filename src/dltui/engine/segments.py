@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -27,13 +28,20 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id, start_writeback
-from dltui.engine.body import direct_body
+from dltui.engine.body import direct_body, take_bytes
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
-from dltui.engine.resume import PREFIX_BYTES, Mode, ResumeDecision
-from dltui.engine.transfer import Checkpoint, StreamHooks, StreamOptions, StreamResult, error_for
-from dltui.errors import Interrupted, LeaseLost, ResumeConflict
+from dltui.engine.resume import OVERLAP_BYTES, PREFIX_BYTES, Mode, ResumeDecision
+from dltui.engine.transfer import (
+    Checkpoint,
+    SpeedGuard,
+    StreamHooks,
+    StreamOptions,
+    StreamResult,
+    error_for,
+)
+from dltui.errors import Interrupted, LeaseLost, ResumeConflict, TransportError
 from dltui.model import Segment, ServerValidators
 
 _BUFFER = 1 << 20
@@ -179,6 +187,8 @@ class SegmentedFetch:
         last_cp = last_durable = time.monotonic()
         durable_every = opts.fsync_interval if boot_id() is not None else 0.0
         marked = self._done_bytes()
+        guard = SpeedGuard(opts, self.url, self.limits.bandwidth_for(self.host)
+                           if self.limits is not None else None)
         while True:
             self._wake.wait(_TICK)
             self._wake.clear()
@@ -189,6 +199,11 @@ class SegmentedFetch:
                 raise self._error
             done = self._done_bytes()
             self.hooks.progress(done, self.total)
+            try:
+                guard.observe(done)
+            except TransportError:
+                self._abort.set()
+                raise
             if all(s.dropped or s.left <= 0 for s in self.live):
                 break
             now = time.monotonic()
@@ -281,13 +296,15 @@ class SegmentedFetch:
                 return
             if self.limits is not None:
                 self.limits.request(self.host, self._abort, self.control)
-            pos = seg.start + seg.done
+            # A resumed segment fetches its last bytes again and compares them with the part.
+            overlap = min(OVERLAP_BYTES, seg.done)
+            pos = seg.start + seg.done - overlap
             headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
             with mapped_errors(self.url), \
                     self.client.stream("GET", self.url, headers=headers) as resp:
                 if not self._check(seg, resp, pos) and not self._take_over(seg):
                     return
-                self._pull(seg, resp)
+                self._pull(seg, resp, overlap if seg.start + seg.done - overlap == pos else 0)
         except Interrupted:
             pass  # the coordinator decides what a stop means
         except BaseException as exc:
@@ -334,12 +351,25 @@ class SegmentedFetch:
         self.hooks.wire(ResumeDecision(Mode.FRESH, 0, "range_ignored"))
         return True
 
-    def _pull(self, seg: _Live, resp: httpx.Response) -> None:
-        """Write the response body into the segment's range until the range is complete."""
+    def _pull(self, seg: _Live, resp: httpx.Response, overlap: int = 0) -> None:
+        """Write the response body into the segment's range until the range is complete; its
+        first ``overlap`` bytes are compared with the part instead."""
         chunks = resp.iter_raw()
+        taken = 0
+        if overlap:
+            theirs, rest = take_bytes(chunks, overlap)
+            mine = os.pread(self.fd, overlap, seg.start + seg.done - overlap)
+            if theirs != mine:
+                self.hooks.wire(ResumeDecision(Mode.DISCARD, 0, "overlap_mismatch"))
+                raise ResumeConflict(
+                    "overlap_mismatch",
+                    f"the {overlap} bytes before byte {seg.start + seg.done} of {self.url} "
+                    "differ from the part: the object changed; downloading it again")
+            taken = overlap
+            chunks = itertools.chain([rest], chunks) if rest else chunks
         first = next(chunks, b"")
         self._write(seg, memoryview(first))
-        reader = direct_body(resp, first)
+        reader = direct_body(resp, taken + len(first))
         if reader is None:
             for chunk in chunks:
                 if self._abort.is_set() or seg.dropped:

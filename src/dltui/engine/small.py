@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import httpx
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.resume import PREFIX_BYTES, ResumeDecision
-from dltui.engine.transfer import StreamResult, error_for
+from dltui.engine.transfer import SpeedGuard, StreamResult, error_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +32,15 @@ class SmallBody:
 
 
 def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
-                max_bytes: int) -> SmallBody | None:
+                max_bytes: int, guard: SpeedGuard | None = None,
+                charge: Callable[[int], None] | None = None) -> SmallBody | None:
     """GET ``url`` whole into memory, or None when the answer is not for this path.
 
     None: a 206 or 416 (which only the stream path interprets), no Content-Length, or more
     than ``max_bytes``; the response is dropped unread. Any other status raises
     HTTPStatusError (with its Retry-After) and a failed transfer TransportError, as
-    :func:`~dltui.engine.stream.fetch` would.
+    :func:`~dltui.engine.stream.fetch` would. ``charge`` meters each chunk against the
+    bandwidth limits; ``guard`` fails a body that trickles.
     """
     with mapped_errors(url), client.stream("GET", url) as resp:
         status = resp.status_code
@@ -48,7 +51,16 @@ def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
         validators = validators_from(resp.headers, status=status)
         if validators.length is None or validators.length > max_bytes:
             return None
-        data = b"".join(resp.iter_raw())
+        chunks = []
+        got = 0
+        for chunk in resp.iter_raw():
+            if charge is not None:
+                charge(len(chunk))
+            chunks.append(chunk)
+            got += len(chunk)
+            if guard is not None:
+                guard.observe(got)
+        data = b"".join(chunks)
         final_url = str(resp.url)
         name = filename_from_disposition(resp.headers.get("content-disposition"))
     if len(data) != validators.length:

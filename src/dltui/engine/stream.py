@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -13,12 +14,13 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id
-from dltui.engine.body import DirectBody, direct_body
+from dltui.engine.body import DirectBody, direct_body, take_bytes
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import (
+    OVERLAP_BYTES,
     PREFIX_BYTES,
     Mode,
     ResumeDecision,
@@ -29,6 +31,7 @@ from dltui.engine.resume import (
 from dltui.engine.segments import SegmentedFetch, eligible
 from dltui.engine.transfer import (
     Checkpoint,
+    SpeedGuard,
     StreamHooks,
     StreamOptions,
     StreamResult,
@@ -48,12 +51,19 @@ def prefix_hash_of(path: Path) -> str | None:
     return hashlib.sha256(data).hexdigest() if len(data) == PREFIX_BYTES else None
 
 
+#: :func:`server_prefix_hash`'s answer when the origin ignored the Range request.
+RANGES_IGNORED = "ranges-ignored"
+
+
 def server_prefix_hash(client: httpx.Client, url: str) -> str | None:
-    """SHA-256 of the origin's first 64 KiB, asked for with a Range request."""
+    """SHA-256 of the origin's first 64 KiB, asked for with a Range request; RANGES_IGNORED
+    when the origin answered with the whole object (resuming would cost a second full GET)."""
     with mapped_errors(url), client.stream(
         "GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}
     ) as resp:
-        if resp.status_code not in (200, 206):
+        if resp.status_code == 200:
+            return RANGES_IGNORED
+        if resp.status_code != 206:
             return None
         digest = hashlib.sha256()
         got = 0
@@ -177,9 +187,12 @@ def fetch(
                           part.size if sync else min(state.durable, part.size),
                           complete=complete))
 
+    guard = SpeedGuard(options, url, limits.bandwidth_for(host) if limits is not None else None)
+
     def tick() -> None:
         """After each accepted read: report progress, settle and take checkpoints."""
         hooks.progress(part.size, total)
+        guard.observe(part.size)
         if pending is not None and pending[0].done():
             settle(wait=False)
         if (part.size - state.marked >= options.checkpoint_bytes
@@ -200,8 +213,11 @@ def fetch(
         if offset and expected.length is not None and offset == expected.length:
             return done(requested=False)
         headers: dict[str, str] = {}
+        # The bytes before the offset are fetched again and must equal the part's.
+        overlap = min(OVERLAP_BYTES, offset)
+        mine = _read_range(part_path, offset - overlap, overlap) if overlap else b""
         if offset:
-            headers["Range"] = f"bytes={offset}-"
+            headers["Range"] = f"bytes={offset - overlap}-"
             if decision.if_range:
                 headers["If-Range"] = decision.if_range
         if limits is not None:
@@ -211,9 +227,23 @@ def fetch(
             if status not in (200, 206, 416):
                 raise error_for(resp, url)
             verdict = check_response(offset, status, resp.headers.get("content-range"),
-                                     expected.length if offset else None)
+                                     expected.length if offset else None,
+                                     start=offset - overlap)
+            chunks = resp.iter_raw()
+            rest = b""
+            if status == 206 and overlap:
+                theirs, rest = take_bytes(chunks, overlap)
+                if theirs != mine:
+                    hooks.wire(ResumeDecision(Mode.DISCARD, 0, "overlap_mismatch"))
+                    part.reset()
+                    checkpoint()
+                    raise ResumeConflict(
+                        "overlap_mismatch",
+                        f"the {overlap} bytes before byte {offset} of {url} differ from the "
+                        "part: the object changed; downloading it again")
             if verdict.action is Wire.COMPLETE:
-                # The 416's "bytes */N" is the object's real length, whatever was declared.
+                # The 416's "bytes */N" (or the overlap's Content-Range) is the object's real
+                # length, whatever was declared.
                 state.validators = dataclasses.replace(expected, length=part.size)
                 return done(requested=True)
             if verdict.action is Wire.DISCARD:
@@ -252,13 +282,16 @@ def fetch(
                 part.go_background()
             if options.preallocate and total is not None and total >= options.preallocate_min:
                 part.preallocate(total)
-            chunks = resp.iter_raw()
+            # Body bytes httpx has handed over; ``rest`` is counted below, as the first chunk.
+            taken = overlap if status == 206 else 0
+            if rest:
+                chunks = itertools.chain([rest], chunks)
             if part.background and total is not None and total - part.size >= options.direct_min:
                 first = next(chunks, b"")
                 if first:
                     part.write(first)
                     tick()
-                reader = direct_body(resp, first)
+                reader = direct_body(resp, taken + len(first))
                 if reader is not None:
                     _receive_direct(reader, part, tick, cancel, control, limits, host)
                     chunks = iter(())  # httpx must not read on: the socket is drained
@@ -294,6 +327,13 @@ def fetch(
         raise
     finally:
         part.close()
+
+
+def _read_range(path: Path, start: int, length: int) -> bytes:
+    """``length`` bytes of the part from ``start`` (fewer only if the part is short)."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        return fh.read(length)
 
 
 #: Longest a partly filled buffer is held before it is handed to the part: on a slow link a

@@ -10,7 +10,7 @@ import httpx
 
 from dltui.engine.headers import parse_retry_after
 from dltui.engine.resume import Mode, ResumeDecision
-from dltui.errors import HTTPStatusError
+from dltui.errors import HTTPStatusError, TransportError
 from dltui.model import Segment, ServerValidators
 from dltui.records import as_record, fields_of
 
@@ -72,6 +72,42 @@ class StreamOptions:
     #: Ranged connections per file for objects of at least two ``min_segment`` (1 = never).
     connections: int = 1
     min_segment: int = 20 << 20
+    #: Slower than ``min_speed`` bytes/s for ``min_speed_time`` seconds is a stall (0: never).
+    min_speed: int = 1 << 10
+    min_speed_time: float = 60.0
+
+
+class SpeedGuard:
+    """Fails a transfer that stays under ``min_speed`` for ``min_speed_time`` seconds, as curl's
+    ``--speed-limit``/``--speed-time`` do: a server that sends a byte every few seconds never
+    trips the read timeout, yet would hold a worker for ever."""
+
+    def __init__(self, options: StreamOptions, url: str, limit: int | None = None) -> None:
+        # Under a bandwidth limit below the minimum, the limit itself would look like a stall.
+        floor = options.min_speed if limit is None else min(options.min_speed, limit // 2)
+        self._floor = floor
+        self._span = options.min_speed_time
+        self._url = url
+        self._t0 = time.monotonic()
+        self._b0: int | None = None
+
+    def observe(self, done: int) -> None:
+        """Note ``done`` bytes so far; raise TransportError when the window was too slow."""
+        if self._floor <= 0 or self._span <= 0:
+            return
+        now = time.monotonic()
+        if self._b0 is None:
+            self._t0, self._b0 = now, done
+            return
+        elapsed = now - self._t0
+        if elapsed < self._span:
+            return
+        if done - self._b0 < self._floor * elapsed:
+            rate = (done - self._b0) / elapsed
+            raise TransportError(
+                f"stalled: {rate:.0f} B/s for {elapsed:.0f}s, under min_speed "
+                f"{self._floor} B/s ({self._url})")
+        self._t0, self._b0 = now, done
 
 
 @dataclass(frozen=True, slots=True)

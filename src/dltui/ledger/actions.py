@@ -81,7 +81,8 @@ def retry(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
         if state not in ACTION_STATES["retry"]:
             raise _refuse(job_id, state, "retry")
         transition_in(conn, job_id, JobState.PLANNED, reason="operator retry",
-                      fields={"control": Control.RUN.value, "error": None, **CLEAR_LEASE},
+                      fields={"control": Control.RUN.value, "error": None, "failed_tries": 0,
+                              **CLEAR_LEASE},
                       by=by)
         return "queued for retry"
 

@@ -55,7 +55,7 @@ WRITABLE = frozenset(
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
         "error", "finished_at", "not_before", "bytes_durable", "boot_id",
-        "final_dev", "final_ino", "final_mtime_ns",
+        "final_dev", "final_ino", "final_mtime_ns", "failed_tries",
     }
 )
 

@@ -157,6 +157,12 @@ def _m007_store_identity(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("final_mtime_ns", int)
 
 
+def _m008_failed_tries(db: sqlite_utils.Database) -> None:
+    # Failed tries are counted across leases: a job re-queued by an open circuit breaker (or by
+    # a worker that stopped) must not start with a fresh retry budget every time.
+    db.table("jobs").add_column("failed_tries", int, not_null_default=0)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -166,6 +172,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("durable_checkpoints", _m005_durable_checkpoints),
     ("segments", _m006_segments),
     ("store_identity", _m007_store_identity),
+    ("failed_tries", _m008_failed_tries),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -262,7 +262,7 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
                 conn, job_id, JobState.PLANNED, reason="reconciler: file and object vanished",
                 fields={"sha256": None, "final_path": None, "bytes_committed": 0,
                         "prefix_hash": None, "decision": None, "decision_reason": None,
-                        "error": None, "control": Control.RUN.value,
+                        "error": None, "control": Control.RUN.value, "failed_tries": 0,
                         **jobs.dest_fields(None)},
                 by=by,
             )

@@ -127,7 +127,7 @@ class DltuiApp(App[None]):
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Summary(self.display_path, str(os.getpid()))
+        yield Summary(self.display_path, str(os.getpid()), insecure=self.settings.insecure)
         yield Tabs(*[Tab(tab.value, id=TAB_IDS[tab]) for tab in BookTab], id="tabs")
         yield JobTable(self.book, id="job-table", clock=self.clock)
         yield DetailPane(clock=self.clock)

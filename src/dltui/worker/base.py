@@ -42,6 +42,9 @@ class RunBase:
         self.flags = pool.flags  # frozen: the values this run started with
         self.host = urlsplit(job.canonical_url).hostname or ""
         self._tries = 0
+        #: Tries of this run that failed (any DownloadError, a breaker's refusal included).
+        self._failed = 0
+        self._failed_before = job.failed_tries
         self.released = False  # a terminal transition already cleared the lease
         self._head_ok = False
         self.segmented = False  # the ledger holds segment rows for this job

@@ -53,10 +53,13 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         their own.
         """
         self._handed_error = handed
+        # self.job is re-read as the run writes; failures before this run are counted once.
+        self._failed_before = self.job.failed_tries
         try:
             retrying = policy.retrying(
                 self.pool.settings, enabled=self.flags.retries, cancel=self.cancel,
                 control=self.control, before_sleep=self._on_retry,
+                attempts=max(1, self._budget - self._failed_before),
             )
             for attempt in retrying:
                 with attempt:
@@ -66,7 +69,10 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         except LeaseLost:
             pass  # another worker (or the reconciler) owns the job now; write nothing
         except CircuitOpenError as exc:
-            self._requeue(f"{exc}; retrying after the cool-down", not_before=exc.until)
+            if self._failed_total >= self._budget:
+                self.fail(exc)  # the breaker delays a job; it never keeps one alive for ever
+            else:
+                self._requeue(f"{exc}; retrying after the cool-down", not_before=exc.until)
         except DownloadError as exc:
             self.fail(exc)
         except DltuiError as exc:
@@ -100,13 +106,24 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             return quota.no_space(where.parent if where == self.part else where, remaining)
         return DltuiError(f"cannot write {where}: {exc.strerror or exc}")
 
+    @property
+    def _budget(self) -> int:
+        """Tries a job gets in all, over every lease."""
+        return self.pool.settings.retries if self.flags.retries else 1
+
+    @property
+    def _failed_total(self) -> int:
+        return self._failed_before + self._failed
+
     def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
+        tried = self._failed_total
         self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
-                    attempt=attempt, delay=round(delay, 3))
+                    attempt=tried, delay=round(delay, 3))
         if getattr(exc, "retry_after", None) is not None:
             self.pool.note_retry_after(self.host, time.time() + delay, str(exc))
         with contextlib.suppress(LeaseLost):
-            self._update(error=f"{exc} (try {attempt}, retrying in {delay:.1f}s)")
+            self._update(error=f"{exc} (try {tried} of {self._budget}, retrying in "
+                               f"{delay:.1f}s)", failed_tries=tried)
 
     def _try_once(self) -> None:
         if self.cancel.is_set():  # stopped before it started: not even a request
@@ -115,15 +132,23 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         pool = self.pool
         handed, self._handed_error = self._handed_error, None
         if self.flags.circuit_breaker and handed is None:
-            pool.breaker.before_request(self.host)
+            try:
+                pool.breaker.before_request(self.host)
+            except CircuitOpenError:
+                self._failed += 1  # a refused try counts like any other
+                raise
         try:
             if handed is not None:
                 raise handed
             self._download()
         except (TransportError, HTTPStatusError) as exc:
+            self._failed += 1
             blames_host = isinstance(exc, TransportError) or exc.status >= 500
             if blames_host and self.flags.circuit_breaker:
                 pool.breaker.failure(self.host, str(exc))
+            raise
+        except DownloadError:
+            self._failed += 1
             raise
         else:
             pool.breaker.success(self.host)
@@ -198,7 +223,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self._advance(JobState.PRECHECKED, **fields)  # the probe is a request of its own
             theirs = stream.server_prefix_hash(pool.client, url)
             decision = resume.confirm_prefix(
-                decision, theirs is not None and part_state is not None
+                decision, None if theirs == stream.RANGES_IGNORED else
+                theirs is not None and part_state is not None
                 and theirs == part_state.prefix_hash)
 
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
@@ -265,7 +291,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
             fsync_finish=s.fsync_on_finish,
             connections=s.connections_per_file if self.flags.segmented else 1,
-            min_segment=s.min_segment_size,
+            min_segment=s.min_segment_size, min_speed=s.min_speed,
+            min_speed_time=s.min_speed_time,
         )
         return stream.fetch(
             self.pool.client, url, self.part, decision, expected=server, options=options,
@@ -302,7 +329,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self._end(JobState.PLANNED, "worker shutdown")
 
     def _requeue(self, message: str, *, not_before: float) -> None:
-        self._end(JobState.PLANNED, "circuit_open", error=message, not_before=not_before)
+        self._end(JobState.PLANNED, "circuit_open", error=message, not_before=not_before,
+                  failed_tries=self._failed_total)
 
     def fail(self, exc: BaseException, prefix: str = "") -> None:
         """End the job FAILED with ``exc``'s message (its part kept if any byte counted).
@@ -310,14 +338,15 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         When the ledger's filesystem is full, the ledger's ballast file is given up so the
         failure can still be recorded (if even that fails, the pool stops and says why).
         """
-        tries = f" (after {self._tries} tries)" if self._tries > 1 else ""
+        tried = self._failed_total
+        tries = f" (after {tried} tries)" if tried > 1 else ""
         code = getattr(exc, "reason", "error")
         if self.job.bytes_committed == 0:
             self.part.unlink(missing_ok=True)  # nothing worth resuming: leave no empty part
         try:
-            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
+            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}", failed_tries=tried)
         except sqlite3.OperationalError as full:
             if not is_disk_full(full) or not self.ledger.release_reserve():
                 raise
-            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}")
+            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}", failed_tries=tried)
         self.pool.stats.failed += 1

@@ -23,10 +23,12 @@ class Summary(Horizontal):
     Summary Sparkline { width: 24; height: 2; }
     """
 
-    def __init__(self, path: str, own_pid: str) -> None:
+    def __init__(self, path: str, own_pid: str, *, insecure: bool = False) -> None:
         super().__init__()
         self.path = path
         self.own_pid = own_pid
+        #: TLS certificates are not verified (setting ``insecure``): said before anything else.
+        self.insecure = insecure
         # Held directly: a poll can land while the app shuts down and children are unmounted.
         self.line1 = Static(id="summary-line1")
         self.line2 = Static(id="summary-line2")
@@ -45,6 +47,9 @@ class Summary(Horizontal):
         processes = {":".join(o.split(":")[:3]) for o in owners - here}
         line1 = Text()
         line1.append("dltui ", "bold")
+        if self.insecure:
+            line1.append(" INSECURE: TLS not verified ", "bold reverse red")
+            line1.append(" ")
         line1.append(self.path, "dim")
         line1.append("   workers ")
         line1.append(f"{own_workers} here", "bold")
