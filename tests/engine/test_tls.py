@@ -127,3 +127,20 @@ def test_insecure_skips_verification(ledger, dest, tls_origin, settings, monkeyp
     url = tls_origin.add("/insecure.bin", data)
     job = fetch_one(ledger, dest, settings.replace(trust_env=True, insecure=True), url)
     assert job.state is JobState.FINALIZED and Path(job.final_path).read_bytes() == data
+
+
+def test_an_unreachable_proxy_is_named(ledger, dest, origin, settings, monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = f"http://user:hunter2@127.0.0.1:{port}"
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    url = origin.add("/via-proxy.bin", blob(1000))
+    job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=1), url)
+    assert job.state is JobState.FAILED
+    assert f"cannot connect to proxy http://***@127.0.0.1:{port}" in job.error, job.error
+    assert "hunter2" not in job.error

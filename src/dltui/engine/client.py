@@ -143,9 +143,24 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
+def proxy_for(client: httpx.Client | None, url: str) -> str | None:
+    """The proxy the client sends ``url`` through (from HTTP(S)_PROXY / ALL_PROXY, minus
+    NO_PROXY), or None. Only errors use it: to name the proxy when it is the one at fault."""
+    if client is None or not client.trust_env:
+        return None
+    import urllib.request
+
+    host = _host(url)
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(urlsplit(url).scheme) or proxies.get("all")
+
+
 @contextmanager
-def mapped_errors(url: str) -> Iterator[None]:
-    """Turn httpx exceptions raised inside into DownloadErrors that name the URL."""
+def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None]:
+    """Turn httpx exceptions raised inside into DownloadErrors that name the URL (or the proxy
+    that ``client`` uses for it, when the connection to the proxy failed)."""
     try:
         yield
     except httpx.TooManyRedirects as exc:
@@ -164,7 +179,15 @@ def mapped_errors(url: str) -> Iterator[None]:
             raise CertificateError(
                 f"TLS certificate of {_host(url)} not trusted ({detail}); check the server, "
                 "or trust its CA through SSL_CERT_FILE / SSL_CERT_DIR") from None
+        proxy = proxy_for(client, url)
+        if proxy is not None:
+            raise TransportError(
+                f"cannot connect to proxy {redact(proxy)} (for {_host(url)}): "
+                f"{str(exc) or type(exc).__name__}; check HTTP(S)_PROXY and NO_PROXY") from None
         raise TransportError(f"{str(exc) or type(exc).__name__} ({url})") from None
+    except httpx.ProxyError as exc:
+        raise TransportError(
+            f"proxy {redact(proxy_for(client, url) or '?')} refused {_host(url)}: {exc}") from None
     except httpx.RemoteProtocolError as exc:
         detail = str(exc) or type(exc).__name__
         if detail.startswith(_MALFORMED):

@@ -31,7 +31,7 @@ def precheck(client: httpx.Client, url: str) -> Precheck:
     Retryable statuses (408/429/5xx) raise so the caller's retry policy applies; any other
     refusal (405, 501, 403 from signed URLs, …) falls back to the first GET's headers.
     """
-    with mapped_errors(url):
+    with mapped_errors(url, client):
         resp = client.head(url)
     final = str(resp.url)
     status = resp.status_code

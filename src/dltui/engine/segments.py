@@ -300,7 +300,7 @@ class SegmentedFetch:
             overlap = min(OVERLAP_BYTES, seg.done)
             pos = seg.start + seg.done - overlap
             headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
-            with mapped_errors(self.url), \
+            with mapped_errors(self.url, self.client), \
                     self.client.stream("GET", self.url, headers=headers) as resp:
                 if not self._check(seg, resp, pos) and not self._take_over(seg):
                     return

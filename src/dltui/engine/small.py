@@ -42,7 +42,7 @@ def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
     :func:`~dltui.engine.stream.fetch` would. ``charge`` meters each chunk against the
     bandwidth limits; ``guard`` fails a body that trickles.
     """
-    with mapped_errors(url), client.stream("GET", url) as resp:
+    with mapped_errors(url, client), client.stream("GET", url) as resp:
         status = resp.status_code
         if status in (206, 416):
             return None

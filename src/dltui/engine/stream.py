@@ -58,7 +58,7 @@ RANGES_IGNORED = "ranges-ignored"
 def server_prefix_hash(client: httpx.Client, url: str) -> str | None:
     """SHA-256 of the origin's first 64 KiB, asked for with a Range request; RANGES_IGNORED
     when the origin answered with the whole object (resuming would cost a second full GET)."""
-    with mapped_errors(url), client.stream(
+    with mapped_errors(url, client), client.stream(
         "GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}
     ) as resp:
         if resp.status_code == 200:
@@ -222,7 +222,7 @@ def fetch(
                 headers["If-Range"] = decision.if_range
         if limits is not None:
             limits.request(host, cancel, control)
-        with mapped_errors(url), client.stream("GET", url, headers=headers) as resp:
+        with mapped_errors(url, client), client.stream("GET", url, headers=headers) as resp:
             status = resp.status_code
             if status not in (200, 206, 416):
                 raise error_for(resp, url)
