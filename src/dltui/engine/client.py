@@ -151,7 +151,7 @@ def proxy_for(client: httpx.Client | None, url: str) -> str | None:
     import urllib.request
 
     host = _host(url)
-    if urllib.request.proxy_bypass_environment(host):
+    if urllib.request.proxy_bypass(host):  # NO_PROXY (on POSIX: the environment only)
         return None
     proxies = urllib.request.getproxies_environment()
     return proxies.get(urlsplit(url).scheme) or proxies.get("all")
