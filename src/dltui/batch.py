@@ -36,7 +36,7 @@ from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small
 from dltui.engine.transfer import SpeedGuard, StreamOptions
 from dltui.errors import CircuitOpenError, DltuiError
-from dltui.ledger import batched, events, jobs, objects, ops
+from dltui.ledger import batched, events, jobs, leases, objects, ops
 from dltui.model import Control, JobState, Placed, ServerValidators
 from dltui.records import as_record
 
@@ -82,6 +82,9 @@ class LaneResult:
     #: Jobs JobRun must carry on, each with the failure of its first try when the lane's
     #: request failed (JobRun then treats it as its own first try).
     left: list[tuple[JobRun, DltuiError | None]] = field(default_factory=list)
+    #: Jobs that turned out large, handed back to the queue (their size now recorded) so that
+    #: any idle worker, in any process, can start them now.
+    released: list[JobRun] = field(default_factory=list)
     #: The lane stopped midway: the ledger is ahead of what the runs in ``left`` last read.
     stale: bool = False
 
@@ -115,7 +118,9 @@ def _carry(pool: WorkerPool, runs: list[JobRun], result: LaneResult,
         return
     lane = _without_stored(pool, lane, rest)
     result.left = [(run, None) for run in rest]
-    items = _fetch(pool, lane, result.left)
+    large: list[tuple[JobRun, int]] = []
+    items = _fetch(pool, lane, result.left, large)
+    _release_large(pool, large, result, settled)
     if not items:
         return
     try:
@@ -140,8 +145,30 @@ def _without_stored(pool: WorkerPool, lane: list[JobRun], rest: list[JobRun]) ->
     return keep
 
 
+def _release_large(pool: WorkerPool, large: list[tuple[JobRun, int]], result: LaneResult,
+                   settled: set[int]) -> None:
+    """Keep the first large job (this worker streams it next) and give the others back to the
+    queue at once, with their length, so other workers start them instead of waiting here."""
+    if not large:
+        return
+    first, *others = large
+    result.left.append((first[0], None))
+    if not others:
+        return
+    released = leases.hand_back_large(pool.ledger,
+                                      [(r.job.id, r.owner, n) for r, n in others])
+    for run, _ in others:
+        if run.job.id in released:
+            run.released = True
+            result.released.append(run)
+            settled.add(run.job.id)
+        else:
+            result.left.append((run, None))
+
+
 def _fetch(pool: WorkerPool, lane: list[JobRun],
-           left: list[tuple[JobRun, DltuiError | None]]) -> list[_Item]:
+           left: list[tuple[JobRun, DltuiError | None]],
+           large: list[tuple[JobRun, int]]) -> list[_Item]:
     items = []
     limit = pool.settings.batch_max_size
     for run in lane:
@@ -168,6 +195,9 @@ def _fetch(pool: WorkerPool, lane: list[JobRun],
                                      guard=guard, charge=charge)
         except DltuiError as exc:
             left.append((run, exc))
+            continue
+        if isinstance(body, small.TooLarge):
+            large.append((run, body.length))
             continue
         if body is None or run.job.expected_sha256 not in (None, body.result.sha256):
             left.append((run, None))

@@ -24,6 +24,13 @@ from dltui.engine.transfer import SpeedGuard, StreamResult, error_for
 
 
 @dataclass(frozen=True, slots=True)
+class TooLarge:
+    """The answer announced ``length`` bytes, more than the small path takes."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class SmallBody:
     """A whole object held in memory and what a stream of it would have reported."""
 
@@ -33,12 +40,12 @@ class SmallBody:
 
 def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
                 max_bytes: int, guard: SpeedGuard | None = None,
-                charge: Callable[[int], None] | None = None) -> SmallBody | None:
+                charge: Callable[[int], None] | None = None) -> SmallBody | TooLarge | None:
     """GET ``url`` whole into memory, or None when the answer is not for this path.
 
-    None: a 206 or 416 (which only the stream path interprets), no Content-Length, or more
-    than ``max_bytes``; the response is dropped unread. Any other status raises
-    HTTPStatusError (with its Retry-After) and a failed transfer TransportError, as
+    None: a 206 or 416 (which only the stream path interprets) or no Content-Length;
+    :class:`TooLarge`: more than ``max_bytes``. The response is dropped unread. Any other
+    status raises HTTPStatusError (with its Retry-After) and a failed transfer TransportError, as
     :func:`~dltui.engine.stream.fetch` would. ``charge`` meters each chunk against the
     bandwidth limits; ``guard`` fails a body that trickles.
     """
@@ -49,8 +56,10 @@ def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
         if status != 200:
             raise error_for(resp, url)
         validators = validators_from(resp.headers, status=status)
-        if validators.length is None or validators.length > max_bytes:
+        if validators.length is None:
             return None
+        if validators.length > max_bytes:
+            return TooLarge(validators.length)
         chunks = []
         got = 0
         for chunk in resp.iter_raw():

@@ -8,9 +8,10 @@ so a restart after a crash or SIGKILL resumes at once instead of waiting out the
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dltui.errors import LeaseLost
+from dltui.errors import IllegalTransition, LeaseLost
 from dltui.ledger import batched, jobs
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import (
@@ -25,8 +26,8 @@ from dltui.model import ACTIVE_STATES, Control, Job, JobState
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
-__all__ = ["DEFAULT_TTL", "lease_batch", "lease_is_live", "lease_next", "owner_id",
-           "owner_is_dead", "process_start_time", "release", "renew"]
+__all__ = ["DEFAULT_TTL", "hand_back_large", "lease_batch", "lease_is_live", "lease_next",
+           "owner_id", "owner_is_dead", "process_start_time", "release", "renew"]
 
 DEFAULT_TTL = 60.0
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATES))
@@ -54,10 +55,13 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
 
 
 def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
-                limit: int = 1) -> list[Job]:
+                limit: int = 1, small_max: int | None = None) -> list[Job]:
     """Like :func:`lease_next`, but up to ``limit`` PLANNED jobs in one transaction.
 
-    An interrupted job is taken over alone: it comes first and needs the full pipeline.
+    An interrupted job is taken over alone: it comes first and needs the full pipeline. With
+    ``small_max``, a batch holds only jobs not known to be larger (a large one is leased
+    alone, when nothing else is there), so one worker never sits on large jobs that others
+    could start now.
     """
     with ledger.write() as conn:
         at = now()
@@ -79,11 +83,19 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
             jobs.transition_in(conn, job_id, JobState.PLANNED, reason="lease expired",
                                fields=clear, previous_owner=row["lease_owner"])
             return [_take(conn, job_id, owner, ttl, at)]
-        rows = conn.execute(
-            "SELECT id, attempts FROM jobs WHERE state = 'PLANNED' AND control = 'run' "
-            "AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?",
-            (at, max(limit, 1)),
-        ).fetchall()
+        ready = ("state = 'PLANNED' AND control = 'run' "
+                 "AND (not_before IS NULL OR not_before <= ?)")
+        rows = []
+        if limit > 1 and small_max is not None:
+            rows = conn.execute(
+                f"SELECT id, attempts FROM jobs WHERE {ready} "
+                "AND (content_length IS NULL OR content_length <= ?) ORDER BY id LIMIT ?",
+                (at, small_max, limit)).fetchall()
+        if len(rows) <= 1:
+            rows = conn.execute(
+                f"SELECT id, attempts FROM jobs WHERE {ready} ORDER BY id LIMIT ?",
+                (at, 1 if small_max is not None else max(limit, 1)),
+            ).fetchall()
         if len(rows) <= 1:
             return [_take(conn, r["id"], owner, ttl, at) for r in rows]
         batched.advance_many_in(
@@ -125,3 +137,24 @@ def release(ledger: Ledger, job_id: int, owner: str) -> None:
     """Give the lease up; a no-op when ``owner`` no longer holds it."""
     with ledger.write() as conn:
         jobs.write_row(conn, job_id, dict(jobs.CLEAR_LEASE), "AND lease_owner = ?", (owner,))
+
+
+def hand_back_large(ledger: Ledger, taken: Sequence[tuple[int, str, int]]) -> set[int]:
+    """Give leased jobs that turned out large back to the queue, with their length, so any idle
+    worker can start them; ``taken`` holds (job id, owner, length). Returns the ids handed back
+    (a job the operator paused or cancelled meanwhile, or no longer held, stays as it is)."""
+    back: set[int] = set()
+    with ledger.write() as conn:
+        for job_id, owner, length in taken:
+            row = conn.execute("SELECT control FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row[0] != Control.RUN.value:
+                continue
+            try:
+                jobs.transition_in(conn, job_id, JobState.PLANNED, owner=owner,
+                                   reason="large: back to the queue",
+                                   fields={"content_length": length, "bytes_total": length,
+                                           **jobs.CLEAR_LEASE})
+            except (LeaseLost, IllegalTransition):
+                continue
+            back.add(job_id)
+    return back

@@ -158,7 +158,8 @@ class WorkerPool:
         while not self._stop.is_set():
             try:
                 leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
-                                            self._batch_limit())
+                                            self._batch_limit(),
+                                            small_max=self.settings.batch_max_size)
             except (sqlite3.Error, LedgerError) as exc:
                 self._ledger_failed(exc)
                 return
