@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,6 @@ from dltui.model import Control, JobState, Placed, ServerValidators
 from dltui.records import as_record
 
 if TYPE_CHECKING:
-    from dltui.engine.policy import RateLimits
     from dltui.worker import JobRun, WorkerPool
 
 _FRESH = resume.decide(ServerValidators(), None)
@@ -166,35 +166,47 @@ def _release_large(pool: WorkerPool, large: list[tuple[JobRun, int]], result: La
             result.left.append((run, None))
 
 
+#: Bodies one lane fetches at once: against a distant server each request is a round trip, and
+#: a batch fetched one by one would wait out 32 of them in a row.
+LANE_FETCHES = 8
+
+
+def _get(pool: WorkerPool, run: JobRun) -> small.SmallBody | small.TooLarge | DltuiError | None:
+    """One lane job's GET: the body, TooLarge, the error of the request, or None (JobRun's)."""
+    if run.stop_reason is not None:
+        return None
+    if run.flags.circuit_breaker:
+        try:
+            pool.breaker.before_request(run.host)
+        except CircuitOpenError:
+            return None  # JobRun asks the breaker again and re-queues it
+    limits = pool.limits if run.flags.rate_limit and pool.limits.limited(run.host) else None
+    guard = SpeedGuard(StreamOptions(min_speed=pool.settings.min_speed,
+                                     min_speed_time=pool.settings.min_speed_time),
+                       run.job.url, limits.bandwidth_for(run.host) if limits else None)
+
+    def charge(n: int) -> None:
+        if limits is not None:
+            limits.bandwidth(run.host, n, run.cancel, run.control)
+
+    try:
+        return small.fetch_small(pool.client, run.job.url, _FRESH,
+                                 max_bytes=pool.settings.batch_max_size, guard=guard,
+                                 charge=charge)
+    except DltuiError as exc:
+        return exc
+
+
 def _fetch(pool: WorkerPool, lane: list[JobRun],
            left: list[tuple[JobRun, DltuiError | None]],
            large: list[tuple[JobRun, int]]) -> list[_Item]:
     items = []
-    limit = pool.settings.batch_max_size
-    for run in lane:
-        if run.stop_reason is not None:
-            left.append((run, None))
-            continue
-        if run.flags.circuit_breaker:
-            try:
-                pool.breaker.before_request(run.host)
-            except CircuitOpenError:
-                left.append((run, None))  # JobRun asks the breaker again and re-queues it
-                continue
-        limits = pool.limits if run.flags.rate_limit and pool.limits.limited(run.host) else None
-        guard = SpeedGuard(StreamOptions(min_speed=pool.settings.min_speed,
-                                         min_speed_time=pool.settings.min_speed_time),
-                           run.job.url, limits.bandwidth_for(run.host) if limits else None)
-
-        def charge(n: int, run: JobRun = run, limits: RateLimits | None = limits) -> None:
-            if limits is not None:
-                limits.bandwidth(run.host, n, run.cancel, run.control)
-
-        try:
-            body = small.fetch_small(pool.client, run.job.url, _FRESH, max_bytes=limit,
-                                     guard=guard, charge=charge)
-        except DltuiError as exc:
-            left.append((run, exc))
+    with ThreadPoolExecutor(min(LANE_FETCHES, len(lane)),
+                            thread_name_prefix="dltui-lane") as fetches:
+        outcomes = list(fetches.map(lambda run: _get(pool, run), lane))
+    for run, body in zip(lane, outcomes, strict=True):
+        if isinstance(body, DltuiError):
+            left.append((run, body))
             continue
         if isinstance(body, small.TooLarge):
             large.append((run, body.length))

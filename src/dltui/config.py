@@ -34,8 +34,10 @@ class Settings:
 
     workers: int = _s(4, "Downloads that run at once in `dltui run` and the TUI's worker pool.")
     processes: int = _s(
-        1, "Worker processes of `dltui run`, each running `workers` downloads; more than one "
-           "lets thousands of small files use every core (Python runs one thread at a time).")
+        0, "Worker processes of `dltui run`, each running `workers` downloads; more than one "
+           "lets thousands of small files use every core (Python runs one thread at a time). "
+           "0 = chosen per run: one per core while more jobs are queued than one process "
+           "runs at once, else one.")
     lease_ttl: float = _s(60.0, "Seconds a worker's lease on a job lasts without a heartbeat.")
     connect_timeout: float = _s(10.0, "Seconds to wait for a TCP/TLS connection.")
     read_timeout: float = _s(
@@ -209,7 +211,7 @@ MAX_COUNTS = {"workers": 256, "processes": 64, "connections_per_file": 32, "batc
 #: the clocks they are added to.
 MAX_SECONDS = 1e7
 
-_POSITIVE = {"workers", "processes", "lease_ttl", "connections_per_file", "min_segment_size",
+_POSITIVE = {"workers", "lease_ttl", "connections_per_file", "min_segment_size",
              "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
              "checkpoint_interval", "control_poll", "breaker_threshold", "batch_jobs"}
 

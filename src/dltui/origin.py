@@ -60,8 +60,10 @@ class Resource:
     content_disposition: str | None = None
     content_type: str = "application/octet-stream"
     redirect: str | None = None
-    #: Throttle each response to about this many bytes per second.
+    #: Throttle each response (so each connection) to about this many bytes per second.
     rate: int | None = None
+    #: Seconds to wait before answering each request: a round trip to a distant server.
+    latency: float = 0.0
     #: Answer with this raw status line (and nothing else), then close: not an HTTP server.
     raw_status_line: bytes | None = None
     #: Pad the header block with about this many bytes of extra headers.
@@ -126,6 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         origin = self.server.origin
         path = self.path.split("?", 1)[0]
+        with origin.lock:
+            res = origin.resources.get(path)
+        if res is not None and res.latency:
+            time.sleep(res.latency)
         with origin.lock:
             res = origin.resources.get(path)
             if res is None:

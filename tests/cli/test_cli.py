@@ -254,3 +254,14 @@ def test_run_refuses_zero_processes(tmp_path) -> None:
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines() == [
         "dltui run: error: --processes must be at least 1, got 0"]
+
+
+def test_processes_are_chosen_from_the_queue_and_the_cores(tmp_path) -> None:
+    from dltui.cli.run import auto_processes
+
+    with Ledger(tmp_path / "home") as led:
+        assert auto_processes(led, 4) == 1  # nothing queued
+        jobs.add(led, [jobs.JobSpec(f"http://127.0.0.1:9/{i}", tmp_path) for i in range(3)])
+        assert auto_processes(led, 4) == 1  # one process runs all three at once
+        jobs.add(led, [jobs.JobSpec(f"http://127.0.0.1:9/m{i}", tmp_path) for i in range(200)])
+        assert auto_processes(led, 4) == min(os.cpu_count() or 1, 4)

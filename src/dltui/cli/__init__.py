@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concurrent downloads (default: the workers setting, 4)")
     p.add_argument("-p", "--processes", type=int, metavar="N",
                    help="worker processes, each running --workers downloads (default: the "
-                        "processes setting, 1)")
+                        "processes setting; 0 = one per core while many jobs are queued)")
     p.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued and no job is held by a live worker")
     # Set on the extra processes a `run --processes N` starts: no reconcile, no progress line.

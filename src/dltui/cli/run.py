@@ -35,6 +35,16 @@ def _rate(n: float) -> str:
     return _human_bytes(int(n)) + "/s"
 
 
+def auto_processes(ledger: Ledger, workers: int) -> int:
+    """Processes for a run left to choose: one per core (at most four) while more jobs are
+    queued than one process runs at once, since Python runs one thread at a time and small
+    files are CPU-bound; else one, which large files on few connections need no more than."""
+    queued, _ = jobs.pending_work(ledger)
+    if queued <= workers:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4, -(-queued // workers)))
+
+
 def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Run the worker pool headless; stop on SIGINT/SIGTERM (jobs go back to the queue)."""
     from dltui.worker import WorkerPool
@@ -45,8 +55,10 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     workers = _capped("--workers", workers, "workers")
     processes = args.processes if args.processes is not None else settings.processes
-    if processes < 1:
+    if processes < 0 or (args.processes is not None and processes < 1):
         raise UsageError(f"--processes must be at least 1, got {processes}")
+    if processes == 0:
+        processes = 1 if args.worker_process else auto_processes(ledger, workers)
     processes = _capped("--processes", processes, "processes")
     child = args.worker_process
     tty = sys.stderr.isatty() and not child

@@ -37,8 +37,8 @@ class WorkerPool:
         self.settings = settings
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
-        # Each worker may hold a connection per segment plus a spare for probes.
-        per_job = max(settings.connections_per_file, 1) + 1
+        # Each worker may hold a connection per segment (or per lane fetch) plus a spare.
+        per_job = max(settings.connections_per_file, batch.LANE_FETCHES, 1) + 1
         self.client = make_client(settings, connections=max(self.size, 1) * per_job)
         self.limits = policy.RateLimits(settings)
         self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
