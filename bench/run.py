@@ -1,10 +1,13 @@
-"""Side-by-side download benchmark: dltui against curl and aria2c on a loopback nginx.
+"""Side-by-side download benchmark: dltui against curl and aria2c, on loopback and on a WAN.
 
 `make bench` runs it. It installs nginx, curl and aria2 when they are missing (Debian, as root),
 creates the data once under bench/data, starts nginx on 127.0.0.1 with its own config and pid
-file, then runs every tool on every case, interleaved and repeated, verifies every output by
-SHA-256, and prints one table (also written to bench/results/) with the ratio of dltui to each
-peer. Ratios within one run are what count: this VM's absolute speed drifts.
+file, and the project's origin (``bench/wan_origin.py``) with 40 ms per request and 8 MiB/s per
+connection for the WAN cases. It then runs every tool on every case, interleaved and repeated,
+verifies every output by SHA-256, and prints one table (also written to bench/results/) with
+the ratio of dltui to each peer. dltui runs as a user types it (`add`, then `run --until-idle`
+with no options); the best tuned settings are shown beside, never instead. Ratios within one
+run are what count: this VM's absolute speed drifts.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def make_data(small_count: int, tiny_count: int) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     _write_random(DATA / "1g.bin", 1024 * MiB, 1)
     _write_random(DATA / "100m.bin", 100 * MiB, 2)
+    _write_random(DATA / "256m.bin", 256 * MiB, 5)
     for folder, count, size, seed in (("small", small_count, 64 << 10, 3),
                                       ("tiny", tiny_count, 4 << 10, 4)):
         d = DATA / folder
@@ -143,6 +147,9 @@ class Case:
     files: list[str]  # paths relative to DATA
     unit: str  # "MB/s" or "files/s"
     segmented: bool = False
+    #: Served by the project's origin with this latency per request and rate per connection
+    #: (a distant, throttling server), not by the loopback nginx.
+    wan: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -175,10 +182,35 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
     return Sample(elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
-def tool_commands(tool: str, case: Case, nginx: Nginx, out: Path, work: Path
+WAN_LATENCY = 0.040
+WAN_RATE = 8 * MiB
+
+
+class WanOrigin:
+    """The project's origin (in a process of its own, ``bench/wan_origin.py``) serving the WAN
+    cases' files, each request delayed by ``WAN_LATENCY``, each connection held to
+    ``WAN_RATE``."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "wan_origin.py"), str(WAN_LATENCY),
+             str(WAN_RATE), *files], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def url(self, rel: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{rel}"
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def tool_commands(tool: str, case: Case, server: Nginx | WanOrigin, out: Path, work: Path
                   ) -> tuple[list[list[str]], dict[str, str] | None, list[str]]:
     """(setup commands, env, the timed command) for one tool on one case."""
-    urls = [nginx.url(f) for f in case.files]
+    urls = [server.url(f) for f in case.files]
     listing = work / "urls.txt"
     if tool == "curl":
         if len(urls) == 1:
@@ -193,18 +225,21 @@ def tool_commands(tool: str, case: Case, nginx: Nginx, out: Path, work: Path
         return [], None, ["aria2c", "-q", "-d", str(out), "-i", str(listing), "-j", "16",
                           "-x", conns, "-s", conns, "--file-allocation=falloc",
                           "--allow-overwrite=true", "--auto-file-renaming=false"]
-    if tool == "dltui":
+    if tool == "dltui":  # as a user types it: no options, default settings
         listing.write_text("\n".join(urls) + "\n")
-        home = work / "home"
-        # One connection per file unless the case is the segmented one (aria2c -x8 -s8 there).
-        env = {**os.environ, "DLTUI_HOME": str(home), "DLTUI_TRUST_ENV": "0",
+        env = {**os.environ, "DLTUI_HOME": str(work / "home"), "DLTUI_TRUST_ENV": "0"}
+        return ([[*DLTUI, "add", "-q", "-i", str(listing), "--dir", str(out)]], env,
+                [*DLTUI, "run", "--until-idle"])
+    if tool == "dltui-tuned":
+        listing.write_text("\n".join(urls) + "\n")
+        # The best settings measured for each kind of case, shown beside the defaults.
+        env = {**os.environ, "DLTUI_HOME": str(work / "home"), "DLTUI_TRUST_ENV": "0",
                "DLTUI_CONNECTIONS_PER_FILE": "8" if case.segmented else "1"}
-        setup = [[*DLTUI, "add", "-i", str(listing), "--dir", str(out)]]
+        setup = [[*DLTUI, "add", "-q", "-i", str(listing), "--dir", str(out)]]
         run = [*DLTUI, "run", "--until-idle", "--workers", "1"]
         if len(urls) > 1:  # many files: two processes use both cores past the GIL
-            run = [*DLTUI, "run", "--until-idle",
-                   "--workers", os.environ.get("DLTUI_BENCH_WORKERS", "2"),
-                   "--processes", os.environ.get("DLTUI_BENCH_PROCESSES", "2")]
+            run = [*DLTUI, "run", "--until-idle", "--workers", "4" if case.wan else "2",
+                   "--processes", "2"]
         return setup, env, run
     raise ValueError(tool)
 
@@ -221,7 +256,7 @@ def verify(case: Case, out: Path, expected: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--cases", default="1g,1g-seg,100m,small,tiny")
+    parser.add_argument("--cases", default="1g,1g-seg,100m,small,tiny,wan-256m,wan-small")
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--tiny", type=int, default=20000)
     args = parser.parse_args()
@@ -235,25 +270,30 @@ def main() -> None:
         "100m": Case("100 MiB, one connection", ["100m.bin"], "MB/s"),
         "small": Case(f"{len(small):,} x 64 KiB", small, "files/s"),
         "tiny": Case(f"{len(tiny):,} x 4 KiB", tiny, "files/s"),
+        "wan-256m": Case("WAN: 256 MiB, 8 MiB/s per connection, 40 ms", ["256m.bin"], "MB/s",
+                         segmented=True, wan=True),
+        "wan-small": Case("WAN: 500 x 64 KiB, 40 ms", small[:500], "files/s", wan=True),
     }
     cases = [all_cases[c] for c in args.cases.split(",")]
     expected = {f: sha_of(DATA / f) for c in cases for f in c.files}
     tools_for = {
-        False: ["curl", "aria2c-x1", "dltui"],
-        True: ["aria2c-x8", "dltui"],
+        False: ["curl", "aria2c-x1", "dltui", "dltui-tuned"],
+        True: ["aria2c-x8", "dltui", "dltui-tuned"],
     }
     results: dict[str, Result] = {c.name: Result() for c in cases}
     with tempfile.TemporaryDirectory(prefix="dltui-bench-") as tmp:
         nginx = Nginx(Path(tmp))
+        wan = WanOrigin(sorted({f for c in cases if c.wan for f in c.files}))
         try:
             for run in range(args.runs + 1):  # run 0 warms caches and is discarded
                 for case in cases:
                     tools = tools_for[case.segmented]
+                    server = wan if case.wan else nginx
                     for tool in (tools if run % 2 == 0 else list(reversed(tools))):
                         work = Path(tmp) / f"{tool}-{run}"
                         out = work / "out"
                         out.mkdir(parents=True)
-                        setup, env, cmd = tool_commands(tool, case, nginx, out, work)
+                        setup, env, cmd = tool_commands(tool, case, server, out, work)
                         for step in setup:
                             subprocess.run(step, env=env, check=True,
                                            stdout=subprocess.DEVNULL)
@@ -266,6 +306,7 @@ def main() -> None:
                               file=sys.stderr)
         finally:
             nginx.stop()
+            wan.stop()
     print_table(cases, results, args.runs)
 
 
@@ -278,7 +319,7 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
         f"Runs: {runs} (after one warm-up), interleaved; medians, spread as min-max. "
         f"Host: {os.cpu_count()} cores, Python {sys.version.split()[0]}.",
         "",
-        "| case | tool | median | spread | dltui ratio | dltui peak RSS | dltui CPU |",
+        "| case | tool | median | spread | dltui (defaults) ratio | dltui peak RSS | dltui CPU |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for case in cases:
@@ -293,11 +334,16 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
             ratio = "" if tool == "dltui" or not mine else f"{mine / med[tool]:.2f}x"
             label = tool
             if tool == "dltui":
-                label = "dltui (8 connections)" if case.segmented else "dltui (1 connection)"
+                label = "dltui (defaults)"
+            elif tool == "dltui-tuned":
+                label = "dltui tuned (8 connections)" if case.segmented else \
+                    "dltui tuned (1 connection)"
                 if len(case.files) > 1:
-                    label = "dltui -p 2 -w 2"
+                    label = "dltui tuned -p 2 -w 4" if case.wan else "dltui tuned -p 2 -w 2"
             elif len(case.files) > 1:  # the same commands run 16 downloads at once
                 label = {"aria2c-x1": "aria2c -j16", "curl": "curl -Z (16 parallel)"}[tool]
+            elif tool == "aria2c-x8":
+                label = "aria2c -x8 -s8"
             lines.append(
                 f"| {case.name} | {label} | {med[tool]:,.0f} {case.unit} | "
                 f"{min(rates):,.0f}-{max(rates):,.0f} | {ratio} | "

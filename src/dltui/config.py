@@ -32,7 +32,9 @@ def _s(default: Any, doc: str, kind: str = "") -> Any:
 class Settings:
     """Every tunable of dltui; see each field's ``doc``."""
 
-    workers: int = _s(4, "Downloads that run at once in `dltui run` and the TUI's worker pool.")
+    workers: int = _s(4, "Downloads that run at once in `dltui run` (shared out over the "
+                         "processes when `processes` is chosen per run) and in the TUI's worker "
+                         "pool.")
     processes: int = _s(
         0, "Worker processes of `dltui run`, each running `workers` downloads; more than one "
            "lets thousands of small files use every core (Python runs one thread at a time). "
@@ -64,8 +66,13 @@ class Settings:
               "at every checkpoint. Other checkpoints survive a killed process; after a "
               "reboot a part resumes from its last fsynced checkpoint.")
     connections_per_file: int = _s(
-        4, "Ranged connections for one large file from a server that accepts ranges, like "
+        8, "Ranged connections for one large file from a server that accepts ranges, like "
            "aria2c -x (flag `segmented`); 1 means one connection per file.")
+    split_below_rate: int = _s(
+        100 << 20, "A fresh download is split into `connections_per_file` only when its first "
+                   "connection runs slower than this (bytes/s) for its first 0.2 s and would "
+                   "need more than a second more: a faster one is limited by the CPU, which "
+                   "more connections only share. 0 splits at once, as aria2c does.", "bytes")
     min_segment_size: int = _s(
         20 << 20, "A file is split only into segments of at least this size, like aria2c "
                   "-k; smaller files always use one connection.", "bytes")

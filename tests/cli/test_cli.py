@@ -265,3 +265,16 @@ def test_processes_are_chosen_from_the_queue_and_the_cores(tmp_path) -> None:
         assert auto_processes(led, 4) == 1  # one process runs all three at once
         jobs.add(led, [jobs.JobSpec(f"http://127.0.0.1:9/m{i}", tmp_path) for i in range(200)])
         assert auto_processes(led, 4) == min(os.cpu_count() or 1, 4)
+
+
+def test_add_quiet_and_many_urls_in_one_line(tmp_path) -> None:
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(tmp_path / "home")}
+    listing = tmp_path / "urls.txt"
+    listing.write_text("".join(f"http://127.0.0.1:9/f{i}\n" for i in range(50)))
+    many = subprocess.run([sys.executable, "-m", "dltui", "add", "-i", str(listing), "-d",
+                           str(tmp_path)], env=env, capture_output=True, text=True)
+    assert many.returncode == 0
+    assert many.stdout == "added 50 jobs (0 already existed): ids 1-50\n"
+    quiet = subprocess.run([sys.executable, "-m", "dltui", "add", "-q", "http://127.0.0.1:9/x",
+                            "-d", str(tmp_path)], env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""

@@ -32,7 +32,8 @@ def _env(home: Path) -> dict[str, str]:
 
 def _run(home: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "dltui", "run", "--workers", "3", "--until-idle"],
+        [sys.executable, "-m", "dltui", "run", "--workers", "3", "--processes", "1",
+         "--until-idle"],
         env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 

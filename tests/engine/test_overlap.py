@@ -26,7 +26,8 @@ def test_same_size_same_mtime_replacement_is_not_spliced(ledger, dest, origin, s
                    drop_after=3 * MiB if connections == 1 else MiB)
     url = origin.add("/same.bin", res)
     job = fetch_one(ledger, dest, settings.replace(connections_per_file=connections,
-                                                   min_segment_size=MiB), url)
+                                                   min_segment_size=MiB, split_below_rate=0),
+                    url)
     assert job.state is JobState.FINALIZED, job.error
     assert sha(Path(job.final_path).read_bytes()) == sha(new)
     assert ("discard", "overlap_mismatch") in decisions(ledger, job.id)

@@ -38,7 +38,8 @@ def test_large_file_over_https(ledger, dest, tls_origin, settings, connections) 
     url = tls_origin.add("/secure.bin", Resource(data=data, drop_after=5 * MiB))
     assert url.startswith("https://")
     job = fetch_one(ledger, dest, settings.replace(trust_env=True, min_segment_size=MiB,
-                                                   connections_per_file=connections), url)
+                                                   connections_per_file=connections,
+                                                   split_below_rate=0), url)
     assert job.state is JobState.FINALIZED, job.error
     assert job.sha256 == sha(data) and Path(job.final_path).read_bytes() == data
     gets = tls_origin.requests("/secure.bin", "GET")

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
     p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (single URL only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
     p.set_defaults(func=cmd_add)
 
     p = command("status", help="list jobs")

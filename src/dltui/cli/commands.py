@@ -41,12 +41,24 @@ def _read_text(source: str) -> str:
         raise UsageError(f"cannot read input file {source!r}: {reason}") from None
 
 
+#: More URLs than this are summed up in one line instead of one line each.
+_LIST_ADDED = 20
+
+
 def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Queue downloads; re-adding the same URL and destination reports the existing job."""
     listing = None if not args.input_file else (args.input_file, _read_text(args.input_file))
     specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
                                     input_file=listing)
-    for result in jobs.add(ledger, specs):
+    results = jobs.add(ledger, specs)
+    if args.quiet:
+        return EXIT_OK
+    if len(results) > _LIST_ADDED and not args.json:
+        created = sum(r.created for r in results)
+        out.write(f"added {created} jobs ({len(results) - created} already existed): "
+                  f"ids {results[0].job.id}-{results[-1].job.id}\n")
+        return EXIT_OK
+    for result in results:
         job = result.job
         if args.json:
             out.write(json.dumps({**_status_dict(job), "created": result.created}) + "\n")

@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         raise UsageError(f"--processes must be at least 1, got {processes}")
     if processes == 0:
         processes = 1 if args.worker_process else auto_processes(ledger, workers)
+        if args.workers is None:  # the setting counts downloads over all the chosen processes
+            workers = max(1, -(-workers // processes))
     processes = _capped("--processes", processes, "processes")
     child = args.worker_process
     tty = sys.stderr.isatty() and not child

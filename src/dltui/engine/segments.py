@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id, start_writeback
-from dltui.engine.body import direct_body, take_bytes
+from dltui.engine.body import DirectBody, direct_body, take_bytes
 from dltui.engine.client import mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
@@ -106,11 +106,16 @@ class SegmentedFetch:
         self.fd = -1
         self.origin_url = url  # where the bytes came from after redirects
         self.disposition_name: str | None = None
+        self._carry_on: DirectBody | None = None
 
     # -- entry ------------------------------------------------------------------------------
-    def run(self, first: httpx.Response | None = None) -> StreamResult:
+    def run(self, first: httpx.Response | None = None,
+            carry_on: DirectBody | None = None) -> StreamResult:
         """Download every segment; ``first`` is an open 200 response for the whole object
-        (a fresh download's first GET), which becomes segment 0's connection."""
+        (a fresh download's first GET), which becomes segment 0's connection. ``carry_on`` is
+        its body's socket reader, when one connection already wrote segment 0's ``done``
+        bytes and was then found held back (see ``stream.fetch``)."""
+        self._carry_on = carry_on
         self.part_path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o600)
         threads: list[threading.Thread] = []
@@ -291,6 +296,9 @@ class SegmentedFetch:
 
     def _segment(self, seg: _Live, response: httpx.Response | None) -> None:
         try:
+            if response is not None and self._carry_on is not None:
+                self._pull_direct(seg, self._carry_on)
+                return
             if response is not None:
                 self._pull(seg, response)
                 return
@@ -377,6 +385,10 @@ class SegmentedFetch:
                 if not self._write(seg, memoryview(chunk)):
                     return
             return
+        self._pull_direct(seg, reader)
+
+    def _pull_direct(self, seg: _Live, reader: DirectBody) -> None:
+        """Receive the segment's range straight from the socket."""
         buf = bytearray(_BUFFER)
         view = memoryview(buf)
         try:

@@ -201,6 +201,7 @@ def fetch(
 
     total: int | None = None
     origin = {"url": url, "name": None}
+    handed = False  # the part was handed to a SegmentedFetch
 
     def done(requested: bool) -> StreamResult:
         part.trim()
@@ -270,14 +271,20 @@ def fetch(
             origin["url"] = str(resp.url)
             origin["name"] = filename_from_disposition(resp.headers.get("content-disposition"))
             hooks.before_body(None if total is None else total - part.size)
-            if offset == 0 and status == 200 and eligible(state.validators, options):
-                assert total is not None
-                plan = plan_segments(total, options.connections, options.min_segment)
+            def segmented(plan: list[Segment], carry_on: DirectBody | None = None
+                          ) -> StreamResult:
+                nonlocal handed
+                handed = True  # from here the segments' checkpoints describe the part
                 seg = SegmentedFetch(client, url, part_path, plan, validators=state.validators,
                                      decision=decision, options=options, hooks=hooks,
                                      cancel=cancel, control=control, limits=limits, host=host)
                 seg.disposition_name = origin["name"]
-                return seg.run(first=resp)
+                return seg.run(first=resp, carry_on=carry_on)
+
+            split = offset == 0 and status == 200 and eligible(state.validators, options)
+            if split and (options.split_below_rate == 0 or direct_body(resp, 0) is None):
+                assert total is not None
+                return segmented(plan_segments(total, options.connections, options.min_segment))
             if total is None or total - part.size > options.background_min:
                 part.go_background()
             if options.preallocate and total is not None and total >= options.preallocate_min:
@@ -293,6 +300,20 @@ def fetch(
                     tick()
                 reader = direct_body(resp, taken + len(first))
                 if reader is not None:
+                    if split:
+                        # More connections only pay where one is held back (a throttling or
+                        # distant server); on a fast link they only share the same CPU.
+                        began = time.monotonic()
+                        _receive_direct(reader, part, tick, cancel, control, limits, host,
+                                        until=began + SPLIT_PROBE_SECONDS)
+                        assert total is not None
+                        held = reader.remaining and _held_back(
+                            part.size, time.monotonic() - began, reader.remaining,
+                            options.split_below_rate)
+                        plan = _split_plan(total, part.size, options) if held else None
+                        if plan is not None:
+                            part.flush()
+                            return segmented(plan, carry_on=reader)
                     _receive_direct(reader, part, tick, cancel, control, limits, host)
                     chunks = iter(())  # httpx must not read on: the socket is drained
             for chunk in chunks:
@@ -318,7 +339,7 @@ def fetch(
     except LeaseLost:
         raise
     except BaseException:
-        if part.size != state.committed:
+        if not handed and part.size != state.committed:
             try:
                 part.trim()
                 checkpoint()
@@ -327,6 +348,32 @@ def fetch(
         raise
     finally:
         part.close()
+
+
+#: How long a fresh download that could be split runs on one connection first, to learn
+#: whether that connection is held back.
+SPLIT_PROBE_SECONDS = 0.2
+#: Splitting cannot help a download that one connection finishes within this many seconds.
+SPLIT_MIN_SECONDS = 1.0
+
+
+def _held_back(done: int, elapsed: float, remaining: int, below: int) -> bool:
+    """True when one connection moved ``done`` bytes in ``elapsed`` seconds slower than
+    ``below`` bytes/s (faster, it is limited by the CPU, which more connections only share)
+    and the ``remaining`` bytes are worth more connections."""
+    rate = done / max(elapsed, 1e-3)
+    return rate < below and remaining > rate * SPLIT_MIN_SECONDS
+
+
+def _split_plan(total: int, done: int, options: StreamOptions) -> list[Segment] | None:
+    """Segments for the rest of a download whose first ``done`` bytes one connection already
+    wrote: segment 0 is that connection, carrying on; None when the rest is too small."""
+    rest = plan_segments(total - done, options.connections, options.min_segment)
+    if len(rest) < 2:
+        return None
+    first, *others = rest
+    return [Segment(0, 0, done + first.end, done=done),
+            *(Segment(s.index, done + s.start, done + s.end) for s in others)]
 
 
 def _read_range(path: Path, start: int, length: int) -> bytes:
@@ -343,14 +390,19 @@ HANDOVER_SECONDS = 0.25
 
 def _receive_direct(reader: DirectBody, part: PartFile, tick: Callable[[], None],
                     cancel: threading.Event, control: Callable[[], str],
-                    limits: RateLimits | None, host: str) -> None:
-    """Fill pooled buffers straight from the socket until the body is complete, handing each
-    over when full or after ``HANDOVER_SECONDS``, whichever comes first."""
+                    limits: RateLimits | None, host: str, until: float | None = None) -> None:
+    """Fill pooled buffers straight from the socket until the body is complete (or, with
+    ``until``, that monotonic time has passed), handing each over when full or after
+    ``HANDOVER_SECONDS``, whichever comes first."""
     while reader.remaining:
+        if until is not None and time.monotonic() >= until:
+            return
         buf = part.buffer()
         view = memoryview(buf)
         filled = 0
         due = time.monotonic() + HANDOVER_SECONDS
+        if until is not None:
+            due = min(due, until)
         try:
             while filled < len(buf) and reader.remaining:
                 if filled and time.monotonic() >= due:

@@ -72,6 +72,8 @@ class StreamOptions:
     #: Ranged connections per file for objects of at least two ``min_segment`` (1 = never).
     connections: int = 1
     min_segment: int = 20 << 20
+    #: Split only when the first connection runs slower than this (bytes/s); 0: at once.
+    split_below_rate: int = 100 << 20
     #: Slower than ``min_speed`` bytes/s for ``min_speed_time`` seconds is a stall (0: never).
     min_speed: int = 1 << 10
     min_speed_time: float = 60.0

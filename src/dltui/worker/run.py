@@ -291,7 +291,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             checkpoint_interval=s.checkpoint_interval, fsync_interval=s.fsync_interval,
             fsync_finish=s.fsync_on_finish,
             connections=s.connections_per_file if self.flags.segmented else 1,
-            min_segment=s.min_segment_size, min_speed=s.min_speed,
+            min_segment=s.min_segment_size, split_below_rate=s.split_below_rate,
+            min_speed=s.min_speed,
             min_speed_time=s.min_speed_time,
         )
         return stream.fetch(
