@@ -234,7 +234,8 @@ def tool_commands(tool: str, case: Case, server: Nginx | WanOrigin, out: Path, w
         listing.write_text("\n".join(urls) + "\n")
         # The best settings measured for each kind of case, shown beside the defaults.
         env = {**os.environ, "DLTUI_HOME": str(work / "home"), "DLTUI_TRUST_ENV": "0",
-               "DLTUI_CONNECTIONS_PER_FILE": "8" if case.segmented else "1"}
+               "DLTUI_CONNECTIONS_PER_FILE": "8" if case.segmented else "1",
+               "DLTUI_SPLIT_BELOW_RATE": "0"}  # split at once, as aria2c does
         setup = [[*DLTUI, "add", "-q", "-i", str(listing), "--dir", str(out)]]
         run = [*DLTUI, "run", "--until-idle", "--workers", "1"]
         if len(urls) > 1:  # many files: two processes use both cores past the GIL
@@ -336,7 +337,7 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
             if tool == "dltui":
                 label = "dltui (defaults)"
             elif tool == "dltui-tuned":
-                label = "dltui tuned (8 connections)" if case.segmented else \
+                label = "dltui tuned (8 connections at once)" if case.segmented else \
                     "dltui tuned (1 connection)"
                 if len(case.files) > 1:
                     label = "dltui tuned -p 2 -w 4" if case.wan else "dltui tuned -p 2 -w 2"

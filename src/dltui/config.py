@@ -70,7 +70,7 @@ class Settings:
            "aria2c -x (flag `segmented`); 1 means one connection per file.")
     split_below_rate: int = _s(
         100 << 20, "A fresh download is split into `connections_per_file` only when its first "
-                   "connection runs slower than this (bytes/s) for its first 0.2 s and would "
+                   "connection runs slower than this (bytes/s) for its first 0.1 s and would "
                    "need more than a second more: a faster one is limited by the CPU, which "
                    "more connections only share. 0 splits at once, as aria2c does.", "bytes")
     min_segment_size: int = _s(

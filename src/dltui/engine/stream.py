@@ -352,7 +352,7 @@ def fetch(
 
 #: How long a fresh download that could be split runs on one connection first, to learn
 #: whether that connection is held back.
-SPLIT_PROBE_SECONDS = 0.2
+SPLIT_PROBE_SECONDS = 0.1
 #: Splitting cannot help a download that one connection finishes within this many seconds.
 SPLIT_MIN_SECONDS = 1.0
 
