@@ -168,7 +168,7 @@ def _release_large(pool: WorkerPool, large: list[tuple[JobRun, int]], result: La
 
 #: Bodies one lane fetches at once: against a distant server each request is a round trip, and
 #: a batch fetched one by one would wait out 32 of them in a row.
-LANE_FETCHES = 8
+LANE_FETCHES = 16
 
 
 def _get(pool: WorkerPool, run: JobRun) -> small.SmallBody | small.TooLarge | DltuiError | None:
