@@ -452,3 +452,18 @@ async def test_header_says_when_tls_is_not_verified(home, insecure) -> None:
         await pilot.pause(0.3)
         line = str(app.query_one("#summary-line1").render())
         assert ("INSECURE" in line) is insecure, line
+
+
+async def test_removed_rows_leave_a_watching_tui(home, dest) -> None:
+    ids = add(home, dest, "http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+    with Ledger(home) as led:
+        force_state(led, ids[0], JobState.FAILED)
+    app = make(home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+        with Ledger(home) as led:
+            from dltui.ledger import removal
+
+            removal.remove(led, [ids[0]], by="test")
+        await until(pilot, lambda: ids[0] not in app.book.jobs)
+        assert list(app.book.jobs) == [ids[1]]

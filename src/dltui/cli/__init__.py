@@ -22,6 +22,7 @@ from dltui.cli.commands import (
     cmd_control,
     cmd_flags,
     cmd_reconcile,
+    cmd_remove,
     cmd_status,
 )
 from dltui.cli.common import (
@@ -109,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
         p.add_argument("--all", action="store_true", help="every job it applies to")
         p.set_defaults(func=cmd_control)
+
+    p = command("remove", help="remove finished, failed or cancelled jobs from the ledger")
+    p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB")
+    p.add_argument("--state", action="append", default=[], metavar="S",
+                   help="every job in state S: finalized, failed, cancelled (repeat or "
+                        "comma-separate)")
+    p.add_argument("--older-than", metavar="AGE",
+                   help="with --state: only jobs that ended more than AGE ago (30m, 12h, 7d)")
+    p.add_argument("--delete-files", action="store_true",
+                   help="also delete finished files that are provably the ones dltui placed "
+                        "(never an edited or replaced file)")
+    p.set_defaults(func=cmd_remove)
 
     p = command("run", help="download queued jobs headless (the worker pool)")
     p.add_argument("-w", "--workers", type=int, metavar="N",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dltui import requests
+from dltui import files, paths, requests
 from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -26,8 +28,9 @@ from dltui.errors import (
     NotApplicable,
     UsageError,
 )
-from dltui.ledger import Ledger, actions, flags, jobs, reconcile, segments
+from dltui.ledger import Ledger, actions, flags, jobs, reconcile, removal, segments
 from dltui.model import JobState
+from dltui.store import Store, file_identity
 from dltui.urls import redact
 
 
@@ -231,4 +234,62 @@ def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     for f in states:
         origin = "default" if f.updated_by is None else f"set by {f.updated_by}"
         out.write(f"{f.name:<16} {'on ' if f.value else 'off'}  {f.description} ({origin})\n")
+    return EXIT_OK
+
+
+# -- remove ------------------------------------------------------------------------------------
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """``7d`` -> seconds (units s, m, h, d, w)."""
+    m = _AGE.match(text)
+    if not m:
+        raise UsageError(f"--older-than {text!r} is not an age; use a number and s, m, h, d or "
+                         "w, e.g. 7d")
+    return float(m.group(1)) * _AGE_UNITS[m.group(2)]
+
+
+def cmd_remove(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Remove the rows of finished, failed or cancelled jobs; files stay unless asked."""
+    if bool(args.jobs) == bool(args.state):
+        raise UsageError("give job ids or --state (e.g. --state finalized,failed), not both "
+                         "or neither")
+    if args.older_than is not None and not args.state:
+        raise UsageError("--older-than goes with --state")
+    if args.jobs:
+        ids = list(dict.fromkeys(args.jobs))
+    else:
+        states = _parse_states(args.state) or []
+        refused = sorted(s.value for s in states if s not in removal.REMOVABLE)
+        if refused:
+            raise UsageError(f"{', '.join(refused)} jobs cannot be removed; remove applies to "
+                             f"{', '.join(sorted(s.value for s in removal.REMOVABLE))}")
+        before = None if args.older_than is None else \
+            time.time() - parse_age(args.older_than)
+        ids = removal.select(ledger, states, finished_before=before)
+    gone = removal.remove(ledger, ids, by="cli")
+    deleted = kept = 0
+    store = Store(paths.store_dir(ledger.home))
+    for job in gone:
+        files.delete_parts(ledger.home, job.id)  # dltui's own scratch: never the user's
+        if args.delete_files and job.state is JobState.FINALIZED and job.final_path:
+            dest = Path(job.final_path)
+            ident = file_identity(dest)
+            row = {"final_dev": job.final_dev, "final_ino": job.final_ino,
+                   "final_mtime_ns": job.final_mtime_ns, "sha256": job.sha256}
+            if ident is not None and reconcile.placed_by_us(row, dest, store) and \
+                    files.remove_placed(dest, ident):
+                deleted += 1
+            elif dest.exists() or dest.is_symlink():
+                kept += 1
+                out.write(f"kept {dest}: not provably the file dltui placed (edited, replaced "
+                          "or not a plain file)\n")
+    summary = f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}"
+    if args.delete_files:
+        summary += f", deleted {deleted} file{'s' if deleted != 1 else ''}"
+        if kept:
+            summary += f", kept {kept}"
+    out.write(summary + "\n")
     return EXIT_OK

@@ -122,6 +122,7 @@ class DltuiApp(App[None]):
         self._bandwidth_pending = 0
         self._stop = threading.Event()
         self._detail_job: int | None = None
+        self._event_id: int | None = None  # events read up to (removed rows), for _poll_once
         self._labelled = False
         self.show_detail = True
 
@@ -168,12 +169,15 @@ class DltuiApp(App[None]):
             self._poll_loop()
 
     # -- the poll ---------------------------------------------------------------------------
-    def _read(self, ledger: Ledger, rev: int, detail_job: int | None) -> Polled:
-        return read_poll(ledger, rev, detail_job, self.clock())
+    def _read(self, ledger: Ledger, rev: int, detail_job: int | None,
+              event_id: int | None) -> Polled:
+        return read_poll(ledger, rev, detail_job, self.clock(), event_id)
 
     def _poll_once(self) -> None:
         assert self.ledger is not None
-        self._apply(self._read(self.ledger, self.book.rev, self._detail_job), tick=False)
+        message = self._read(self.ledger, self.book.rev, self._detail_job, self._event_id)
+        self._event_id = message.event_id
+        self._apply(message, tick=False)
 
     @work(thread=True, exclusive=True, group="poll")
     def _poll_loop(self) -> None:
@@ -186,6 +190,7 @@ class DltuiApp(App[None]):
                     self.call_from_thread(self._ledger_failed, problem)
             return
         rev = 0
+        event_id: int | None = None  # the first poll reads every row
         me = get_current_worker()
         try:
             while not self._stop.is_set() and not me.is_cancelled:
@@ -193,7 +198,7 @@ class DltuiApp(App[None]):
                     ledger.check_file()
                     if self.pool is not None and self.pool.fatal is not None:
                         raise self.pool.fatal
-                    message = self._read(ledger, rev, self._detail_job)
+                    message = self._read(ledger, rev, self._detail_job, event_id)
                 except (DltuiError, sqlite3.Error) as exc:
                     problem = str(exc if isinstance(exc, DltuiError)
                                   else db_error(ledger.path, exc))
@@ -201,7 +206,7 @@ class DltuiApp(App[None]):
                         with contextlib.suppress(RuntimeError):  # it is closing just now
                             self.call_from_thread(self._ledger_failed, problem)
                 else:
-                    rev = message.rev
+                    rev, event_id = message.rev, message.event_id
                     self.post_message(message)
                 self._stop.wait(self.poll_interval or 0.5)
         finally:
@@ -218,10 +223,11 @@ class DltuiApp(App[None]):
         if self._bandwidth_pending == 0:  # else a +/- the ledger has not seen yet is newer
             self._bandwidth = message.side.global_bandwidth
         book = self.book
+        gone = book.forget(message.removed)
         book.apply(message.changed, message.now)
         if tick:
             book.tick(message.now)
-        if message.changed or not self._labelled:
+        if message.changed or gone or not self._labelled:
             self._labelled = True
             self.table.reload()
             # Setting a tab's label restarts the underline animation: only when counts move.

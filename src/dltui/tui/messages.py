@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from dltui.ledger import Ledger, events, flags, hosts, jobs, ops, segments
+from dltui.ledger import Ledger, events, flags, hosts, jobs, ops, removal, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import Job, Segment
@@ -39,6 +39,9 @@ class Polled(Message):
     detail: JobDetail | None = None
     rev: int = 0
     side: SideTables = field(default_factory=SideTables)
+    #: Jobs whose rows were removed since the last poll, and the event id read up to.
+    removed: list[int] = field(default_factory=list)
+    event_id: int = 0
 
 
 @dataclass
@@ -50,10 +53,15 @@ class Notice(Message):
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def read_poll(ledger: Ledger, rev: int, detail_job: int | None, now: float) -> Polled:
-    """One poll: the jobs changed since ``rev``, the selected job's detail, the side tables."""
+def read_poll(ledger: Ledger, rev: int, detail_job: int | None, now: float,
+              event_id: int | None = None) -> Polled:
+    """One poll: the jobs changed since ``rev`` and those removed since ``event_id`` (None:
+    the first poll, which reads every row), the selected job's detail, the side tables."""
+    removed, newest = removal.removed_since(ledger, event_id if event_id is not None
+                                            else 1 << 62)
     changed = jobs.changed_since(ledger, rev, limit=1_000_000)
     detail = None if detail_job is None else read_detail(ledger, detail_job)
     side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
                       hosts.statuses(ledger))
-    return Polled(changed, now, detail, changed[-1].rev if changed else rev, side)
+    return Polled(changed, now, detail, changed[-1].rev if changed else rev, side, removed,
+                  newest)

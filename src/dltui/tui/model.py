@@ -124,6 +124,22 @@ class JobBook:
             self._order = None
         return ids
 
+    def forget(self, ids: Iterable[int]) -> bool:
+        """Drop jobs whose rows were removed; True when any was known."""
+        gone = False
+        for job_id in ids:
+            job = self.jobs.pop(job_id, None)
+            if job is None:
+                continue
+            gone = True
+            self._counts[job.state] -= 1
+            self._active.discard(job_id)
+            self._samples.pop(job_id, None)
+            self._job_history.pop(job_id, None)
+        if gone:
+            self._order = None
+        return gone
+
     def tick(self, now: float | None = None) -> None:
         """Record one point of throughput history (call once per poll)."""
         t = self.clock() if now is None else now
