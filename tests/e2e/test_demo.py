@@ -51,3 +51,15 @@ def test_demo_queue_downloads_fails_and_segments(tmp_path) -> None:
     finally:
         origin.stop()
     assert dest.is_dir()
+
+
+def test_a_demo_in_a_temp_dir_leaves_nothing_behind(tmp_path) -> None:
+    with demo.session() as (_origin, home, dest):
+        root = home.parent
+        assert home.is_dir() and root.name.startswith("dltui-demo-")
+        (dest / "partial.bin").parent.mkdir(parents=True, exist_ok=True)
+        (dest / "partial.bin").write_bytes(b"x" * 1000)
+    assert not root.exists()
+    with demo.session(tmp_path / "kept") as (_origin, home, _dest):
+        pass
+    assert home.is_dir()  # asked to keep it: kept

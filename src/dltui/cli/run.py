@@ -173,10 +173,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dltui.tui.app import DltuiApp
 
     settings = _settings(args).replace(trust_env=False, retries=8, backoff_max=2.0)
-    origin, home, dest = demo.start(args.demo_dir)
-    try:
+    with demo.session(args.demo_dir) as (_origin, home, dest):
         DltuiApp(home, settings, workers=args.workers or 3, theme=args.theme).run()
-    finally:
-        origin.stop()
-    sys.stderr.write(f"dltui demo: ledger in {home}, files in {dest}\n")
+    if args.demo_dir is not None:
+        sys.stderr.write(f"dltui demo: ledger in {home}, files in {dest}\n")
     return EXIT_OK
