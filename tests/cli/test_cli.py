@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from dltui import paths
 from dltui.ledger import Ledger, events, jobs
+from dltui.ledger.liveness import hostname
 from dltui.model import JobState
 from dltui.origin import Resource
 from tests.conftest import TEST_ENV, dump, force_state
@@ -278,3 +280,21 @@ def test_add_quiet_and_many_urls_in_one_line(tmp_path) -> None:
     quiet = subprocess.run([sys.executable, "-m", "dltui", "add", "-q", "http://127.0.0.1:9/x",
                             "-d", str(tmp_path)], env=env, capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_status_marks_a_dead_workers_job_stale(tmp_path) -> None:
+    home = tmp_path / "home"
+    with Ledger(home) as led:
+        job_id = jobs.add(led, [jobs.JobSpec("http://127.0.0.1:9/x", tmp_path)])[0].job.id
+        # Held by a process on this host that no longer exists (pid 2**22 + 1 is never used).
+        force_state(led, job_id, "STREAMING", lease_owner=f"{hostname()}:4194305:1:1",
+                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    text = subprocess.run([sys.executable, "-m", "dltui", "status"], env=env,
+                          capture_output=True, text=True)
+    assert "[stale 6" in text.stdout and "no live worker holds it" in text.stdout, text.stdout
+    js = subprocess.run([sys.executable, "-m", "dltui", "status", "--json"], env=env,
+                        capture_output=True, text=True)
+    row = json.loads(js.stdout)
+    assert row["lease_live"] is False and 63 <= row["heartbeat_age"] <= 70
+    assert row["failed_tries"] == 0

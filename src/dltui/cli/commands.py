@@ -29,7 +29,8 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import Ledger, actions, flags, jobs, reconcile, removal, segments
-from dltui.model import JobState
+from dltui.ledger.liveness import lease_is_live
+from dltui.model import ACTIVE_STATES, JobState
 from dltui.store import Store, file_identity
 from dltui.urls import redact
 
@@ -98,11 +99,13 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             selected = [j for j in selected if j.state in states]
     else:
         selected = jobs.list_jobs(ledger, states)
+    at = time.time()
+    dead: dict[str, bool] = {}  # one liveness answer per owner for the whole listing
     if args.json:
         segs = segments.by_job(ledger)
         for job in selected:
-            out.write(json.dumps(_status_dict(job, segs.get(job.id),
-                                              secrets=args.show_secrets)) + "\n")
+            out.write(json.dumps(_status_dict(job, segs.get(job.id), secrets=args.show_secrets,
+                                              at=at, dead=dead)) + "\n")
         return EXIT_OK
     if not selected:
         out.write("no jobs\n" if states is None else "no jobs in that state\n")
@@ -111,6 +114,11 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     for job in selected:
         line = (f"{job.id:>6}  {job.state.value:<10}  {_progress(job):>6}  "
                 f"{_human_bytes(job.bytes_total):>10}  {job.display_name}")
+        if job.state in ACTIVE_STATES and not lease_is_live(job.lease_owner, job.lease_until,
+                                                            at, dead):
+            beat = job.heartbeat_at or job.updated_at
+            line += (f"  [stale {max(0, int(at - beat))}s: no live worker holds it; the next "
+                     "run or `dltui reconcile` takes it over]")
         if job.error:
             line += f"  [{job.error}]"
         out.write(line + "\n")

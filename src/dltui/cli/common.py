@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import NoReturn
 
 from dltui import config, paths
@@ -18,6 +19,7 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import Ledger, flags
+from dltui.ledger.liveness import lease_is_live
 from dltui.model import Job, Segment
 from dltui.units import human_size
 from dltui.urls import redact, redact_text
@@ -47,7 +49,9 @@ def _progress(job: Job) -> str:
 
 
 def _status_dict(job: Job, segs: list[Segment] | None = None, *,
-                 secrets: bool = False) -> dict[str, object]:
+                 secrets: bool = False, at: float | None = None,
+                 dead: dict[str, bool] | None = None) -> dict[str, object]:
+    at = time.time() if at is None else at
     return {
         "id": job.id,
         "url": job.url if secrets else redact(job.url),
@@ -65,6 +69,11 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         "attempts": job.attempts,
         "lease_owner": job.lease_owner,
         "lease_until": job.lease_until,
+        # Whether a live worker holds the job: a lease that ran out, or whose owner process
+        # is gone, is stale until someone takes the job over or the reconciler heals it.
+        "lease_live": lease_is_live(job.lease_owner, job.lease_until, at, dead),
+        "heartbeat_age": None if job.heartbeat_at is None else round(at - job.heartbeat_at, 3),
+        "failed_tries": job.failed_tries,
         "error": job.error,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
