@@ -467,3 +467,19 @@ async def test_removed_rows_leave_a_watching_tui(home, dest) -> None:
             removal.remove(led, [ids[0]], by="test")
         await until(pilot, lambda: ids[0] not in app.book.jobs)
         assert list(app.book.jobs) == [ids[1]]
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, ranges) -> None:
+    [job_id] = add(home, dest, origin.add("/cq.bin", Resource(data=blob(8 * MiB), rate=MiB,
+                                                             ranges=ranges)))
+    app = make(home, workers=1)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: state(home, job_id) is JobState.STREAMING)
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmScreen)
+        text = app.screen.question
+        assert ("nothing is lost" in text) is ranges, text
+        await pilot.press("y")
+        await pilot.pause()
+    assert job(home, job_id).state is JobState.PLANNED

@@ -489,9 +489,13 @@ class DltuiApp(App[None]):
         self.show_detail = not self.show_detail
         self.detail.display = self.show_detail
 
+    async def action_quit(self) -> None:
+        """ctrl+q: the same question as ``q``, never a silent stop of running downloads."""
+        self.action_quit_app()
+
     def action_quit_app(self) -> None:
-        running = len(self.pool.active()) if self.pool is not None else 0
-        if not running:
+        runs = self.pool.active() if self.pool is not None else []
+        if not runs:
             self.exit()
             return
 
@@ -499,9 +503,13 @@ class DltuiApp(App[None]):
             if yes:
                 self.exit()
 
+        # A server without ranges cannot resume: what those jobs have so far is lost.
+        restart = sum(1 for run in runs if run.job.accept_ranges is False)
+        kept = "nothing is lost" if not restart else (
+            f"{restart} of them start over next time (their server takes no byte ranges)")
         self.push_screen(ConfirmScreen(
-            f"{running} download(s) run in this process. Quit? They stop at a checkpoint and "
-            "go back to the queue; nothing is lost.", yes="Quit"), answered)
+            f"{len(runs)} download(s) run in this process. Quit? They stop at a checkpoint and "
+            f"go back to the queue; {kept}.", yes="Quit"), answered)
 
     def on_unmount(self) -> None:
         self._stop.set()
