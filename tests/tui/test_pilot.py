@@ -154,6 +154,20 @@ async def test_cancel_asks_first(home, dest) -> None:
         await until(pilot, lambda: state(home, job_id) is JobState.CANCELLED)
 
 
+async def test_cancel_of_a_finished_job_does_not_ask(home, dest) -> None:
+    [job_id] = add(home, dest, "https://example.org/done.iso")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.FINALIZED)
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: job_id in app.book.jobs)
+        await pilot.press("x")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("nothing to cancel" in n.message for n in app._notifications)
+    assert state(home, job_id) is JobState.FINALIZED
+
+
 async def test_multi_select_applies_to_every_selected_job(home, dest) -> None:
     ids = add(home, dest, *[f"https://example.org/{n}" for n in "abcd"])
     app = make(home)

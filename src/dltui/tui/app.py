@@ -39,7 +39,7 @@ from dltui.ledger import (
     reconcile,
 )
 from dltui.ledger.reconcile import ReconcileReport
-from dltui.model import JobState
+from dltui.model import ACTION_STATES, JobState
 from dltui.requests import DownloadRequest
 from dltui.tui.background import LedgerRunner
 from dltui.tui.messages import JobDetail, Notice, Polled, read_detail, read_poll
@@ -357,10 +357,21 @@ class DltuiApp(App[None]):
             self._act("retry", ids)
 
     def action_cancel(self) -> None:
-        ids = self._targets()
+        targets = self._targets()
+        if not targets:
+            return
+        # Ask only about jobs a cancel applies to (as the last poll saw them); say so if none.
+        allowed = ACTION_STATES["cancel"]
+        ids = [i for i in targets if (j := self.book.jobs.get(i)) is None or j.state in allowed]
         if not ids:
+            job = self.book.jobs[targets[0]]
+            self.notify(f"job #{job.id} is {job.state.value}: nothing to cancel (cancel applies "
+                        f"to {', '.join(sorted(s.value for s in allowed))})",
+                        severity="warning")
             return
         what = f"job #{ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs"
+        if len(ids) < len(targets):
+            what += f" ({len(targets) - len(ids)} selected are over already)"
 
         def answered(yes: bool | None) -> None:
             if yes:
