@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -497,3 +498,26 @@ async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, rang
         await pilot.press("y")
         await pilot.pause()
     assert job(home, job_id).state is JobState.PLANNED
+
+
+def _text(widget) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def test_detail_of_a_paused_job_says_what_happened(home, dest, origin) -> None:
+    [job_id] = add(home, dest, origin.add("/pd.bin", Resource(data=blob(6 * MiB), rate=2 * MiB)))
+    app = make(home, workers=1)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: app.book.jobs.get(job_id) is not None
+                    and app.book.jobs[job_id].bytes_committed > 0)
+        await pilot.press("p")
+        await until(pilot, lambda: app.book.jobs[job_id].state is JobState.PAUSED)
+        await until(pilot, lambda: "STREAM" in _text(app.detail.body))
+        head, body = _text(app.detail.head), _text(app.detail.body)
+        assert "PAUSED" in head and "requested" not in head
+        assert "stopped" in body and "failed" not in body  # a pause is no failure
+        assert "(last run; the next decides on the" in body

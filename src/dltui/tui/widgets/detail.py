@@ -14,7 +14,7 @@ from textual.widgets import Sparkline, Static
 
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
-from dltui.model import REASONS, Job, Segment
+from dltui.model import ACTIVE_STATES, REASONS, Job, JobState, Segment
 from dltui.tui import format as fmt
 from dltui.tui.format import STATE_STYLE
 from dltui.urls import redact
@@ -81,7 +81,8 @@ class DetailPane(VerticalScroll):
         now = self._clock()
         title = Text.assemble((f"#{job.id} ", "bold"), (job.display_name, "bold"), "  ",
                               (job.state.value, STATE_STYLE[job.state]))
-        if job.control.value != "run":
+        if job.control.value != "run" and job.state in ACTIVE_STATES:
+            # Only while the worker has yet to honour it: a PAUSED job is not "pause requested".
             title.append(f"  ({job.control.value} requested)", "yellow")
         head.update(title)
         self.spark.data = history or [0.0]
@@ -100,7 +101,13 @@ class DetailPane(VerticalScroll):
                               f"bytes committed · prefix {(job.prefix_hash or '-')[:16]}")
         if job.decision:
             reason = REASONS.get(job.decision_reason or "", job.decision_reason or "")
-            facts.add_row("Decision", Text.assemble((job.decision, "bold"), f": {reason}"))
+            decision = Text.assemble((job.decision, "bold"), f": {reason}")
+            if job.state not in ACTIVE_STATES and job.state is not JobState.FINALIZED \
+                    and job.bytes_committed:
+                # The decision is the last run's; the next one decides on the bytes kept.
+                decision.append(f" (last run; the next decides on the "
+                                f"{fmt.size(job.bytes_committed)} kept)", "dim")
+            facts.add_row("Decision", decision)
         if job.lease_owner:
             left = (job.lease_until or now) - now
             facts.add_row("Lease", f"{job.lease_owner} · {max(0, int(left))}s left · "
@@ -117,8 +124,12 @@ class DetailPane(VerticalScroll):
         for op in ops[-8:]:
             took = "-" if op.finished_at is None or op.started_at is None else \
                 f"{op.finished_at - op.started_at:.2f}s"
-            style = {"done": "green", "failed": "red", "started": "yellow"}.get(op.status, "")
-            op_table.add_row(op.kind, Text(op.status, style=style), str(op.runs),
+            status = op.status
+            if status == "failed" and (op.error or "").startswith("Interrupted"):
+                status = "stopped"  # paused, cancelled or shut down: not a failure
+            style = {"done": "green", "failed": "red", "started": "yellow",
+                     "stopped": "yellow"}.get(status, "")
+            op_table.add_row(op.kind, Text(status, style=style), str(op.runs),
                              _clock(op.started_at), took)
 
         ev_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
