@@ -30,15 +30,27 @@ from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     MAX_JOB_ID,
+    _add_transfer_options,
     _apply_env_flags,
     _Parser,
     _report,
 )
+from dltui.cli.get import cmd_get
 from dltui.cli.run import _tui, cmd_demo, cmd_run
 from dltui.errors import DltuiError
 from dltui.ledger import Ledger, db_error, flags
 
-DESCRIPTION = "Command line: argument parsing and wiring; one function per sub-command."
+DESCRIPTION = """\
+A keyboard-driven download manager. Run `dltui` with no command to open the TUI on the
+ledger (the live job table; press ? there for the keys). Every command below works on the
+same ledger, so the TUI, the CLI and any number of `dltui run` processes can share it."""
+EPILOG = """\
+examples:
+  dltui get https://example.com/big.iso -d /srv/isos       download now, in the foreground
+  dltui add -i urls.txt -d /srv/data && dltui run --until-idle
+  dltui status --json --state failed
+  dltui remove --state finalized --older-than 7d
+  dltui demo                                               try it on sample downloads"""
 
 
 # -- wiring ------------------------------------------------------------------------------------
@@ -57,7 +69,8 @@ def _job_id(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = _Parser(prog="dltui", description=DESCRIPTION)
+    parser = _Parser(prog="dltui", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dltui {__version__}")
     parser.add_argument(
         "--home", type=Path, default=None,
@@ -92,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
     p.set_defaults(func=cmd_add)
+
+    p = command("get", help="download URLs now, in the foreground (add + run in one)")
+    p.add_argument("urls", nargs="+", metavar="URL", help="http:// or https:// URLs")
+    p.add_argument("-d", "--dir", metavar="DIR", help="destination directory (default: cwd)")
+    p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
+    _add_transfer_options(p)
+    p.add_argument("--checksum", metavar="ALGO=HEX",
+                   help="expected digest, aria2's syntax: sha-256=<64 hex digits>")
+    p.set_defaults(func=cmd_get)
 
     p = command("status", help="list jobs")
     p.add_argument("jobs", nargs="*", type=_job_id, metavar="JOB", help="only these job ids")
@@ -129,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--processes", type=int, metavar="N",
                    help="worker processes, each running --workers downloads (default: the "
                         "processes setting; 0 = one per core while many jobs are queued)")
+    _add_transfer_options(p)
     p.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued and no job is held by a live worker")
     # Set on the extra processes a `run --processes N` starts: no reconcile, no progress line.

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from dltui import config, paths
 from dltui.errors import (
+    ConfigError,
     DltuiError,
     LedgerError,
     UnknownJob,
@@ -28,7 +29,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 MAX_JOB_ID = (1 << 63) - 1  # SQLite's INTEGER range
-_CREATING = frozenset({"add", "run", "flags"})
+_CREATING = frozenset({"add", "get", "run", "flags"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,3 +113,28 @@ def _capped(option: str, value: int, setting: str) -> int:
         sys.stderr.write(f"dltui: {option} {value} is more than useful; using {limit}\n")
         return limit
     return value
+
+
+def _transfer_options(args: argparse.Namespace, settings: config.Settings) -> config.Settings:
+    """``-x/--connections`` and ``--max-bandwidth`` (of `get` and `run`) over the settings."""
+    changes: dict[str, object] = {}
+    if getattr(args, "connections", None) is not None:
+        if args.connections < 1:
+            raise UsageError(f"-x must be at least 1, got {args.connections}")
+        changes["connections_per_file"] = _capped("-x", args.connections,
+                                                  "connections_per_file")
+    if getattr(args, "max_bandwidth", None) is not None:
+        try:
+            changes["max_bandwidth"] = config.parse_size(args.max_bandwidth,
+                                                         what="--max-bandwidth")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    return settings.replace(**changes)
+
+
+def _add_transfer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-x", "--connections", type=int, metavar="N",
+                   help="connections per file for large files (default: the "
+                        "connections_per_file setting, 8)")
+    p.add_argument("--max-bandwidth", metavar="RATE",
+                   help="total bytes per second, e.g. 2M (default: the max_bandwidth setting)")

@@ -20,6 +20,7 @@ from dltui.cli.common import (
     _human_bytes,
     _report,
     _settings,
+    _transfer_options,
 )
 from dltui.errors import (
     DltuiError,
@@ -49,7 +50,7 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Run the worker pool headless; stop on SIGINT/SIGTERM (jobs go back to the queue)."""
     from dltui.worker import WorkerPool
 
-    settings = _settings(args)
+    settings = _transfer_options(args, _settings(args))
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")

@@ -8,7 +8,7 @@ so a restart after a crash or SIGKILL resumes at once instead of waiting out the
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from dltui.errors import IllegalTransition, LeaseLost
@@ -55,18 +55,21 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
 
 
 def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
-                limit: int = 1, small_max: int | None = None) -> list[Job]:
+                limit: int = 1, small_max: int | None = None,
+                only: Collection[int] | None = None) -> list[Job]:
     """Like :func:`lease_next`, but up to ``limit`` PLANNED jobs in one transaction.
 
     An interrupted job is taken over alone: it comes first and needs the full pipeline. With
     ``small_max``, a batch holds only jobs not known to be larger (a large one is leased
     alone, when nothing else is there), so one worker never sits on large jobs that others
-    could start now.
+    could start now. With ``only``, nothing but those jobs is leased (``dltui get``).
     """
     with ledger.write() as conn:
         at = now()
         dead: dict[str, bool] = {}
         for row in _takeover_candidates(conn, at):
+            if only is not None and row["id"] not in only:
+                continue
             if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
                 continue
             job_id = row["id"]
@@ -85,6 +88,8 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
             return [_take(conn, job_id, owner, ttl, at)]
         ready = ("state = 'PLANNED' AND control = 'run' "
                  "AND (not_before IS NULL OR not_before <= ?)")
+        if only is not None:  # ids are ints from the ledger: safe to inline
+            ready += f" AND id IN ({','.join(str(int(i)) for i in only) or 'NULL'})"
         rows = []
         if limit > 1 and small_max is not None:
             rows = conn.execute(

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import cast
 
@@ -32,9 +33,12 @@ class PoolStats:
 class WorkerPool:
     """N worker threads plus a keeper, all sharing one httpx client, limits and breakers."""
 
-    def __init__(self, ledger: Ledger, settings: Settings, *, workers: int | None = None) -> None:
+    def __init__(self, ledger: Ledger, settings: Settings, *, workers: int | None = None,
+                 only: Collection[int] | None = None) -> None:
         self.ledger = ledger
         self.settings = settings
+        #: Lease nothing but these jobs (``dltui get``); None: any queued job.
+        self.only = None if only is None else frozenset(only)
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
         # Each worker may hold a connection per segment (or per lane fetch) plus a spare.
@@ -159,7 +163,8 @@ class WorkerPool:
             try:
                 leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
                                             self._batch_limit(),
-                                            small_max=self.settings.batch_max_size)
+                                            small_max=self.settings.batch_max_size,
+                                            only=self.only)
             except (sqlite3.Error, LedgerError) as exc:
                 self._ledger_failed(exc)
                 return

@@ -1,0 +1,132 @@
+"""`dltui get URL…`: add and download in one process, in the foreground, like aria2c or curl.
+
+The same ledger, ops and resume rules as `add` + `run`: the jobs are ordinary jobs, and a
+download stopped with Ctrl-C resumes at the next `dltui get` (or `dltui run`) of the same URL.
+The worker pool leases only this command's jobs, so a shared ledger's queue is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+from dltui import requests
+from dltui.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    _human_bytes,
+    _settings,
+    _transfer_options,
+)
+from dltui.errors import UsageError
+from dltui.ledger import Ledger, actions, jobs, reconcile
+from dltui.model import Job, JobState
+from dltui.rates import SmoothedRate
+from dltui.urls import redact
+
+#: States in which `get` has nothing more to wait for.
+_ENDED = frozenset({JobState.FINALIZED, JobState.FAILED, JobState.CANCELLED, JobState.PAUSED})
+
+
+def _checksum(text: str | None) -> str | None:
+    """aria2's ``--checksum=sha-256=HEX``: the hex digest, or UsageError for what dltui lacks."""
+    if text is None:
+        return None
+    algo, sep, value = text.partition("=")
+    if not sep:
+        raise UsageError(f"--checksum {text!r}: use ALGO=HEX, e.g. sha-256=<64 hex digits>")
+    if algo.strip().lower() not in ("sha-256", "sha256"):
+        raise UsageError(f"--checksum: {algo!r} is not supported; dltui verifies sha-256")
+    return value.strip()
+
+
+def _line(job: Job, rate: float) -> str:
+    """One aria2c-style progress entry: ``[#3 file.iso 12MiB/100MiB(12%) DL:5.1MiB ETA:17s]``."""
+    done, total = job.bytes_committed, job.bytes_total
+    size = f"{_human_bytes(done)}/{_human_bytes(total)}" if total else _human_bytes(done)
+    pct = f"({done * 100 // total}%)" if total else ""
+    eta = ""
+    if total and rate > 0:
+        left = int((total - done) / rate)
+        eta = f" ETA:{left // 60}m{left % 60:02d}s" if left >= 60 else f" ETA:{left}s"
+    state = "" if job.state in (JobState.STREAMING, JobState.FINALIZING) else \
+        f" {job.state.value.lower()}"
+    return f"[#{job.id} {job.display_name[:30]} {size}{pct} DL:{_human_bytes(int(rate))}/s" \
+           f"{eta}{state}]"
+
+
+def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Add the URLs and download them now; exit 0 when every one is finished, else 1."""
+    from dltui.worker import WorkerPool
+
+    settings = _transfer_options(args, _settings(args))
+    specs = requests.from_arguments(args.urls, args.dir, args.name, _checksum(args.checksum))
+    results = jobs.add(ledger, specs, by="get")
+    ids = [r.job.id for r in results]
+    for result in results:  # a job from an earlier get (or add) is taken up again
+        job = result.job
+        if job.state is JobState.FAILED:
+            actions.retry(ledger, job.id, by="get")
+        elif job.state is JobState.PAUSED:
+            actions.resume(ledger, job.id, by="get")
+    reconcile.reconcile(ledger, by="get", link_mode=settings.link_mode)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    tty = sys.stderr.isatty()
+    pool = WorkerPool(ledger, settings, workers=min(len(ids), settings.workers), only=ids)
+    meters = {job_id: SmoothedRate() for job_id in ids}
+    began = time.monotonic()
+    pool.start()
+    try:
+        last = 0.0
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            if pool.fatal is not None:
+                break
+            current = [jobs.get(ledger, job_id) for job_id in ids]
+            for job in current:
+                meters[job.id].add(now, job.bytes_committed)
+            if all(j.state in _ENDED for j in current) and not pool.active():
+                break
+            if tty and now - last >= 0.5:
+                last = now
+                busy = [j for j in current if j.state not in _ENDED]
+                shown = " ".join(_line(j, meters[j.id].rate) for j in busy[:3])
+                more = f" (+{len(busy) - 3} more)" if len(busy) > 3 else ""
+                sys.stderr.write(f"\r\x1b[K{shown}{more}")
+                sys.stderr.flush()
+    finally:
+        if tty:
+            sys.stderr.write("\r\x1b[K")
+        pool.stop()  # a stopped download checkpoints and goes back to the queue
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pool.fatal is not None:
+        raise pool.fatal
+    return _summary(ledger, ids, time.monotonic() - began, interrupted=stop.is_set(), out=out)
+
+
+def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: bool,
+             out: TextIO) -> int:
+    """aria2c's "Download Results": one line per job, then what to do about the rest."""
+    final = [jobs.get(ledger, job_id) for job_id in ids]
+    out.write("Download Results:\n")
+    for job in final:
+        if job.state is JobState.FINALIZED:
+            out.write(f"OK   #{job.id}  {_human_bytes(job.bytes_total)}  {job.final_path}\n")
+        elif job.state is JobState.FAILED:
+            out.write(f"ERR  #{job.id}  {redact(job.url)}: {job.error}\n")
+        else:
+            kept = f", {_human_bytes(job.bytes_committed)} kept" if job.bytes_committed else ""
+            out.write(f"INPR #{job.id}  {redact(job.url)} ({job.state.value.lower()}{kept}; "
+                      "`dltui get` it again or `dltui run` to finish)\n")
+    ok = sum(j.state is JobState.FINALIZED for j in final)
+    if interrupted:
+        sys.stderr.write(f"dltui get: stopped after {seconds:.1f}s; unfinished downloads "
+                         "resume where they stopped\n")
+    return EXIT_OK if ok == len(final) else EXIT_FAILURE
