@@ -207,6 +207,19 @@ async def test_filter_tabs_and_sort(home, dest) -> None:
         assert len(app.book.order()) == 3
 
 
+async def test_escape_clears_the_filter_from_the_table(home, dest) -> None:
+    add(home, dest, "https://e.org/one.iso", "https://e.org/two.tar")
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+        await pilot.press("slash", *"iso", "enter")  # filter typed, focus back on the table
+        await pilot.pause()
+        assert len(app.book.order()) == 1 and not app.filter_box.has_focus
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(app.book.order()) == 2 and app.filter_box.value == ""
+
+
 async def test_workers_key_starts_resizes_and_stops(home) -> None:
     app = make(home)
     async with app.run_test() as pilot:
@@ -521,3 +534,15 @@ async def test_detail_of_a_paused_job_says_what_happened(home, dest, origin) -> 
         assert "PAUSED" in head and "requested" not in head
         assert "stopped" in body and "failed" not in body  # a pause is no failure
         assert "(last run; the next decides on the" in body
+
+
+async def test_ctrl_a_selects_all_shown_then_none(home, dest) -> None:
+    ids = add(home, dest, "https://e.org/a.iso", "https://e.org/b.iso", "https://e.org/c.tar")
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 3)
+        await pilot.press("slash", *"iso", "enter")
+        await pilot.press("ctrl+a")
+        assert app.table.selected == {ids[0], ids[1]}  # only what the filter shows
+        await pilot.press("ctrl+a")
+        assert app.table.selected == set()

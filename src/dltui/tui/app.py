@@ -491,7 +491,9 @@ class DltuiApp(App[None]):
 
     def on_key(self, event: object) -> None:
         box = self.filter_box
-        if getattr(event, "key", None) == "escape" and box.has_focus:
+        # Esc clears the filter wherever the focus is on the main screen, not only in its box.
+        if getattr(event, "key", None) == "escape" and (box.has_focus or box.value) \
+                and len(self.screen_stack) == 1:
             box.value = ""
             box.remove_class("visible")
             self.table.focus()

@@ -15,6 +15,7 @@ KEYS = [
     ("r", "retry the selected failed jobs"),
     ("x", "cancel the selected jobs (asks first)"),
     ("space", "select / unselect the job under the cursor"),
+    ("ctrl+a", "select every job shown; again: none"),
     ("enter, d", "show / hide the detail pane"),
     ("1 2 3 4 5", "tabs: All / Active / Queued / Done / Failed"),
     ("/", "filter by text (Esc clears)"),

@@ -76,6 +76,7 @@ class JobTable(ScrollView, can_focus=True):
         Binding("home,g", "jump(0)", "First", show=False),
         Binding("end,G", "jump(-1)", "Last", show=False),
         Binding("space", "toggle_select", "Select"),
+        Binding("ctrl+a", "select_all", "Select all", show=False),
         Binding("enter", "activate", "Details", show=False),
     ]
 
@@ -175,6 +176,15 @@ class JobTable(ScrollView, can_focus=True):
             return
         self.selected.symmetric_difference_update({job})
         self._move_to(self.cursor + 1)
+        self.refresh()
+
+    def action_select_all(self) -> None:
+        """Select every row shown (under the tab and filter); when all are, select none."""
+        shown = set(self.book.order())
+        if shown and shown <= self.selected:
+            self.selected -= shown
+        else:
+            self.selected |= shown
         self.refresh()
 
     def action_activate(self) -> None:
