@@ -168,6 +168,8 @@ class Job:
     #: Tries that failed since the job was added or last retried by the operator, over every
     #: lease: at ``retries`` the job fails, whatever refused the tries.
     failed_tries: int = 0
+    #: Bytes/s as the worker measured it (smoothed) at its last checkpoint; None when idle.
+    rate: float | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:

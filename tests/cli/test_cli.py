@@ -17,7 +17,8 @@ from dltui.ledger import Ledger, events, jobs
 from dltui.ledger.liveness import hostname
 from dltui.model import JobState
 from dltui.origin import Resource
-from tests.conftest import TEST_ENV, dump, force_state
+from tests.conftest import TEST_ENV, dump, force_state, wait_for
+from tests.engine.helpers import blob
 
 DIGEST = "a" * 64
 
@@ -298,3 +299,29 @@ def test_status_marks_a_dead_workers_job_stale(tmp_path) -> None:
     row = json.loads(js.stdout)
     assert row["lease_live"] is False and 63 <= row["heartbeat_age"] <= 70
     assert row["failed_tries"] == 0
+
+
+def test_status_shows_rate_and_eta_of_running_jobs(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    url = origin.add("/rated.bin", Resource(data=blob(8 << 20, seed=9), rate=1 << 20))
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    assert subprocess.run([sys.executable, "-m", "dltui", "add", "-q", url, "-d", str(dest)],
+                          env=env).returncode == 0
+    runner = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def sample():
+            js = subprocess.run([sys.executable, "-m", "dltui", "status", "--json"], env=env,
+                                capture_output=True, text=True)
+            row = json.loads(js.stdout)
+            return row if row["rate"] and row["bytes_committed"] > (2 << 20) else None
+
+        row = wait_for(sample, "no rate recorded", timeout=20)
+        assert 0.7 <= row["rate"] / (1 << 20) <= 1.4  # the origin sends 1 MiB/s
+        assert row["eta"] is not None and 0 < row["eta"] < 10
+        text = subprocess.run([sys.executable, "-m", "dltui", "status"], env=env,
+                              capture_output=True, text=True).stdout
+        assert "/s ETA " in text
+    finally:
+        runner.kill()
+        runner.wait()

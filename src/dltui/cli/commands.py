@@ -20,6 +20,7 @@ from dltui.cli.common import (
     EXIT_OK,
     _human_bytes,
     _progress,
+    _rate_eta,
     _settings,
     _status_dict,
 )
@@ -114,6 +115,11 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     for job in selected:
         line = (f"{job.id:>6}  {job.state.value:<10}  {_progress(job):>6}  "
                 f"{_human_bytes(job.bytes_total):>10}  {job.display_name}")
+        moving = _rate_eta(job, at, dead)
+        if moving["rate"] is not None:
+            line += f"  {_human_bytes(int(moving['rate']))}/s"
+            if moving["eta"] is not None:
+                line += f" ETA {_eta(moving['eta'])}"
         if job.state in ACTIVE_STATES and not lease_is_live(job.lease_owner, job.lease_until,
                                                             at, dead):
             beat = job.heartbeat_at or job.updated_at
@@ -123,6 +129,12 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             line += f"  [{job.error}]"
         out.write(line + "\n")
     return EXIT_OK
+
+
+def _eta(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else \
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 # -- pause / resume / retry / cancel -----------------------------------------------------------

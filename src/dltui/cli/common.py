@@ -74,6 +74,7 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         # is gone, is stale until someone takes the job over or the reconciler heals it.
         "lease_live": lease_is_live(job.lease_owner, job.lease_until, at, dead),
         "heartbeat_age": None if job.heartbeat_at is None else round(at - job.heartbeat_at, 3),
+        **_rate_eta(job, at, dead),
         "failed_tries": job.failed_tries,
         "error": job.error,
         "created_at": job.created_at,
@@ -138,3 +139,14 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
                         "connections_per_file setting, 8)")
     p.add_argument("--max-bandwidth", metavar="RATE",
                    help="total bytes per second, e.g. 2M (default: the max_bandwidth setting)")
+
+
+def _rate_eta(job: Job, at: float, dead: dict[str, bool] | None) -> dict[str, float | None]:
+    """The worker's smoothed rate (bytes/s) at its last checkpoint and the ETA from it, for a
+    job a live worker holds; None for both otherwise."""
+    if job.rate is None or not lease_is_live(job.lease_owner, job.lease_until, at, dead):
+        return {"rate": None, "eta": None}
+    eta = None
+    if job.bytes_total and job.rate > 0:
+        eta = round(max(0, job.bytes_total - job.bytes_committed) / job.rate, 1)
+    return {"rate": job.rate, "eta": eta}

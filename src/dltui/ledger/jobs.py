@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 IDEM_KEY_VERSION = 1
 _COLUMNS = ", ".join(JOB_FIELDS)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-#: The columns that hold a lease; every write that ends or drops a lease sets exactly these.
+#: The columns that hold a lease (and the rate measured under it); every write that ends or
+#: drops a lease sets exactly these.
 CLEAR_LEASE: Mapping[str, None] = MappingProxyType(
-    {"lease_owner": None, "lease_until": None, "heartbeat_at": None})
+    {"lease_owner": None, "lease_until": None, "heartbeat_at": None, "rate": None})
 #: Columns a caller may set through :func:`update`; ``state`` only moves via :func:`transition`.
 WRITABLE = frozenset(
     {
@@ -55,7 +56,7 @@ WRITABLE = frozenset(
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
         "error", "finished_at", "not_before", "bytes_durable", "boot_id",
-        "final_dev", "final_ino", "final_mtime_ns", "failed_tries",
+        "final_dev", "final_ino", "final_mtime_ns", "failed_tries", "rate",
     }
 )
 

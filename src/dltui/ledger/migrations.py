@@ -163,6 +163,12 @@ def _m008_failed_tries(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("failed_tries", int, not_null_default=0)
 
 
+def _m009_rate(db: sqlite_utils.Database) -> None:
+    # The worker's own smoothed rate at each checkpoint: `status` shows rate and ETA from one
+    # read, with no second sample.
+    db.table("jobs").add_column("rate", float)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -173,6 +179,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("segments", _m006_segments),
     ("store_identity", _m007_store_identity),
     ("failed_tries", _m008_failed_tries),
+    ("rate", _m009_rate),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -18,6 +18,7 @@ from dltui.engine import resume
 from dltui.errors import DltuiError, IllegalTransition, LeaseLost
 from dltui.ledger import Ledger, events, jobs
 from dltui.model import Job, JobState, Segment
+from dltui.rates import SmoothedRate
 
 if TYPE_CHECKING:
     from dltui.worker.pool import WorkerPool
@@ -36,6 +37,7 @@ class RunBase:
         self.stop_reason: str | None = None
         self.state = job.state
         self.bytes_now = job.bytes_committed
+        self.meter = SmoothedRate()  # this run's rate, recorded with each checkpoint
         self.total: int | None = job.bytes_total
         self.last_renew = time.monotonic()
         self.part = paths.part_path(pool.ledger.home, job.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ class StreamHooks(RunBase):
                       bytes_durable=cp.bytes_durable, boot_id=durability.boot_id(),
                       etag=v.etag, last_modified=v.last_modified, content_length=v.length,
                       accept_ranges=None if v.accept_ranges is None else int(v.accept_ranges),
-                      bytes_total=v.length)
+                      bytes_total=v.length, rate=round(self.meter.rate, 1))
         self.flags = self.pool.flags
         if cp.complete:
             # Recorded with the STREAM op's completion, one transaction fewer per file. Should
@@ -48,6 +49,7 @@ class StreamHooks(RunBase):
         self.pool.stats.bytes += done - self.bytes_now
         self.bytes_now = done
         self.total = total
+        self.meter.add(time.monotonic(), done)
 
     def wire(self, decision: resume.ResumeDecision) -> None:
         self._record_decision(decision)
