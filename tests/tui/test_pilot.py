@@ -20,6 +20,7 @@ from dltui.origin import Resource
 from dltui.tui.app import DltuiApp
 from dltui.tui.screens.confirm import ConfirmScreen
 from dltui.tui.screens.reconcile import ReconcileScreen
+from dltui.tui.widgets.job_table import COLUMNS
 from tests.conftest import TEST_ENV, TEST_SETTINGS, force_state, until
 from tests.engine.helpers import blob
 
@@ -546,3 +547,21 @@ async def test_ctrl_a_selects_all_shown_then_none(home, dest) -> None:
         assert app.table.selected == {ids[0], ids[1]}  # only what the filter shows
         await pilot.press("ctrl+a")
         assert app.table.selected == set()
+
+
+async def test_a_dead_workers_job_is_marked_stale_and_counted(home, dest) -> None:
+    from dltui.ledger.liveness import hostname
+
+    [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
+    with Ledger(home) as led:
+        # Held by a process of this host that does not exist: its lease is not live.
+        force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
+                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    app = make(home)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: job_id in app.book.stale)
+        await pilot.pause(0.2)
+        assert "stale 1" in str(app.query_one("#summary-line2").render())
+        cells = app.table._cells(app.book.jobs[job_id], [c for c in COLUMNS if c.key == "lease"])
+        assert cells[0][0].startswith("stale 6")
+        assert "heartbeat 6" in _text(app.detail.body)

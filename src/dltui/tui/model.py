@@ -97,6 +97,9 @@ class JobBook:
         # Kept up to date by apply(), so polls cost O(changed rows), not O(all jobs).
         self._counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self._active: set[int] = set()
+        #: Active jobs no live worker holds (lease over, or its process gone), with the time of
+        #: their last heartbeat; refreshed at each tick.
+        self.stale: dict[int, float] = {}
 
     # -- updates ----------------------------------------------------------------------------
     def apply(self, changed: Iterable[Job], now: float | None = None) -> set[int]:
@@ -155,6 +158,10 @@ class JobBook:
             total += r
             self._job_history.setdefault(job_id, deque([0.0] * 60, maxlen=60)).append(r)
         self.total_history.append(total)
+        dead: dict[str, bool] = {}
+        self.stale = {
+            i: self.jobs[i].heartbeat_at or self.jobs[i].updated_at for i in self._active
+            if not lease_is_live(self.jobs[i].lease_owner, self.jobs[i].lease_until, t, dead)}
 
     # -- reads ------------------------------------------------------------------------------
     def rate(self, job_id: int) -> float:

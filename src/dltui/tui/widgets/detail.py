@@ -110,8 +110,10 @@ class DetailPane(VerticalScroll):
             facts.add_row("Decision", decision)
         if job.lease_owner:
             left = (job.lease_until or now) - now
+            beat = "-" if job.heartbeat_at is None else \
+                f"{max(0, int(now - job.heartbeat_at))}s ago"
             facts.add_row("Lease", f"{job.lease_owner} · {max(0, int(left))}s left · "
-                                   f"heartbeat {_clock(job.heartbeat_at)}")
+                                   f"heartbeat {beat}")
         facts.add_row("Attempts", str(job.attempts))
         if job.sha256:
             facts.add_row("SHA-256", job.sha256)

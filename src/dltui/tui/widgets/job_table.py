@@ -220,7 +220,10 @@ class JobTable(ScrollView, can_focus=True):
             elif col.key == "decision":
                 text = job.decision or "-"
             elif col.key == "lease":
-                if job.lease_owner and job.lease_until:
+                since = book.stale.get(job.id)
+                if since is not None:  # no live worker holds it: say so, with its age
+                    text, style = f"stale {max(0, int(self._clock() - since))}s", "bold yellow"
+                elif job.lease_owner and job.lease_until:
                     left = max(0, int(job.lease_until - self._clock()))
                     text = f"{fmt.owner_short(job.lease_owner)} {left}s"
                 else:

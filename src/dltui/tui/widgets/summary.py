@@ -66,6 +66,9 @@ class Summary(Horizontal):
             if n:
                 line2.append(f"{state.value.lower()} ", STATE_STYLE[state])
                 line2.append(f"{n}  ", "bold")
+        if book.stale:
+            line2.append(f"stale {len(book.stale)}", "bold yellow")
+            line2.append(" (R heals)  ", "dim")
         if not len(line2):
             line2.append("no jobs yet: press a to add URLs", "dim")
         self.line1.update(line1)
