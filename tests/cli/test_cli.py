@@ -325,3 +325,35 @@ def test_status_shows_rate_and_eta_of_running_jobs(tmp_path, origin) -> None:
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_run_progress_line_on_a_terminal_counts_cancelled_like_the_tui(tmp_path,
+                                                                        origin) -> None:
+    import pty
+
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    with Ledger(home) as led:
+        kept = jobs.add(led, [jobs.JobSpec(origin.add("/p.bin", Resource(
+            data=blob(2 << 20, seed=11), rate=1 << 20)), dest)])[0].job.id
+        gone = jobs.add(led, [jobs.JobSpec("http://127.0.0.1:9/c", dest)])[0].job.id
+        force_state(led, gone, JobState.CANCELLED)
+    main, sub = pty.openpty()
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sub)
+    os.close(sub)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.wait(timeout=30) == 0
+    text = seen.decode(errors="replace")
+    assert "dltui run: 1 active, 0 queued, 0 done, 0 failed, 1 cancelled, " in text, text
+    with Ledger(home) as led:
+        assert jobs.get(led, kept).state is JobState.FINALIZED

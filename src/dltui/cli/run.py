@@ -97,7 +97,11 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
                 sys.stderr.write(
                     f"\r\x1b[Kdltui run: {len(pool.active())} active, "
                     f"{counts[JobState.PLANNED]} queued, {counts[JobState.FINALIZED]} done, "
-                    f"{counts[JobState.FAILED]} failed, {_rate(rate)}"
+                    f"{counts[JobState.FAILED]} failed"
+                    # Counted like the TUI's Failed tab, which lists both.
+                    + (f", {counts[JobState.CANCELLED]} cancelled"
+                       if counts[JobState.CANCELLED] else "")
+                    + f", {_rate(rate)}"
                 )
                 sys.stderr.flush()
             if pool.fatal is not None:
