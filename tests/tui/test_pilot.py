@@ -565,3 +565,23 @@ async def test_a_dead_workers_job_is_marked_stale_and_counted(home, dest) -> Non
         cells = app.table._cells(app.book.jobs[job_id], [c for c in COLUMNS if c.key == "lease"])
         assert cells[0][0].startswith("stale 6")
         assert "heartbeat 6" in _text(app.detail.body)
+
+
+async def test_remove_key_asks_then_removes_only_jobs_that_are_over(home, dest) -> None:
+    done_id, queued_id = add(home, dest, "https://e.org/done.iso", "https://e.org/later.iso")
+    with Ledger(home) as led:
+        force_state(led, done_id, JobState.FINALIZED)
+    app = make(home)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+        await pilot.press("ctrl+a", "D")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "job #1" in app.screen.question  # the queued job is not offered
+        await pilot.press("y")
+        await until(pilot, lambda: done_id not in app.book.jobs)
+        assert list(app.book.jobs) == [queued_id]
+        await pilot.press("D")  # the cursor's job is queued: nothing to remove, no question
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+    with Ledger(home) as led:
+        assert [j.id for j in jobs.list_jobs(led)] == [queued_id]

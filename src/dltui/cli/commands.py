@@ -293,7 +293,6 @@ def cmd_remove(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     deleted = kept = 0
     store = Store(paths.store_dir(ledger.home))
     for job in gone:
-        files.delete_parts(ledger.home, job.id)  # dltui's own scratch: never the user's
         if args.delete_files and job.state is JobState.FINALIZED and job.final_path:
             dest = Path(job.final_path)
             ident = file_identity(dest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+from dltui import files
 from dltui.errors import NotApplicable, UnknownJob
 from dltui.ledger import events
 from dltui.ledger.jobs import _COLUMNS
@@ -40,7 +41,8 @@ def select(ledger: Ledger, states: Collection[JobState], *,
 
 
 def remove(ledger: Ledger, ids: Sequence[int], *, by: str = "cli") -> list[Job]:
-    """Remove the rows of ``ids`` (with their ops and segments) and return them as they were.
+    """Remove the rows of ``ids`` (with their ops and segments), then their parts, and return
+    the jobs as they were.
 
     All or nothing: an unknown id, or a job still queued, running or paused, refuses the whole
     call (UnknownJob / NotApplicable) and changes nothing.
@@ -65,6 +67,8 @@ def remove(ledger: Ledger, ids: Sequence[int], *, by: str = "cli") -> list[Job]:
             conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
         events.append_many(conn, (("removed", job.id, {"state": job.state.value, "by": by})
                                   for job in removed))
+    for job in removed:  # after the commit: a crash before this leaves orphans, which the
+        files.delete_parts(ledger.home, job.id)  # reconciler clears; never a dangling row
     return removed
 
 

@@ -37,6 +37,7 @@ from dltui.ledger import (
     hosts,
     jobs,
     reconcile,
+    removal,
 )
 from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import ACTION_STATES, JobState
@@ -73,6 +74,7 @@ class DltuiApp(App[None]):
         Binding("p", "pause_resume", "Pause/Resume"),
         Binding("r", "retry", "Retry"),
         Binding("x", "cancel", "Cancel"),
+        Binding("D", "remove", "Remove", show=False),
         Binding("R", "reconcile", "Reconcile"),
         Binding("f", "flags", "Flags"),
         Binding("w", "workers", "Workers"),
@@ -380,6 +382,41 @@ class DltuiApp(App[None]):
 
         self.push_screen(ConfirmScreen(f"Cancel {what} and delete the partial data?",
                                        yes="Cancel jobs"), answered)
+
+    def action_remove(self) -> None:
+        """Remove the rows of the selected jobs that are over (files stay: `dltui remove
+        --delete-files` is the command for those)."""
+        targets = self._targets()
+        if not targets:
+            return
+        ids = [i for i in targets if (j := self.book.jobs.get(i)) is not None
+               and j.state in removal.REMOVABLE]
+        if not ids:
+            self.notify("nothing to remove: only finished, failed or cancelled jobs can be "
+                        "removed", severity="warning")
+            return
+        what = f"job #{ids[0]}" if len(ids) == 1 else f"{len(ids)} jobs"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._remove(ids)
+                self.table.selected.difference_update(ids)
+
+        self.push_screen(ConfirmScreen(
+            f"Remove {what} from the ledger? Downloaded files stay where they are.",
+            yes="Remove"), answered)
+
+    @work(thread=True, group="actions")
+    def _remove(self, ids: list[int]) -> None:
+        ledger = Ledger(self.home, migrate=False)
+        try:
+            gone = removal.remove(ledger, ids, by="tui")
+        except DltuiError as exc:
+            self.post_message(Notice(str(exc), "warning"))
+            return
+        finally:
+            ledger.close()
+        self.post_message(Notice(f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}"))
 
     def action_add(self) -> None:
         def added(specs: list[DownloadRequest] | None) -> None:

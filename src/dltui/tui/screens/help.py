@@ -14,6 +14,7 @@ KEYS = [
     ("p", "pause / resume the selected jobs"),
     ("r", "retry the selected failed jobs"),
     ("x", "cancel the selected jobs (asks first)"),
+    ("D", "remove the selected jobs that are over from the ledger (asks first)"),
     ("space", "select / unselect the job under the cursor"),
     ("ctrl+a", "select every job shown; again: none"),
     ("enter, d", "show / hide the detail pane"),
