@@ -68,7 +68,7 @@ def eligible(pool: WorkerPool, run: JobRun) -> bool:
     """True for a fresh job the lane can carry with the flags as they are."""
     job, f = run.job, run.flags
     return (f.batch and f.dedupe and job.state is JobState.LEASED
-            and job.bytes_committed == 0 and job.sha256 is None
+            and job.bytes_committed == 0 and job.sha256 is None and job.checksum is None
             and not (f.rate_limit and pool.limits.limited(run.host))
             and not run.part.exists())
 

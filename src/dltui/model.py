@@ -170,6 +170,8 @@ class Job:
     failed_tries: int = 0
     #: Bytes/s as the worker measured it (smoothed) at its last checkpoint; None when idle.
     rate: float | None = None
+    #: Another expected digest, ``algo=hex`` (md5, sha-1, sha-224, sha-384, sha-512).
+    checksum: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:

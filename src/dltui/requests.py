@@ -7,6 +7,7 @@ ledger adds only validated requests.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,38 @@ class DownloadRequest:
     dest_dir: Path  #: absolute
     name: str | None = None  #: a plain file name, else the server's or the URL's
     sha256: str | None = None  #: lower-case hex, when the bytes are known in advance
+    #: Another expected digest, ``algo=hex`` (md5, sha-1, sha-224, sha-384, sha-512).
+    checksum: str | None = None
+
+
+#: aria2's checksum names and their hex lengths.
+CHECKSUM_ALGOS = {"md5": 32, "sha-1": 40, "sha-224": 56, "sha-256": 64, "sha-384": 96,
+                  "sha-512": 128}
+
+
+def check_checksum(text: str, *, what: str = "--checksum") -> tuple[str, str]:
+    """aria2's ``ALGO=HEX`` as (algo, lower-case hex), or InvalidDigest naming the problem."""
+    algo, sep, value = text.strip().partition("=")
+    algo = algo.strip().lower().replace("sha256", "sha-256").replace("sha1", "sha-1") \
+        .replace("sha512", "sha-512")
+    if not sep or algo not in CHECKSUM_ALGOS:
+        raise InvalidDigest(f"{what} {text!r}: use ALGO=HEX with ALGO one of "
+                            f"{', '.join(CHECKSUM_ALGOS)}")
+    value = value.strip().lower()
+    if len(value) != CHECKSUM_ALGOS[algo] or not re.fullmatch(r"[0-9a-f]+", value):
+        raise InvalidDigest(f"{what} {text!r} is not a {algo} digest; give "
+                            f"{CHECKSUM_ALGOS[algo]} hexadecimal digits")
+    return algo, value
+
+
+def with_checksum(req: DownloadRequest, text: str | None, *, what: str) -> DownloadRequest:
+    """``req`` expecting the digest ``text`` (``ALGO=HEX``; sha-256 goes to ``sha256``)."""
+    if text is None:
+        return req
+    algo, value = check_checksum(text, what=what)
+    if algo == "sha-256":
+        return dataclasses.replace(req, sha256=value)
+    return dataclasses.replace(req, checksum=f"{algo}={value}")
 
 
 def check_sha256(text: str, *, what: str = "--sha256") -> str:
@@ -84,18 +117,23 @@ def _single(count: int, name: str | None, sha256: str | None, *, name_option: st
 
 
 def from_arguments(urls: Iterable[str], directory: str | None, name: str | None,
-                   sha256: str | None, *, input_file: tuple[str, str] | None = None
-                   ) -> list[DownloadRequest]:
-    """`dltui add URL… [-d DIR] [-o NAME] [--sha256 HEX] [-i FILE]`; ``input_file`` is the
-    file's name and text."""
+                   sha256: str | None, *, input_file: tuple[str, str] | None = None,
+                   checksum: str | None = None) -> list[DownloadRequest]:
+    """`dltui add URL… [-d DIR] [-o NAME] [--sha256 HEX | --checksum ALGO=HEX] [-i FILE]`;
+    ``input_file`` is the file's name and text."""
+    if sha256 is not None and checksum is not None:
+        raise UsageError("give --sha256 or --checksum, not both")
     dest = destination(directory)
     urls = list(urls)
-    found = [request(u, dest, name, sha256) for u in urls]
+    found = [with_checksum(request(u, dest, name, sha256), checksum, what="--checksum")
+             for u in urls]
     if input_file is not None:
         found += from_input_file(input_file[1], input_file[0], dest)
     if not found:
         raise UsageError("no URLs given; pass URLs or -i FILE")
-    _single(len(found), name, sha256, name_option="--name", digest_option="--sha256",
+    digest = sha256 if checksum is None else checksum
+    _single(len(found), name, digest, name_option="--name",
+            digest_option="--sha256" if checksum is None else "--checksum",
             hint="; use out=/checksum= lines in an -i file instead")
     return found
 
@@ -125,18 +163,18 @@ def from_input_file(text: str, source: str, default_dir: Path) -> list[DownloadR
         if "\x00" in value:
             raise UsageError(f"{where}: {key}= contains a NUL byte")
         entries[-1][key] = value
+        entries[-1][f"line:{key}"] = where
     found = []
     for entry in entries:
-        checksum = entry.get("checksum")
-        if checksum is not None and not checksum.lower().startswith(("sha-256=", "sha256=")):
-            raise UsageError(f"{entry['line']}: checksum must be sha-256=<64 hex digits>")
         try:
-            found.append(request(
-                entry["url"], destination(entry.get("dir"), base=Path.cwd())
-                if "dir" in entry else default_dir,
-                entry.get("out"), checksum.split("=", 1)[1] if checksum else None))
+            req = request(entry["url"], destination(entry.get("dir"), base=Path.cwd())
+                          if "dir" in entry else default_dir, entry.get("out"))
         except UsageError as exc:
             raise type(exc)(f"{entry['line']}: {exc}") from None
+        try:
+            found.append(with_checksum(req, entry.get("checksum"), what="checksum="))
+        except UsageError as exc:
+            raise type(exc)(f"{entry['line:checksum']}: {exc}") from None
     return found
 
 

@@ -56,7 +56,7 @@ def test_get_fails_with_exit_1_and_bad_input_with_exit_2(tmp_path, origin) -> No
     assert failed.returncode == 1
     assert "ERR  #1" in failed.stdout and "HTTP 404" in failed.stdout
     bad = _get(home, "http://127.0.0.1:9/x", "--checksum", "md4=00")
-    assert bad.returncode == 2 and "not supported" in bad.stderr
+    assert bad.returncode == 2 and "ALGO one of md5" in bad.stderr
     assert "Traceback" not in bad.stderr
     wrong = _get(home, "http://127.0.0.1:9/x", "--max-bandwidth", "fast")
     assert wrong.returncode == 2 and "--max-bandwidth" in wrong.stderr

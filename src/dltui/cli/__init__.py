@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--dir", metavar="DIR", help="destination directory (default: cwd)")
     p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
     p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (single URL only)")
+    p.add_argument("--checksum", metavar="ALGO=HEX",
+                   help="expected digest, aria2's syntax: md5, sha-1, sha-224, sha-256, "
+                        "sha-384 or sha-512 (single URL only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
     p.set_defaults(func=cmd_add)
@@ -112,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
     _add_transfer_options(p)
     p.add_argument("--checksum", metavar="ALGO=HEX",
-                   help="expected digest, aria2's syntax: sha-256=<64 hex digits>")
+                   help="expected digest, aria2's syntax: md5, sha-1, sha-224, sha-256, "
+                        "sha-384 or sha-512 (single URL only)")
     p.set_defaults(func=cmd_get)
 
     p = command("status", help="list jobs")

@@ -54,7 +54,7 @@ def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Queue downloads; re-adding the same URL and destination reports the existing job."""
     listing = None if not args.input_file else (args.input_file, _read_text(args.input_file))
     specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
-                                    input_file=listing)
+                                    input_file=listing, checksum=args.checksum)
     results = jobs.add(ledger, specs)
     if args.quiet:
         return EXIT_OK

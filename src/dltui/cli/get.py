@@ -22,7 +22,6 @@ from dltui.cli.common import (
     _settings,
     _transfer_options,
 )
-from dltui.errors import UsageError
 from dltui.ledger import Ledger, actions, jobs, reconcile
 from dltui.model import Job, JobState
 from dltui.rates import SmoothedRate
@@ -30,18 +29,6 @@ from dltui.urls import redact
 
 #: States in which `get` has nothing more to wait for.
 _ENDED = frozenset({JobState.FINALIZED, JobState.FAILED, JobState.CANCELLED, JobState.PAUSED})
-
-
-def _checksum(text: str | None) -> str | None:
-    """aria2's ``--checksum=sha-256=HEX``: the hex digest, or UsageError for what dltui lacks."""
-    if text is None:
-        return None
-    algo, sep, value = text.partition("=")
-    if not sep:
-        raise UsageError(f"--checksum {text!r}: use ALGO=HEX, e.g. sha-256=<64 hex digits>")
-    if algo.strip().lower() not in ("sha-256", "sha256"):
-        raise UsageError(f"--checksum: {algo!r} is not supported; dltui verifies sha-256")
-    return value.strip()
 
 
 def _line(job: Job, rate: float) -> str:
@@ -64,7 +51,8 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     from dltui.worker import WorkerPool
 
     settings = _transfer_options(args, _settings(args))
-    specs = requests.from_arguments(args.urls, args.dir, args.name, _checksum(args.checksum))
+    specs = requests.from_arguments(args.urls, args.dir, args.name, None,
+                                    checksum=args.checksum)
     results = jobs.add(ledger, specs, by="get")
     ids = [r.job.id for r in results]
     for result in results:  # a job from an earlier get (or add) is taken up again

@@ -7,6 +7,7 @@ run again after a crash they find their work done and report ``applied: False``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,21 @@ def verify(size: int, sha256: str, *, expected_size: int | None,
                              f"{expected_size}")
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise IntegrityError(f"SHA-256 mismatch: got {sha256}, expected {expected_sha256}")
+
+
+def verify_checksum(path: Path, checksum: str | None) -> None:
+    """Raise IntegrityError when the file's ``algo`` digest is not the one expected in
+    ``checksum`` (``algo=hex``; md5, sha-1, sha-224, sha-384, sha-512). The file is read once
+    more: those digests cannot be carried across a resume the way the SHA-256 is."""
+    if not checksum:
+        return
+    algo, want = checksum.split("=", 1)
+    digest = hashlib.new(algo.replace("-", ""))
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != want:
+        raise IntegrityError(f"{algo} mismatch: got {digest.hexdigest()}, expected {want}")
 
 
 def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> Promoted:

@@ -115,6 +115,7 @@ def _prepare(spec: JobSpec | DownloadRequest) -> dict[str, Any]:
         "requested_name": req.name,
         "file_name": req.name,
         "expected_sha256": req.sha256,
+        "checksum": req.checksum,
     }
 
 
@@ -133,10 +134,11 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
         for values in prepared:
             row = conn.execute(
                 "INSERT INTO jobs (idem_key, url, canonical_url, dest_dir, requested_name, "
-                "file_name, expected_sha256, state, control, attempts, bytes_committed, "
-                "created_at, updated_at, rev) "
+                "file_name, expected_sha256, checksum, state, control, attempts, "
+                "bytes_committed, created_at, updated_at, rev) "
                 "VALUES (:idem_key, :url, :canonical_url, :dest_dir, :requested_name, "
-                ":file_name, :expected_sha256, 'PLANNED', 'run', 0, 0, :ts, :ts, :rev) "
+                ":file_name, :expected_sha256, :checksum, 'PLANNED', 'run', 0, 0, :ts, :ts, "
+                ":rev) "
                 f"ON CONFLICT(idem_key) DO NOTHING RETURNING {_COLUMNS}",
                 {**values, "ts": ts, "rev": rev},
             ).fetchone()

@@ -169,6 +169,12 @@ def _m009_rate(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("rate", float)
 
 
+def _m010_checksum(db: sqlite_utils.Database) -> None:
+    # Digests other than SHA-256 that an operator expects (aria2's md5, sha-1, sha-512, …),
+    # as "algo=hex"; checked over the finished bytes.
+    db.table("jobs").add_column("checksum", str)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -180,6 +186,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("store_identity", _m007_store_identity),
     ("failed_tries", _m008_failed_tries),
     ("rate", _m009_rate),
+    ("checksum", _m010_checksum),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

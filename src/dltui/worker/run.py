@@ -228,6 +228,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                 and theirs == part_state.prefix_hash)
 
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
+            finalize.verify_checksum(pool.store.object_path(cached_sha), job.checksum)
             with self.ledger.write() as conn:
                 self._advance_in(conn, JobState.PRECHECKED, **fields)
                 self._record_decision_in(conn, decision)
@@ -256,7 +257,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
         result = StreamResult(**from_record(self._op(
             ops.OpKind.STREAM, ops.stream_key(job.id, job.attempts, self._tries),
-            lambda: as_record(self._fetch(url, decision, server)),
+            lambda: as_record(self._fetched(url, decision, server)),
             on_done=self._streamed, on_start=starting)))
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
@@ -281,6 +282,20 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                     raise Interrupted("cancel")
                 self._advance_in(conn, JobState.FINALIZING, sha256=result.sha256)
         self._link_and_finish(result.sha256, name)
+
+    def _fetched(self, url: str, decision: resume.ResumeDecision,
+                 server: ServerValidators) -> StreamResult:
+        """The STREAM effect: the download, then an expected md5/sha-1/sha-512 checked over
+        the part before the op may complete (and the job reach FINALIZING)."""
+        result = self._fetch(url, decision, server)
+        try:
+            finalize.verify_checksum(self.part, self.job.checksum)
+        except IntegrityError:
+            # The origin serves other bytes than promised: keep nothing of them.
+            self.part.unlink(missing_ok=True)
+            self._update(bytes_committed=0, prefix_hash=None)
+            raise
+        return result
 
     def _fetch(self, url: str, decision: resume.ResumeDecision,
                server: ServerValidators) -> StreamResult:

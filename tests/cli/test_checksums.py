@@ -1,0 +1,64 @@
+"""Checksums as aria2 takes them: md5, sha-1, sha-224, sha-256, sha-384, sha-512."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dltui.ledger import Ledger, jobs
+from dltui.model import JobState
+from tests.conftest import TEST_ENV
+from tests.engine.helpers import blob
+
+
+def _dltui(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def test_get_with_md5_and_sha512(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    data = blob(3 << 20, seed=31)  # large enough for the streaming path
+    url = origin.add("/m.bin", data)
+    ok = _dltui(home, "get", url, "-d", str(dest),
+                "--checksum", "md5=" + hashlib.md5(data).hexdigest())
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    small = blob(5000, seed=32)
+    url2 = origin.add("/s.bin", small)
+    bad = _dltui(home, "get", url2, "-d", str(dest), "--checksum", "sha-512=" + "0" * 128)
+    assert bad.returncode == 1
+    assert "sha-512 mismatch" in bad.stdout
+    assert not (dest / "s.bin").exists()  # nothing of the wrong bytes reaches the user
+
+
+def test_input_file_checksum_lines_and_add(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    a, b = blob(4000, seed=33), blob(4000, seed=34)
+    listing = tmp_path / "urls.txt"
+    listing.write_text(
+        f"{origin.add('/a.bin', a)}\n  checksum=sha-1={hashlib.sha1(a).hexdigest()}\n"
+        f"{origin.add('/b.bin', b)}\n  checksum=md5={hashlib.md5(b).hexdigest()}\n")
+    assert _dltui(home, "add", "-q", "-i", str(listing), "-d", str(dest)).returncode == 0
+    assert _dltui(home, "run", "--until-idle").returncode == 0
+    with Ledger(home) as led:
+        done = jobs.list_jobs(led)
+    assert [j.state for j in done] == [JobState.FINALIZED] * 2
+    assert done[0].checksum == "sha-1=" + hashlib.sha1(a).hexdigest()
+
+
+def test_bad_checksums_are_refused_with_one_line(tmp_path) -> None:
+    home = tmp_path / "home"
+    for text, words in (("md5=abc", "not a md5 digest; give 32"),
+                        ("crc32=00000000", "ALGO one of md5, sha-1"),
+                        ("sha-256", "use ALGO=HEX")):
+        out = _dltui(home, "add", "http://127.0.0.1:9/x", "--checksum", text, "-d", str(tmp_path))
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1
+    listing = tmp_path / "bad.txt"
+    listing.write_text("http://127.0.0.1:9/y\n  checksum=sha-512=12\n")
+    out = _dltui(home, "add", "-i", str(listing), "-d", str(tmp_path))
+    assert out.returncode == 2 and f"{listing}:2" in out.stderr
