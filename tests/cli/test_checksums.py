@@ -62,3 +62,27 @@ def test_bad_checksums_are_refused_with_one_line(tmp_path) -> None:
     listing.write_text("http://127.0.0.1:9/y\n  checksum=sha-512=12\n")
     out = _dltui(home, "add", "-i", str(listing), "-d", str(tmp_path))
     assert out.returncode == 2 and f"{listing}:2" in out.stderr
+
+
+def test_a_stored_object_is_checked_before_it_is_reused(ledger, dest, origin, settings,
+                                                        tmp_path) -> None:
+    from dltui import requests
+    from tests.engine.helpers import run_pool
+
+    data = blob(20_000, seed=35)
+    url = origin.add("/reuse.bin", data)
+    first = jobs.add(ledger, [jobs.JobSpec(url, dest)])[0].job.id
+    run_pool(ledger, settings)
+    assert jobs.get(ledger, first).state is JobState.FINALIZED
+    # The same URL into another directory: the stored object would be reused ("cached")...
+    other = tmp_path / "other"
+    good = requests.with_checksum(requests.request(url, other, "good.bin"),
+                                  "md5=" + hashlib.md5(data).hexdigest(), what="--checksum")
+    bad = requests.with_checksum(requests.request(url, other, "bad.bin"),
+                                 "sha-1=" + "0" * 40, what="--checksum")
+    ids = [r.job.id for r in jobs.add(ledger, [good, bad])]
+    run_pool(ledger, settings)
+    ok, wrong = (jobs.get(ledger, i) for i in ids)
+    assert ok.state is JobState.FINALIZED and (other / "good.bin").read_bytes() == data
+    assert wrong.state is JobState.FAILED and "sha-1 mismatch" in wrong.error
+    assert not (other / "bad.bin").exists()
