@@ -585,3 +585,21 @@ async def test_remove_key_asks_then_removes_only_jobs_that_are_over(home, dest) 
         assert not isinstance(app.screen, ConfirmScreen)
     with Ledger(home) as led:
         assert [j.id for j in jobs.list_jobs(led)] == [queued_id]
+
+
+async def test_the_sort_order_stays_on_its_column(home, dest) -> None:
+    add(home, dest, "https://e.org/b.iso", "https://e.org/a.iso")
+    app = make(home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 2)
+
+        def header() -> str:
+            return "".join(segment.text for segment in app.table.render_line(0))
+
+        assert "▲" not in header() and "▼" not in header()  # by id: the default
+        await pilot.press("s")
+        await pilot.pause()
+        assert "NAME▲" in header()
+        await pilot.press("S")
+        await pilot.pause()
+        assert "NAME▼" in header()

@@ -16,7 +16,7 @@ from textual.strip import Strip
 
 from dltui.model import Job
 from dltui.tui import format as fmt
-from dltui.tui.model import JobBook
+from dltui.tui.model import JobBook, SortKey
 
 
 @dataclass(frozen=True)
@@ -244,9 +244,18 @@ class JobTable(ScrollView, can_focus=True):
         name_width = max(width - 2 - sum(c.width + 1 for c in columns), NAME_MIN)
         if y == 0:
             base = self.get_component_rich_style("job-table--header")
+            # The sort order stays in sight on its column (the default, by id, needs no mark).
+            book = self.book
+            key = None if book.sort is SortKey.ID and not book.reverse else book.sort.value
+            arrow = "▼" if book.reverse else "▲"
+
+            def title(name: str, text: str) -> str:
+                return text + arrow if name == key else text
+
             parts = [("  ", "")]
-            parts += [(_pad(c.title, c.width, c.right) + " ", "") for c in columns]
-            parts.append((_pad("NAME", name_width, False), ""))
+            parts += [(_pad(title(c.key, c.title), c.width, c.right) + " ", "")
+                      for c in columns]
+            parts.append((_pad(title("name", "NAME"), name_width, False), ""))
             return self._line(parts, width, base)
         order = self.book.order()
         index = int(self.scroll_y) + y - 1
