@@ -504,7 +504,9 @@ async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, rang
                                                              ranges=ranges)))
     app = make(home, workers=1)
     async with app.run_test() as pilot:
-        await until(pilot, lambda: state(home, job_id) is JobState.STREAMING)
+        # Streaming, with what the server said about ranges recorded (at the headers).
+        await until(pilot, lambda: state(home, job_id) is JobState.STREAMING
+                    and job(home, job_id).accept_ranges is ranges)
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, ConfirmScreen)
         text = app.screen.question
