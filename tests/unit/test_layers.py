@@ -55,3 +55,20 @@ def test_layer_rules(module: str) -> None:
     if module in STDLIB_ONLY:
         for top in THIRD_PARTY:
             assert not _loaded(mods, top), f"{module} must be stdlib only, imports {top}"
+
+
+def test_the_tui_never_imports_sqlite() -> None:
+    """The TUI reaches the ledger only through its API (on worker threads), and SQLite
+    failures reach it as LedgerErrors: no TUI module imports sqlite3 or sqlite_utils."""
+    import ast
+    from pathlib import Path
+
+    tui = Path(dltui.__file__).parent / "tui"
+    offenders = []
+    for path in sorted(tui.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in ("sqlite3", "sqlite_utils")]
+    assert offenders == []

@@ -51,6 +51,16 @@ def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     return LedgerError(f"ledger {path}: {detail}")
 
 
+@contextmanager
+def ledger_errors(path: Path) -> Iterator[None]:
+    """Raise an SQLite failure inside as the LedgerError :func:`db_error` words, so callers
+    outside the ledger (the TUI) handle DltuiError only and never see SQLite."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise db_error(path, exc) from None
+
+
 def _private_file(path: Path) -> None:
     """Create ``path`` 0600 (whatever the umask), or narrow an existing one of ours to it.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +32,9 @@ from dltui.errors import DltuiError
 from dltui.ledger import (
     Ledger,
     actions,
-    db_error,
     hosts,
     jobs,
+    ledger_errors,
     reconcile,
     removal,
 )
@@ -184,9 +183,10 @@ class DltuiApp(App[None]):
     @work(thread=True, exclusive=True, group="poll")
     def _poll_loop(self) -> None:
         try:
-            ledger = Ledger(self.home)
-        except (DltuiError, sqlite3.Error) as exc:
-            problem = str(exc if isinstance(exc, DltuiError) else db_error(self.home, exc))
+            with ledger_errors(self.home):
+                ledger = Ledger(self.home)
+        except DltuiError as exc:
+            problem = str(exc)
             if self.is_running:
                 with contextlib.suppress(RuntimeError):
                     self.call_from_thread(self._ledger_failed, problem)
@@ -197,13 +197,13 @@ class DltuiApp(App[None]):
         try:
             while not self._stop.is_set() and not me.is_cancelled:
                 try:
-                    ledger.check_file()
-                    if self.pool is not None and self.pool.fatal is not None:
-                        raise self.pool.fatal
-                    message = self._read(ledger, rev, self._detail_job, event_id)
-                except (DltuiError, sqlite3.Error) as exc:
-                    problem = str(exc if isinstance(exc, DltuiError)
-                                  else db_error(ledger.path, exc))
+                    with ledger_errors(ledger.path):
+                        ledger.check_file()
+                        if self.pool is not None and self.pool.fatal is not None:
+                            raise self.pool.fatal
+                        message = self._read(ledger, rev, self._detail_job, event_id)
+                except DltuiError as exc:
+                    problem = str(exc)
                     if self.is_running:
                         with contextlib.suppress(RuntimeError):  # it is closing just now
                             self.call_from_thread(self._ledger_failed, problem)
@@ -294,10 +294,10 @@ class DltuiApp(App[None]):
     def _boot_pool(self, count: int) -> None:
         """Start the in-process workers (their start-up reconcile writes to the ledger)."""
         try:
-            self._start_pool(count)
-        except (DltuiError, sqlite3.Error) as exc:
-            text = str(exc) if isinstance(exc, DltuiError) else str(db_error(self.home, exc))
-            self.post_message(Notice(f"workers not started: {text}", "error"))
+            with ledger_errors(self.home):
+                self._start_pool(count)
+        except DltuiError as exc:
+            self.post_message(Notice(f"workers not started: {exc}", "error"))
 
     def _start_pool(self, count: int) -> None:
         from dltui.worker import WorkerPool

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 from textual.app import App
 
 from dltui.errors import DltuiError
-from dltui.ledger import Ledger, db_error
+from dltui.ledger import Ledger, ledger_errors
 
 T = TypeVar("T")
 _Write = tuple[Callable[[Ledger], Any], Callable[[Any], None] | None]
@@ -63,11 +62,10 @@ class LedgerRunner:
 
     def _call(self, fn: Callable[[Ledger], T], done: Callable[[T], None] | None) -> None:
         try:
-            result = fn(self._ledger)
+            with ledger_errors(self._ledger.path):
+                result = fn(self._ledger)
         except DltuiError as exc:
             self._back(self._on_error, str(exc))
-        except sqlite3.Error as exc:
-            self._back(self._on_error, str(db_error(self._ledger.path, exc)))
         else:
             if done is not None:
                 self._back(done, result)
