@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -58,8 +58,11 @@ from dltui.tui.widgets.job_table import JobTable
 from dltui.tui.widgets.summary import Summary
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from dltui.worker import WorkerPool
 
+_T = TypeVar("_T")
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
 
 
@@ -406,17 +409,24 @@ class DltuiApp(App[None]):
             f"Remove {what} from the ledger? Downloaded files stay where they are.",
             yes="Remove"), answered)
 
-    @work(thread=True, group="actions")
-    def _remove(self, ids: list[int]) -> None:
+    def _in_thread(self, fn: Callable[[Ledger], _T], severity: SeverityLevel) -> _T | None:
+        """``fn`` on a ledger of this worker thread's own; a refusal becomes a notice."""
         ledger = Ledger(self.home, migrate=False)
         try:
-            gone = removal.remove(ledger, ids, by="tui")
+            with ledger_errors(ledger.path):
+                return fn(ledger)
         except DltuiError as exc:
-            self.post_message(Notice(str(exc), "warning"))
-            return
+            self.post_message(Notice(str(exc), severity))
+            return None
         finally:
             ledger.close()
-        self.post_message(Notice(f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}"))
+
+    @work(thread=True, group="actions")
+    def _remove(self, ids: list[int]) -> None:
+        gone = self._in_thread(lambda ledger: removal.remove(ledger, ids, by="tui"), "warning")
+        if gone is not None:
+            self.post_message(Notice(f"removed {len(gone)} job"
+                                     f"{'s' if len(gone) != 1 else ''}"))
 
     def action_add(self) -> None:
         def added(specs: list[DownloadRequest] | None) -> None:
@@ -427,14 +437,9 @@ class DltuiApp(App[None]):
 
     @work(thread=True, group="actions")
     def _add(self, specs: list[DownloadRequest]) -> None:
-        ledger = Ledger(self.home, migrate=False)
-        try:
-            results = jobs.add(ledger, specs, by="tui")
-        except DltuiError as exc:
-            self.post_message(Notice(str(exc), "error"))
+        results = self._in_thread(lambda ledger: jobs.add(ledger, specs, by="tui"), "error")
+        if results is None:
             return
-        finally:
-            ledger.close()
         new = sum(r.created for r in results)
         old = len(results) - new
         tail = f", {old} already queued" if old else ""
