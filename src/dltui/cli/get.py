@@ -22,7 +22,7 @@ from dltui.cli.common import (
     _settings,
     _transfer_options,
 )
-from dltui.ledger import Ledger, actions, jobs, reconcile
+from dltui.ledger import Ledger, actions, batched, jobs, reconcile
 from dltui.model import Job, JobState
 from dltui.rates import SmoothedRate
 from dltui.urls import redact
@@ -76,7 +76,7 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             now = time.monotonic()
             if pool.fatal is not None:
                 break
-            current = [jobs.get(ledger, job_id) for job_id in ids]
+            current = batched.get_many(ledger.conn, ids)  # one query, ten times a second
             for job in current:
                 meters[job.id].add(now, job.bytes_committed)
             if all(j.state in _ENDED for j in current) and not pool.active():
@@ -102,7 +102,7 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
 def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: bool,
              out: TextIO) -> int:
     """aria2c's "Download Results": one line per job, then what to do about the rest."""
-    final = [jobs.get(ledger, job_id) for job_id in ids]
+    final = batched.get_many(ledger.conn, ids)
     out.write("Download Results:\n")
     for job in final:
         if job.state is JobState.FINALIZED:
