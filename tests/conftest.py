@@ -139,6 +139,7 @@ TEST_SETTINGS = Settings(
     lease_ttl=10.0,
     min_free=0,
     breaker_threshold=50,
+    netrc=False,  # never the machine's own ~/.netrc
 )
 
 #: The same settings as DLTUI_* variables, for `dltui run` subprocesses.
@@ -152,6 +153,7 @@ TEST_ENV = {
     "DLTUI_CHECKPOINT_INTERVAL": "0.2",
     "DLTUI_CONTROL_POLL": "0.05",
     "DLTUI_MIN_FREE": "0",
+    "DLTUI_NETRC": "0",
 }
 
 

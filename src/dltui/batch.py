@@ -192,7 +192,7 @@ def _get(pool: WorkerPool, run: JobRun) -> small.SmallBody | small.TooLarge | Dl
     try:
         return small.fetch_small(pool.client, run.job.url, _FRESH,
                                  max_bytes=pool.settings.batch_max_size, guard=guard,
-                                 charge=charge)
+                                 charge=charge, request=run.job.request_options)
     except DltuiError as exc:
         return exc
 

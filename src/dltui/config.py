@@ -117,6 +117,9 @@ class Settings:
         False, "Do not verify TLS certificates (like curl -k). The TUI's header says so while "
                "it is on; anyone on the way can read and change the downloads.")
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
+    netrc: bool = _s(
+        True, "Read ~/.netrc (or $NETRC) for the login of a job's host when the job has no "
+              "credentials of its own (like aria2 and wget).")
     allow_downgrade: bool = _s(
         False, "Follow a redirect from https:// to plain http://. Off: such a redirect fails "
                "the download, since the rest of the exchange could be read or changed on the "

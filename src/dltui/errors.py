@@ -25,6 +25,7 @@ Every error carries enough context to be printed as one line for the operator::
         ├── RedirectError       too many redirects, a loop, or https -> http
         ├── CertificateError    the server's TLS certificate is not trusted, or the CA file
         │                       cannot be read (never retried)
+        ├── CredentialsError    the netrc file cannot be read (never retried)
         ├── ProtocolError       a malformed status line or an oversized header block (never
         │                       retried)
         ├── IntegrityError      size or SHA-256 does not match
@@ -195,6 +196,12 @@ class CertificateError(DownloadError):
     """The server's TLS certificate did not verify: no retry can change that."""
 
     reason = "certificate"
+
+
+class CredentialsError(DownloadError):
+    """The netrc file that holds the host's credentials cannot be parsed: no retry helps."""
+
+    reason = "credentials"
 
 
 class ProtocolError(DownloadError):

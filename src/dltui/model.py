@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Literal, cast, get_args
 
 from dltui.urls import redact
@@ -123,6 +124,63 @@ class ServerValidators:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """What a job sends besides the URL: the operator's headers, cookies and credentials.
+
+    ``headers`` are secrets (an ``Authorization`` from ``--user``, a ``Cookie`` from a cookies
+    file, API tokens from ``-H``): stored in the ledger, sent only to the job's own host, never
+    shown; only their names are. ``referer`` and ``user_agent`` are not secret.
+    """
+
+    headers: tuple[tuple[str, str], ...] = ()
+    referer: str | None = None
+    user_agent: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.headers or self.referer or self.user_agent)
+
+    def __repr__(self) -> str:
+        return f"RequestOptions(headers={self.header_names}, referer={self.referer!r}, " \
+               f"user_agent={self.user_agent!r})"
+
+    @property
+    def header_names(self) -> tuple[str, ...]:
+        """The secret headers' names, for display (values never are)."""
+        return tuple(name for name, _ in self.headers)
+
+    def to_json(self) -> str | None:
+        """The ledger's form; None when there is nothing to send."""
+        if not self:
+            return None
+        data: dict[str, object] = {"headers": [list(h) for h in self.headers]}
+        if self.referer:
+            data["referer"] = self.referer
+        if self.user_agent:
+            data["user_agent"] = self.user_agent
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RequestOptions:
+        """Read the ledger's form back (None or empty: no options)."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(headers=tuple((str(n), str(v)) for n, v in data.get("headers", ())),
+                   referer=data.get("referer"), user_agent=data.get("user_agent"))
+
+    def describe(self) -> str:
+        """One line for people: header names with their values hidden, referer, user agent."""
+        parts = []
+        if self.headers:
+            parts.append(f"headers {', '.join(self.header_names)} (values hidden)")
+        if self.referer:
+            parts.append(f"referer {redact(self.referer)}")
+        if self.user_agent:
+            parts.append(f"user agent {self.user_agent}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One download as the ledger records it."""
 
@@ -172,6 +230,13 @@ class Job:
     rate: float | None = None
     #: Another expected digest, ``algo=hex`` (md5, sha-1, sha-224, sha-384, sha-512).
     checksum: str | None = None
+    #: RequestOptions as JSON (secrets inside: kept out of repr; see :attr:`request_options`).
+    request: str | None = field(default=None, repr=False)
+
+    @property
+    def request_options(self) -> RequestOptions:
+        """What the job sends besides its URL (empty options when nothing)."""
+        return RequestOptions.from_json(self.request)
 
     @classmethod
     def from_row(cls, row: Sequence[object] | dict[str, object]) -> Job:
@@ -209,8 +274,10 @@ class Job:
         return tail or shown
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict of every field."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """A JSON-ready dict of every field, the request's secret values left out."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["request"] = self.request_options.describe() or None
+        return out
 
 
 #: The jobs columns in Job's field order; SELECT them in this order for Job.from_row.

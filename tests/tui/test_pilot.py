@@ -140,6 +140,28 @@ async def test_add_modal_validates_then_adds(home, tmp_path) -> None:
             ("https://example.org/a.iso", str(target)), ("https://example.org/b.iso", str(target))]
 
 
+async def test_add_modal_takes_hidden_headers(home, tmp_path) -> None:
+    app = make(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await pilot.press(*"https://example.org/private.iso")
+        app.screen.query_one("#add-dir").value = str(tmp_path)
+        app.screen.query_one("#add-headers").focus()
+        await pilot.press(*"X-Token: tok-123 | Cookie: sid=9")
+        await pilot.pause()
+        assert "tok-123" not in app.export_screenshot()  # masked as it is typed
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(app.book.jobs) == 1)
+        await until(pilot, lambda: "Sends" in _text(app.detail.body))
+        body = _text(app.detail.body)
+        assert "headers X-Token, Cookie (values hidden)" in body
+        shot = app.export_screenshot()
+        assert "tok-123" not in shot and "sid=9" not in shot
+    with Ledger(home) as led:
+        [job] = jobs.list_jobs(led)
+        assert job.request_options.headers == (("X-Token", "tok-123"), ("Cookie", "sid=9"))
+
+
 async def test_cancel_asks_first(home, dest) -> None:
     [job_id] = add(home, dest, "https://example.org/c.iso")
     app = make(home)

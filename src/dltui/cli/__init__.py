@@ -30,6 +30,7 @@ from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     MAX_JOB_ID,
+    _add_request_options,
     _add_transfer_options,
     _apply_env_flags,
     _Parser,
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs")
     p.add_argument("-i", "--input-file", metavar="FILE",
                    help="read URLs from FILE ('-' for stdin), one per line; indented "
-                        "dir=/out=/checksum=sha-256= lines apply to the URL above")
+                        "option lines apply to the URL above: dir=, out=, checksum=, header=, "
+                        "referer=, user-agent=, load-cookies=, http-user=, http-passwd=")
     p.add_argument("-d", "--dir", metavar="DIR", help="destination directory (default: cwd)")
     p.add_argument("-o", "--name", metavar="NAME", help="file name (single URL only)")
     p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 (single URL only)")
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sha-384 or sha-512 (single URL only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
+    _add_request_options(p)
     p.set_defaults(func=cmd_add)
 
     p = command("get", help="download URLs now, in the foreground (add + run in one)")
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checksum", metavar="ALGO=HEX",
                    help="expected digest, aria2's syntax: md5, sha-1, sha-224, sha-256, "
                         "sha-384 or sha-512 (single URL only)")
+    _add_request_options(p)
     p.set_defaults(func=cmd_get)
 
     p = command("status", help="list jobs")

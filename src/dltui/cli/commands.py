@@ -21,6 +21,7 @@ from dltui.cli.common import (
     _human_bytes,
     _progress,
     _rate_eta,
+    _request_defaults,
     _settings,
     _status_dict,
 )
@@ -54,7 +55,8 @@ def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     """Queue downloads; re-adding the same URL and destination reports the existing job."""
     listing = None if not args.input_file else (args.input_file, _read_text(args.input_file))
     specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
-                                    input_file=listing, checksum=args.checksum)
+                                    input_file=listing, checksum=args.checksum,
+                                    sent=_request_defaults(args))
     results = jobs.add(ledger, specs)
     if args.quiet:
         return EXIT_OK

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import NoReturn
 
-from dltui import config, paths
+from dltui import config, paths, requests
 from dltui.errors import (
     ConfigError,
     DltuiError,
@@ -77,6 +77,8 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         **_rate_eta(job, at, dead),
         "failed_tries": job.failed_tries,
         "error": job.error,
+        # Header names only: their values are secrets.
+        "request": _request_dict(job),
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
@@ -84,6 +86,14 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         **({"segments": [{"index": s.index, "start": s.start, "end": s.end, "done": s.done,
                           "fsynced": s.durable} for s in segs]} if segs else {}),
     }
+
+
+def _request_dict(job: Job) -> dict[str, object] | None:
+    sent = job.request_options
+    if not sent:
+        return None
+    return {"headers": list(sent.header_names), "referer": sent.referer,
+            "user_agent": sent.user_agent}
 
 
 def _report(prog: str, exc: DltuiError) -> int:
@@ -139,6 +149,37 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
                         "connections_per_file setting, 8)")
     p.add_argument("--max-bandwidth", metavar="RATE",
                    help="total bytes per second, e.g. 2M (default: the max_bandwidth setting)")
+
+
+def _add_request_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("request options (sent to the URL's own host only)")
+    g.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="send this header (repeatable); its value is kept secret")
+    g.add_argument("--cookies", "--load-cookies", dest="cookies", metavar="FILE",
+                   help="send the matching cookies of a Netscape cookies file (curl -c, "
+                        "browser exports)")
+    g.add_argument("--user", metavar="USER[:PASS]",
+                   help="HTTP Basic login (asks for the password on a terminal when left "
+                        "out); without it, ~/.netrc is read for the host")
+    g.add_argument("--referer", metavar="URL", help="send this Referer")
+    g.add_argument("-U", "--user-agent", metavar="TEXT",
+                   help="send this User-Agent (default: the user_agent setting)")
+
+
+def _request_defaults(args: argparse.Namespace) -> requests.RequestDefaults:
+    """The request options of ``add``/``get``; ``--user NAME`` asks for the password on a
+    terminal, as curl does, and is refused without one."""
+    user, password = args.user, None
+    if user is not None and ":" not in user:
+        if not sys.stdin.isatty():
+            raise UsageError(f"--user {user}: give USER:PASSWORD (no terminal to ask on)")
+        import getpass
+
+        password = getpass.getpass(f"password for {user}: ")
+    cookies = requests.read_cookies(args.cookies) if args.cookies else ()
+    return requests.RequestDefaults.parse(args.header, user=user, password=password,
+                                          cookies=cookies, referer=args.referer,
+                                          user_agent=args.user_agent)
 
 
 def _rate_eta(job: Job, at: float, dead: dict[str, bool] | None) -> dict[str, float | None]:

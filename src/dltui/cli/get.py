@@ -19,6 +19,7 @@ from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     _human_bytes,
+    _request_defaults,
     _settings,
     _transfer_options,
 )
@@ -52,7 +53,7 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
 
     settings = _transfer_options(args, _settings(args))
     specs = requests.from_arguments(args.urls, args.dir, args.name, None,
-                                    checksum=args.checksum)
+                                    checksum=args.checksum, sent=_request_defaults(args))
     results = jobs.add(ledger, specs, by="get")
     ids = [r.job.id for r in results]
     for result in results:  # a job from an earlier get (or add) is taken up again

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import netrc
 import os
 import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,11 +19,13 @@ from dltui import __version__
 from dltui.config import Settings
 from dltui.errors import (
     CertificateError,
+    CredentialsError,
     DownloadError,
     ProtocolError,
     RedirectError,
     TransportError,
 )
+from dltui.model import RequestOptions
 from dltui.urls import redact
 
 
@@ -105,10 +110,110 @@ def _refuse_downgrade(response: httpx.Response) -> None:
             f"{redact(str(target))}); set allow_downgrade = true to follow it")
 
 
+#: The request extension that carries a job's host and request options through redirects
+#: (httpx copies a request's extensions into each redirected request).
+_JOB = "dltui.job"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def job_request(url: str, options: RequestOptions | None = None) -> dict[str, Any]:
+    """Keyword arguments for a request on behalf of a job for ``url``: its request options
+    go to the job's own host only, on every hop of a redirect chain."""
+    return {"extensions": {_JOB: (_host_port(httpx.URL(url)), options or RequestOptions())}}
+
+
+def _host_port(url: httpx.URL) -> tuple[str, int | None]:
+    return url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _same_host(home: tuple[str, int | None], url: httpx.URL) -> bool:
+    """The job's own host: the same name, on the same port (or a default port to a default
+    port, as when http:// redirects to https:// on the same name)."""
+    host, port = _host_port(url)
+    if host != home[0]:
+        return False
+    return port == home[1] or (port in (80, 443) and home[1] in (80, 443))
+
+
+class Netrc:
+    """``~/.netrc`` (or ``$NETRC``) of the host that runs the job, read at first use.
+
+    Only a job with no credentials of its own, asking its own host, uses it (as aria2 and
+    wget do). A file that cannot be parsed fails the download with its line, once per run.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._parsed: netrc.netrc | None = None
+        self._error: str | None = None
+
+    def login(self, host: str) -> tuple[str, str] | None:
+        """(login, password) for ``host`` (or the ``default`` entry), else None."""
+        if self.path is None:
+            return None
+        with self._lock:
+            if self._parsed is None and self._error is None:
+                try:
+                    self._parsed = netrc.netrc(str(self.path))
+                except FileNotFoundError:
+                    self.path = None
+                    return None
+                except (netrc.NetrcParseError, OSError, UnicodeDecodeError) as exc:
+                    self._error = str(exc)
+        if self._error is not None:
+            raise CredentialsError(f"cannot read {self.path}: {self._error}; fix the file, or "
+                                   "set netrc = false")
+        assert self._parsed is not None
+        found = self._parsed.authenticators(host)
+        if found is None or not found[0]:
+            return None
+        return found[0], found[2] or ""
+
+
+def netrc_path(settings: Settings) -> Path | None:
+    """The netrc file a client reads: ``$NETRC`` or ``~/.netrc`` (None with ``netrc`` off)."""
+    if not settings.netrc:
+        return None
+    return Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
+
+
+def _sender(netrc_file: Netrc) -> Any:
+    def send_job_options(request: httpx.Request) -> None:
+        """Put a job's request options on each request of a redirect chain: secrets on the
+        job's own host only (httpx keeps custom headers across hosts), netrc credentials
+        when the job has none."""
+        job = request.extensions.get(_JOB)
+        if job is None:
+            return
+        home, options = job
+        for name, _ in options.headers:  # what a previous hop carried
+            request.headers.pop(name, None)
+        if options.user_agent:
+            request.headers["User-Agent"] = options.user_agent
+        if options.referer:
+            request.headers["Referer"] = options.referer
+        if not _same_host(home, request.url):
+            return
+        merged: dict[str, str] = {}
+        for name, value in options.headers:
+            key = name.lower()
+            joiner = "; " if key == "cookie" else ", "
+            merged[name] = f"{merged[name]}{joiner}{value}" if name in merged else value
+        request.headers.update(merged)
+        if "authorization" not in request.headers:
+            login = netrc_file.login(request.url.host)
+            if login is not None:
+                token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")
+                request.headers["Authorization"] = f"Basic {token}"
+    return send_job_options
+
+
 def make_client(settings: Settings, *, connections: int) -> httpx.Client:
     """One client for every worker thread: a shared connection pool, identity encoding."""
     return httpx.Client(
-        event_hooks={"response": [] if settings.allow_downgrade else [_refuse_downgrade]},
+        event_hooks={"request": [_sender(Netrc(netrc_path(settings)))],
+                     "response": [] if settings.allow_downgrade else [_refuse_downgrade]},
         verify=_trust(settings),
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,

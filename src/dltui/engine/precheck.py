@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from dltui.engine.client import mapped_errors
+from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import filename_from_disposition, parse_retry_after, validators_from
 from dltui.errors import HTTPStatusError
-from dltui.model import ServerValidators
+from dltui.model import RequestOptions, ServerValidators
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +25,16 @@ class Precheck:
     note: str = ""
 
 
-def precheck(client: httpx.Client, url: str) -> Precheck:
+def precheck(client: httpx.Client, url: str,
+             request: RequestOptions | None = None) -> Precheck:
     """HEAD ``url`` (redirects followed, bounded by the client).
 
     Retryable statuses (408/429/5xx) raise so the caller's retry policy applies; any other
     refusal (405, 501, 403 from signed URLs, …) falls back to the first GET's headers.
+    ``request`` is what the job sends besides the URL.
     """
     with mapped_errors(url, client):
-        resp = client.head(url)
+        resp = client.head(url, **job_request(url, request))
     final = str(resp.url)
     status = resp.status_code
     if 200 <= status < 300:

@@ -29,7 +29,7 @@ import httpx
 
 from dltui.durability import boot_id, start_writeback
 from dltui.engine.body import DirectBody, direct_body, take_bytes
-from dltui.engine.client import mapped_errors
+from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
 from dltui.engine.policy import RateLimits
 from dltui.engine.resume import OVERLAP_BYTES, PREFIX_BYTES, Mode, ResumeDecision
@@ -87,6 +87,8 @@ class SegmentedFetch:
                  limits: RateLimits | None = None, host: str = "") -> None:
         assert validators.strong_etag is not None and validators.length is not None
         self.client, self.url, self.part_path = client, url, part_path
+        # The job's own URL: its host alone gets the job's secrets, wherever segments ask.
+        self.job_url = url
         self.validators, self.decision, self.options = validators, decision, options
         self.hooks, self.cancel, self.control = hooks, cancel, control
         self.limits, self.host = limits, host
@@ -309,7 +311,8 @@ class SegmentedFetch:
             pos = seg.start + seg.done - overlap
             headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
             with mapped_errors(self.url, self.client), \
-                    self.client.stream("GET", self.url, headers=headers) as resp:
+                    self.client.stream("GET", self.url, headers=headers,
+                                      **job_request(self.job_url, self.options.request)) as resp:
                 if not self._check(seg, resp, pos) and not self._take_over(seg):
                     return
                 self._pull(seg, resp, overlap if seg.start + seg.done - overlap == pos else 0)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import httpx
 
-from dltui.engine.client import mapped_errors
+from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.resume import PREFIX_BYTES, ResumeDecision
 from dltui.engine.transfer import SpeedGuard, StreamResult, error_for
+from dltui.model import RequestOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +41,18 @@ class SmallBody:
 
 def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
                 max_bytes: int, guard: SpeedGuard | None = None,
-                charge: Callable[[int], None] | None = None) -> SmallBody | TooLarge | None:
+                charge: Callable[[int], None] | None = None,
+                request: RequestOptions | None = None) -> SmallBody | TooLarge | None:
     """GET ``url`` whole into memory, or None when the answer is not for this path.
 
     None: a 206 or 416 (which only the stream path interprets) or no Content-Length;
     :class:`TooLarge`: more than ``max_bytes``. The response is dropped unread. Any other
     status raises HTTPStatusError (with its Retry-After) and a failed transfer TransportError, as
     :func:`~dltui.engine.stream.fetch` would. ``charge`` meters each chunk against the
-    bandwidth limits; ``guard`` fails a body that trickles.
+    bandwidth limits; ``guard`` fails a body that trickles; ``request`` is what the job sends
+    besides the URL.
     """
-    with mapped_errors(url, client), client.stream("GET", url) as resp:
+    with mapped_errors(url, client), client.stream("GET", url, **job_request(url, request)) as resp:
         status = resp.status_code
         if status in (206, 416):
             return None

@@ -15,7 +15,7 @@ import httpx
 
 from dltui.durability import boot_id
 from dltui.engine.body import DirectBody, direct_body, take_bytes
-from dltui.engine.client import mapped_errors
+from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.partfile import PartFile
 from dltui.engine.policy import RateLimits
@@ -38,7 +38,7 @@ from dltui.engine.transfer import (
     error_for,
 )
 from dltui.errors import Interrupted, LeaseLost, ResumeConflict, TransportError
-from dltui.model import Segment, ServerValidators, plan_segments
+from dltui.model import RequestOptions, Segment, ServerValidators, plan_segments
 
 
 def prefix_hash_of(path: Path) -> str | None:
@@ -55,12 +55,13 @@ def prefix_hash_of(path: Path) -> str | None:
 RANGES_IGNORED = "ranges-ignored"
 
 
-def server_prefix_hash(client: httpx.Client, url: str) -> str | None:
+def server_prefix_hash(client: httpx.Client, url: str,
+                       request: RequestOptions | None = None) -> str | None:
     """SHA-256 of the origin's first 64 KiB, asked for with a Range request; RANGES_IGNORED
     when the origin answered with the whole object (resuming would cost a second full GET)."""
     with mapped_errors(url, client), client.stream(
-        "GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"}
-    ) as resp:
+        "GET", url, headers={"Range": f"bytes=0-{PREFIX_BYTES - 1}"},
+        **job_request(url, request)) as resp:
         if resp.status_code == 200:
             return RANGES_IGNORED
         if resp.status_code != 206:
@@ -223,7 +224,8 @@ def fetch(
                 headers["If-Range"] = decision.if_range
         if limits is not None:
             limits.request(host, cancel, control)
-        with mapped_errors(url, client), client.stream("GET", url, headers=headers) as resp:
+        with mapped_errors(url, client), client.stream(
+                "GET", url, headers=headers, **job_request(url, options.request)) as resp:
             status = resp.status_code
             if status not in (200, 206, 416):
                 raise error_for(resp, url)

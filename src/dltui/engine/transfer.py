@@ -11,7 +11,7 @@ import httpx
 from dltui.engine.headers import parse_retry_after
 from dltui.engine.resume import Mode, ResumeDecision
 from dltui.errors import HTTPStatusError, TransportError
-from dltui.model import Segment, ServerValidators
+from dltui.model import RequestOptions, Segment, ServerValidators
 from dltui.records import as_record, fields_of
 
 __all__ = ["as_record", "from_record"]
@@ -77,6 +77,8 @@ class StreamOptions:
     #: Slower than ``min_speed`` bytes/s for ``min_speed_time`` seconds is a stall (0: never).
     min_speed: int = 1 << 10
     min_speed_time: float = 60.0
+    #: What the job sends besides the URL: headers, cookies, credentials (secret), referer.
+    request: RequestOptions | None = None
 
 
 class SpeedGuard:

@@ -116,6 +116,7 @@ def _prepare(spec: JobSpec | DownloadRequest) -> dict[str, Any]:
         "file_name": req.name,
         "expected_sha256": req.sha256,
         "checksum": req.checksum,
+        "request": req.options.to_json(),
     }
 
 
@@ -134,11 +135,11 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
         for values in prepared:
             row = conn.execute(
                 "INSERT INTO jobs (idem_key, url, canonical_url, dest_dir, requested_name, "
-                "file_name, expected_sha256, checksum, state, control, attempts, "
+                "file_name, expected_sha256, checksum, request, state, control, attempts, "
                 "bytes_committed, created_at, updated_at, rev) "
                 "VALUES (:idem_key, :url, :canonical_url, :dest_dir, :requested_name, "
-                ":file_name, :expected_sha256, :checksum, 'PLANNED', 'run', 0, 0, :ts, :ts, "
-                ":rev) "
+                ":file_name, :expected_sha256, :checksum, :request, 'PLANNED', 'run', 0, 0, "
+                ":ts, :ts, :rev) "
                 f"ON CONFLICT(idem_key) DO NOTHING RETURNING {_COLUMNS}",
                 {**values, "ts": ts, "rev": rev},
             ).fetchone()

@@ -175,6 +175,12 @@ def _m010_checksum(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("checksum", str)
 
 
+def _m011_request(db: sqlite_utils.Database) -> None:
+    # What a job sends besides its URL (headers, cookies, credentials, referer, user agent) as
+    # JSON. Secrets live here so a worker on any host can send them; nothing displays them.
+    db.table("jobs").add_column("request", str)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -187,6 +193,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("failed_tries", _m008_failed_tries),
     ("rate", _m009_rate),
     ("checksum", _m010_checksum),
+    ("request", _m011_request),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -200,7 +200,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         else:
             pre = Precheck(**from_record(self._op(
                 ops.OpKind.HEAD, ops.head_key(job.id, job.attempts, self._tries),
-                lambda: as_record(precheck(pool.client, url)))))
+                lambda: as_record(precheck(pool.client, url, job.request_options)))))
         self._head_ok = pre.head_ok
         recorded = job.validators
         server = pre.validators if pre.head_ok else recorded
@@ -221,7 +221,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         )
         if decision.needs_prefix_check:
             self._advance(JobState.PRECHECKED, **fields)  # the probe is a request of its own
-            theirs = stream.server_prefix_hash(pool.client, url)
+            theirs = stream.server_prefix_hash(pool.client, url, job.request_options)
             decision = resume.confirm_prefix(
                 decision, None if theirs == stream.RANGES_IGNORED else
                 theirs is not None and part_state is not None
@@ -308,7 +308,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             connections=s.connections_per_file if self.flags.segmented else 1,
             min_segment=s.min_segment_size, split_below_rate=s.split_below_rate,
             min_speed=s.min_speed,
-            min_speed_time=s.min_speed_time,
+            min_speed_time=s.min_speed_time, request=self.job.request_options,
         )
         return stream.fetch(
             self.pool.client, url, self.part, decision, expected=server, options=options,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,10 +15,16 @@ from dltui.errors import UsageError
 from dltui.requests import DownloadRequest
 
 
-def build_specs(urls_text: str, directory: str, name: str,
-                digest: str) -> list[DownloadRequest]:
-    """Validate the form the way `dltui add` validates its arguments; raise UsageError."""
-    return requests.from_form(urls_text, directory, name, digest)
+#: Between headers typed on one line: a ``|`` before the next ``Name:``.
+_NEXT_HEADER = re.compile(r"\s*\|\s*(?=[!#$%&'*+.^_`~0-9A-Za-z-]+\s*:)")
+
+
+def build_specs(urls_text: str, directory: str, name: str, digest: str,
+                headers: str = "") -> list[DownloadRequest]:
+    """Validate the form the way `dltui add` validates its arguments; raise UsageError.
+    ``headers`` is ``Name: value``, several separated by ``|``."""
+    return requests.from_form(urls_text, directory, name, digest,
+                              "\n".join(_NEXT_HEADER.split(headers.strip())))
 
 
 class AddScreen(ModalScreen[list[DownloadRequest] | None]):
@@ -40,6 +48,9 @@ class AddScreen(ModalScreen[list[DownloadRequest] | None]):
                 yield Input(placeholder="file name (one URL only)", id="add-name", compact=True)
                 yield Input(placeholder="expected SHA-256 (optional)", id="add-sha",
                             compact=True)
+            # Masked: header values are secrets (tokens, cookies), never shown once typed.
+            yield Input(placeholder="headers (optional, hidden): Name: value | Name: value",
+                        id="add-headers", password=True, compact=True)
             yield Static("", id="add-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Add  ^s", variant="primary", id="add-ok", compact=True)
@@ -55,6 +66,7 @@ class AddScreen(ModalScreen[list[DownloadRequest] | None]):
                 self.query_one("#add-dir", Input).value,
                 self.query_one("#add-name", Input).value,
                 self.query_one("#add-sha", Input).value,
+                self.query_one("#add-headers", Input).value,
             )
         except UsageError as exc:
             self.query_one("#add-error", Static).update(f"[b red]✗[/] {exc}")

@@ -92,6 +92,9 @@ class DetailPane(VerticalScroll):
         facts.add_column(overflow="fold")
         facts.add_row("URL", redact(job.url))
         facts.add_row("Into", job.final_path or f"{job.dest_dir}/")
+        sent = job.request_options
+        if sent:
+            facts.add_row("Sends", sent.describe())
         v = job.validators
         ranges = {True: "bytes", False: "none", None: "?"}[v.accept_ranges]
         facts.add_row("Server", f"ETag {v.etag or '-'} · Last-Modified {v.last_modified or '-'} "
