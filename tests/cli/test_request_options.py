@@ -189,7 +189,7 @@ def test_netrc_login_for_the_own_host(tmp_path, origin) -> None:
     ran = _dltui(home, "run", "--until-idle", env=env)
     assert ran.returncode == 1
     with Ledger(home) as led:
-        job = [j for j in jobs.list_jobs(led) if j.url == broken][0]
+        job = next(j for j in jobs.list_jobs(led) if j.url == broken)
         assert job.state is JobState.FAILED
         assert f"cannot read {netrc}" in (job.error or "")
     assert origin.requests("/broken.bin") == []

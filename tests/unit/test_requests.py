@@ -42,7 +42,10 @@ def test_every_front_end_refuses_bad_input_with_the_same_words(tmp_path, bad, ne
 def test_input_file_errors_name_the_line(tmp_path) -> None:
     with pytest.raises(UsageError, match=r"^in\.txt:3: .*empty label"):
         requests.from_input_file(f"{URL}\n\nhttp://a..b/x\n", "in.txt", tmp_path)
-    with pytest.raises(UsageError, match=r"^in\.txt:2: unknown option 'header=x'"):
+    with pytest.raises(UsageError, match=r"^in\.txt:2: unknown option 'split'; known options: "
+                                         r"dir=, out="):
+        requests.from_input_file(f"{URL}\n  split=4\n", "in.txt", tmp_path)
+    with pytest.raises(UsageError, match=r"^in\.txt:2: header= 'x': give a header as"):
         requests.from_input_file(f"{URL}\n  header=x\n", "in.txt", tmp_path)
 
 

@@ -14,7 +14,6 @@ from dltui import requests
 from dltui.errors import UsageError
 from dltui.requests import DownloadRequest
 
-
 #: Between headers typed on one line: a ``|`` before the next ``Name:``.
 _NEXT_HEADER = re.compile(r"\s*\|\s*(?=[!#$%&'*+.^_`~0-9A-Za-z-]+\s*:)")
 
