@@ -117,6 +117,10 @@ class Settings:
         False, "Do not verify TLS certificates (like curl -k). The TUI's header says so while "
                "it is on; anyone on the way can read and change the downloads.")
     user_agent: str = _s("", "User-Agent header; empty means dltui/<version>.")
+    auto_reconcile: bool = _s(
+        False, "A watching TUI heals expired leases by itself: jobs whose worker died go back "
+               "to the queue within seconds, as `R` would do (files are never touched). Off: "
+               "the header counts them and `R` shows the dry run first.")
     netrc: bool = _s(
         True, "Read ~/.netrc (or $NETRC) for the login of a job's host when the job has no "
               "credentials of its own (like aria2 and wget).")

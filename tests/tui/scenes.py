@@ -131,5 +131,10 @@ SCENES = [
     Scene("help", ["question_mark"], screen="HelpScreen"),
     Scene("add", ["a", *"https://example.org/file.iso"], screen="AddScreen"),
     Scene("hosts", ["h"], screen="HostsScreen"),
+    Scene("limits", ["h", "e"], screen="LimitScreen"),
+    Scene("reconcile", ["R"], screen="ReconcileScreen"),
+    Scene("workers", ["w"], screen="WorkersScreen"),
+    Scene("cancel", ["x"], screen="ConfirmScreen"),
+    Scene("filter", ["slash", *"era5"], screen="Screen"),
     Scene("empty", [], empty=True),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import subprocess
@@ -17,6 +18,7 @@ from dltui.engine.resume import OVERLAP_BYTES
 from dltui.ledger import Ledger, events, flags, hosts, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
+from dltui.tui import format as fmt
 from dltui.tui.app import DltuiApp
 from dltui.tui.screens.confirm import ConfirmScreen
 from dltui.tui.screens.reconcile import ReconcileScreen
@@ -160,6 +162,24 @@ async def test_add_modal_takes_hidden_headers(home, tmp_path) -> None:
     with Ledger(home) as led:
         [job] = jobs.list_jobs(led)
         assert job.request_options.headers == (("X-Token", "tok-123"), ("Cookie", "sid=9"))
+
+
+async def test_theme_change_keeps_the_selection_and_recolours(home, dest) -> None:
+    ids = add(home, dest, *[f"https://example.org/t{n}" for n in range(3)])
+    app = make(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 3)
+        await pilot.press("space", "space")
+        assert app.table.selected == set(ids[:2])
+        before = app.summary.line2.content
+        app.theme = "dltui-light"
+        await pilot.pause(0.3)
+        assert app.table.selected == set(ids[:2])
+        after = app.summary.line2.content
+        planned = [span.style for span in after.spans if "planned" in after.plain[span.start:
+                                                                                  span.end]]
+        assert planned and planned[0] != next(s.style for s in before.spans)
+        assert planned[0].color.triplet.hex.upper() == "#1B2430"  # the light theme's own
 
 
 async def test_cancel_asks_first(home, dest) -> None:
@@ -585,10 +605,74 @@ async def test_a_dead_workers_job_is_marked_stale_and_counted(home, dest) -> Non
     async with app.run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: job_id in app.book.stale)
         await pilot.pause(0.2)
-        assert "stale 1" in str(app.query_one("#summary-line2").render())
-        cells = app.table._cells(app.book.jobs[job_id], [c for c in COLUMNS if c.key == "lease"])
+        assert "stale 1 (R heals)" in str(app.query_one("#summary-line1").render())
+        assert any("1 job(s) have no live worker" in n.message for n in app._notifications)
+        cells = app.table._cells(app.book.jobs[job_id], [c for c in COLUMNS if c.key == "lease"],
+                                 fmt.state_styles(app.theme_variables))
         assert cells[0][0].startswith("stale 6")
         assert "heartbeat 6" in _text(app.detail.body)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+async def test_small_terminals_keep_the_essentials(home, dest, size) -> None:
+    from textual.widgets._footer import FooterKey
+
+    add(home, dest, *[f"https://example.org/{n}.iso" for n in range(30)])
+    app = make(home)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 30)
+        await pilot.pause(0.3)
+        line1 = str(app.query_one("#summary-line1").render())
+        for part in ("↓ ", "limit none", "workers 0 here"):
+            assert part in line1
+        assert not app.query_one("#summary-spark").display  # it would cover the counts
+        assert "planned 30" in str(app.query_one("#summary-line2").render())  # it fits
+        width = size[0]
+        shown = {k.key: k.region for k in app.query(FooterKey) if k.region.width}
+        for key in ("question_mark", "q"):
+            assert key in shown and shown[key].right <= width, shown
+        # Columns drop rather than squeeze the name off the screen.
+        assert app.table.size.width == width
+        from dltui.tui.widgets.job_table import fit_columns
+        assert sum(c.width + 1 for c in fit_columns(width)) + 2 + 14 <= width
+
+
+async def test_r_offers_the_dry_run_then_heals(home, dest) -> None:
+    from dltui.ledger.liveness import hostname
+
+    [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
+                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    app = make(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: job_id in app.book.stale)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ReconcileScreen))
+        await until(pilot, lambda: "lease_expired" in _text(
+            app.screen.query_one("#reconcile-actions")))
+        assert state(home, job_id) is JobState.STREAMING  # a dry run changes nothing
+        await pilot.press("enter")  # Apply has the focus once there is something to do
+        await until(pilot, lambda: state(home, job_id) is JobState.PLANNED)
+        await until(pilot, lambda: not app.book.stale)
+
+
+async def test_auto_reconcile_heals_dead_workers_jobs(home, dest) -> None:
+    from dltui.ledger.liveness import hostname
+
+    [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
+                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    app = DltuiApp(home, dataclasses.replace(TEST_SETTINGS, auto_reconcile=True), workers=0,
+                   poll_interval=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: state(home, job_id) is JobState.PLANNED)
+        await until(pilot, lambda: any("auto_reconcile: " in n.message
+                                       for n in app._notifications))
+    with Ledger(home) as led:
+        [event] = [e for e in events.recent(led, kind="reconcile") if e.data["by"] == "tui-auto"]
+        assert event.data["counts"] == {"lease_expired": 1}
 
 
 async def test_remove_key_asks_then_removes_only_jobs_that_are_over(home, dest) -> None:

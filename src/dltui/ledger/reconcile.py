@@ -45,6 +45,10 @@ ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
     "relinked", "requeued", "reverified", "corrupt", "dest_changed", "part_deleted",
 )
+#: What healing expired leases takes (setting ``auto_reconcile``): jobs no live worker holds
+#: go back to the queue (or to the pause or cancel asked for) and their interrupted ops are
+#: settled. Nothing touches a file; a worker taking the lease over would do the same.
+LEASE_KINDS = frozenset({"lease_expired", "paused", "cancelled", "op_completed", "op_reset"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,12 +304,14 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
 
 
 def reconcile(ledger: Ledger, *, dry_run: bool = False, by: str = "reconciler",
-              link_mode: LinkMode = "auto") -> ReconcileReport:
+              link_mode: LinkMode = "auto",
+              kinds: frozenset[str] | None = None) -> ReconcileReport:
     """Plan and (unless ``dry_run``) apply every healing action; records a ``reconcile`` event.
 
-    ``link_mode`` is how a vanished file is re-made from the store (the setting).
+    ``link_mode`` is how a vanished file is re-made from the store (the setting); ``kinds``
+    keeps only those actions (e.g. :data:`LEASE_KINDS`).
     """
-    actions = plan(ledger)
+    actions = [a for a in plan(ledger) if kinds is None or a.kind in kinds]
     report = ReconcileReport(dry_run=dry_run, actions=[])
     store = Store(paths.store_dir(ledger.home))
     for action in actions:

@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
+#: Seconds between automatic heals of stale jobs (setting ``auto_reconcile``).
+AUTO_RECONCILE_EVERY = 5.0
 
 
 class DltuiApp(App[None]):
@@ -71,7 +73,10 @@ class DltuiApp(App[None]):
 
     CSS_PATH = "dltui.tcss"
     TITLE = "dltui"
+    # The footer shows these in order and cuts the rest at narrow widths: help and quit first.
     BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
         Binding("a", "add", "Add"),
         Binding("p", "pause_resume", "Pause/Resume"),
         Binding("r", "retry", "Retry"),
@@ -87,8 +92,6 @@ class DltuiApp(App[None]):
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
         Binding("d", "toggle_detail", "Detail", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
         *[Binding(str(i + 1), f"tab('{tab.value}')", tab.value, show=False)
           for i, tab in enumerate(BookTab)],
     ]
@@ -126,6 +129,9 @@ class DltuiApp(App[None]):
         self._bandwidth_pending = 0
         self._stop = threading.Event()
         self._detail_job: int | None = None
+        self._detail_shown: JobDetail | None = None
+        self._stale_told = False  # said that R heals the stale jobs shown
+        self._healed_at = 0.0
         self._event_id: int | None = None  # events read up to (removed rows), for _poll_once
         self._labelled = False
         self.show_detail = True
@@ -138,7 +144,7 @@ class DltuiApp(App[None]):
         yield DetailPane(clock=self.clock)
         yield Input(placeholder="filter: text in the name or URL, or a job id; Esc clears",
                     id="filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         # App.query_one searches the screen on top; modals must not hide the main widgets.
@@ -167,6 +173,7 @@ class DltuiApp(App[None]):
         if self.worker_count > 0:
             self._boot_pool(self.worker_count)
         self.table.focus()
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.poll_interval is None:
             self._poll_once()
         else:
@@ -246,10 +253,48 @@ class DltuiApp(App[None]):
                     widget.label = label
         elif book.rates_active():
             self.table.refresh()  # rates and ETAs move even when no row changed
-        self.summary.update_from(book, self._own_workers())
+        self.summary.update_from(book, self._own_workers(), self._limit())
         self._show_detail(message.detail)
+        if tick:
+            self._watch_stale(message.now)
+
+    def _watch_stale(self, now: float) -> None:
+        """Jobs no live worker holds: heal them (``auto_reconcile``), else say once that R
+        does, when they first appear."""
+        stale = len(self.book.stale)
+        if not stale:
+            self._stale_told = False
+            return
+        if not self.settings.auto_reconcile:
+            if not self._stale_told:
+                self._stale_told = True
+                self.notify(f"{stale} job(s) have no live worker (lease ran out or its process "
+                            "is gone): R shows what healing them does", severity="warning")
+            return
+        if now - self._healed_at < AUTO_RECONCILE_EVERY or self.runner is None:
+            return
+        # Queued on the writer thread, in order with the operator's writes; a heal that
+        # overlaps the next finds nothing left to do.
+        self._healed_at = now
+        link_mode = self.settings.link_mode
+
+        def heal(ledger: Ledger) -> ReconcileReport:
+            return reconcile.reconcile(ledger, by="tui-auto", link_mode=link_mode,
+                                       kinds=reconcile.LEASE_KINDS)
+
+        def healed(report: ReconcileReport) -> None:
+            if report.total:
+                self.notify(f"auto_reconcile: {summary(report)}", timeout=4)
+
+        self.runner.write(heal, healed)
+
+    def _theme_changed(self, theme: object) -> None:
+        # The header and detail hold text styled with the old theme's state colours.
+        self.summary.update_from(self.book, self._own_workers(), self._limit())
+        self._show_detail(self._detail_shown)
 
     def _show_detail(self, detail: JobDetail | None) -> None:
+        self._detail_shown = detail
         pane = self.detail
         job_id = self.table.current
         if job_id is None:
@@ -290,6 +335,10 @@ class DltuiApp(App[None]):
         self.notify(message.text, severity=message.severity)
 
     # -- workers in this process ------------------------------------------------------------
+    def _limit(self) -> int:
+        """The global bandwidth limit in force (0: none): the ledger's, else the setting."""
+        return self.settings.max_bandwidth if self._bandwidth is None else self._bandwidth
+
     def _own_workers(self) -> int:
         return self.pool.size if self.pool is not None else 0
 
@@ -475,10 +524,11 @@ class DltuiApp(App[None]):
     def action_bandwidth(self, direction: int) -> None:
         # From the value last read (or last set here): the screen answers at once, and the
         # write follows in order whatever holds the ledger.
-        current = self.settings.max_bandwidth if self._bandwidth is None else self._bandwidth
+        current = self._limit()
         new = step_bandwidth(current, direction)
         self._bandwidth = new
         self._bandwidth_pending += 1
+        self.summary.update_from(self.book, self._own_workers(), self._limit())
 
         def saved(_: object) -> None:
             self._bandwidth_pending -= 1

@@ -2,20 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import lru_cache
+
+from rich.style import Style
+
 from dltui.model import JobState
 from dltui.units import human_size
 
-STATE_STYLE: dict[JobState, str] = {
-    JobState.PLANNED: "dim",
-    JobState.LEASED: "cyan",
-    JobState.PRECHECKED: "cyan",
-    JobState.STREAMING: "bold blue",
-    JobState.FINALIZING: "magenta",
-    JobState.FINALIZED: "green",
-    JobState.FAILED: "bold red",
-    JobState.PAUSED: "yellow",
-    JobState.CANCELLED: "dim strike",
+#: Each state's colour: the theme variable ``state-<name>``, else the theme colour beside it.
+#: Themes set the variables to reach 4.5:1 on their surface and panel (tests/tui/test_contrast).
+STATE_COLOR: dict[JobState, tuple[str, str]] = {
+    JobState.PLANNED: ("state-planned", "foreground"),
+    JobState.LEASED: ("state-leased", "secondary"),
+    JobState.PRECHECKED: ("state-leased", "secondary"),
+    JobState.STREAMING: ("state-streaming", "primary"),
+    JobState.FINALIZING: ("state-finalizing", "secondary"),
+    JobState.FINALIZED: ("state-finalized", "success"),
+    JobState.FAILED: ("state-failed", "error"),
+    JobState.PAUSED: ("state-paused", "warning"),
+    JobState.CANCELLED: ("state-cancelled", "foreground-muted"),
 }
+#: Each state's text attributes: apart from its colour, so that states stay apart without
+#: colour (NO_COLOR, monochrome terminals) and on the cursor row, which drops the colour.
+STATE_ATTRS: dict[JobState, str] = {
+    JobState.PLANNED: "",
+    JobState.LEASED: "underline",
+    JobState.PRECHECKED: "underline",
+    JobState.STREAMING: "bold",
+    JobState.FINALIZING: "bold underline",
+    JobState.FINALIZED: "italic",
+    JobState.FAILED: "bold reverse",
+    JobState.PAUSED: "reverse",
+    JobState.CANCELLED: "strike",
+}
+
+
+def state_color(state: JobState, variables: Mapping[str, str]) -> str:
+    """The colour a theme gives ``state`` (a CSS colour), from the app's theme variables."""
+    own, fallback = STATE_COLOR[state]
+    return variables.get(own) or variables.get(fallback) or "default"
+
+
+def state_styles(variables: Mapping[str, str]) -> dict[JobState, Style]:
+    """Every state's full style (colour and attributes) under the current theme."""
+    return _styles(tuple(state_color(s, variables) for s in JobState))
+
+
+@lru_cache(maxsize=16)
+def _styles(colors: tuple[str, ...]) -> dict[JobState, Style]:
+    from textual.color import Color, ColorParseError
+
+    out = {}
+    for state, color in zip(JobState, colors, strict=True):
+        try:
+            rich = Color.parse(color).rich_color
+        except ColorParseError:
+            rich = None
+        out[state] = Style.parse(STATE_ATTRS[state] or "none") + Style(color=rich)
+    return out
 
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 

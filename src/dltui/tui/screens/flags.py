@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Static, Switch
+from textual.widgets import Static, Switch
 
 from dltui.ledger import Ledger, flags
 from dltui.tui.background import LedgerRunner
@@ -37,7 +37,7 @@ class FlagsScreen(ModalScreen[None]):
                         yield Switch(default if state is None else state.value,
                                      id=f"flag-{name}")
                         with Vertical():
-                            yield Label(f"[b]{name}[/]  {description}")
+                            yield Static(f"[b]{name}[/]  {description}")
                             yield Static("reading…" if state is None else self._origin(state),
                                          id=f"origin-{name}", classes="flag-origin")
             yield Static("Space or Enter flips the focused switch · Esc closes",

@@ -26,7 +26,9 @@ KEYS = [
     ("w", "start, stop or resize the in-process workers"),
     ("h", "hosts: limits, use, circuit breakers, Retry-After; e edits, g global"),
     ("+ / -", "raise / lower the global bandwidth limit"),
-    ("↑ ↓ PgUp PgDn Home End", "move"),
+    ("↑ ↓ j k", "move the cursor"),
+    ("PgUp PgDn", "a page up / down"),
+    ("Home End", "first / last job (also g G)"),
     ("ctrl+p", "command palette (themes, …)"),
     ("?", "this help"),
     ("q", "quit (running downloads stop at a checkpoint)"),
@@ -48,7 +50,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static("dltui keys", classes="dialog-title")
             with VerticalScroll():
                 yield Static(table)
-            yield Static("Esc closes", classes="dialog-hint")
+            yield Static("↑ ↓ scroll · Esc closes", classes="dialog-hint")
 
     def action_close(self) -> None:
         self.dismiss(None)

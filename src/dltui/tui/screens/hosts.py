@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -107,6 +108,7 @@ class HostsScreen(ModalScreen[None]):
         self.book = book
         self.settings = settings
         self.clock = clock
+        self._errors: dict[str, str] = {}
         self.table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row",
                                                zebra_stripes=True)
 
@@ -115,12 +117,15 @@ class HostsScreen(ModalScreen[None]):
             yield Static("Hosts", classes="dialog-title")
             yield Static(id="hosts-global")
             yield self.table
+            # The highlighted host's last error gets a line of its own, wrapped: in a column
+            # it would be cut to a few letters at 80 columns.
+            yield Static(id="hosts-error")
             yield Static("e edit the host's limits · g global bandwidth · * set here, not by "
                          "default · Esc closes", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.table.add_columns("host", "active", "req/s", "bandwidth", "using", "breaker",
-                               "retry-after", "last error")
+        self.table.add_columns("host", "jobs", "using", "req/s", "bandwidth", "breaker",
+                               "retry in")
         self.refresh_rows()
         self.set_interval(1.0, self.refresh_rows)
         self.table.focus()
@@ -162,16 +167,28 @@ class HostsScreen(ModalScreen[None]):
             if st and st.retry_after_until and st.retry_after_until > now:
                 wait = f"{int(st.retry_after_until - now) + 1}s"
             table.add_row(
-                host, str(len(active.get(host, []))),
+                host if len(host) <= 28 else host[:27] + "…", str(len(active.get(host, []))),
+                fmt.rate(using),
                 _limit(limit.requests_per_second if limit else None,
                        self.settings.host_requests_per_second, size=False),
                 _limit(limit.bandwidth if limit else None, self.settings.host_bandwidth,
                        size=True),
-                fmt.rate(using), breaker, wait, (st.last_error or "-") if st else "-",
-                key=host,
+                breaker, wait, key=host,
             )
+        self._errors = {h: st.last_error for h, st in status.items() if st.last_error}
         if current in names:
             table.move_cursor(row=names.index(current))
+        self._show_error()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._show_error()
+
+    def _show_error(self) -> None:
+        host = self._selected_host()
+        error = self._errors.get(host or "")
+        self.query_one("#hosts-error", Static).update(
+            f"[b]last error[/] of {host}: {escape(error)}" if host and error else
+            f"[i]last error of {host}: none[/]" if host else "")
 
     def _selected_host(self) -> str | None:
         table = self.table

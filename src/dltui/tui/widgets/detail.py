@@ -16,7 +16,6 @@ from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import ACTIVE_STATES, REASONS, Job, JobState, Segment
 from dltui.tui import format as fmt
-from dltui.tui.format import STATE_STYLE
 from dltui.urls import redact
 
 
@@ -79,8 +78,9 @@ class DetailPane(VerticalScroll):
             body.update("")
             return
         now = self._clock()
+        state_style = fmt.state_styles(self.app.theme_variables)[job.state]
         title = Text.assemble((f"#{job.id} ", "bold"), (job.display_name, "bold"), "  ",
-                              (job.state.value, STATE_STYLE[job.state]))
+                              (job.state.value, state_style))
         if job.control.value != "run" and job.state in ACTIVE_STATES:
             # Only while the worker has yet to honour it: a PAUSED job is not "pause requested".
             title.append(f"  ({job.control.value} requested)", "yellow")

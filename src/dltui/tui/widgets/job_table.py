@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from dltui.model import Job
+from dltui.model import Job, JobState
 from dltui.tui import format as fmt
 from dltui.tui.model import JobBook, SortKey
 
@@ -64,8 +64,12 @@ class JobTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     JobTable { background: $surface; }
     JobTable > .job-table--header { background: $panel; color: $text; text-style: bold; }
-    JobTable > .job-table--cursor { background: $accent 40%; }
-    JobTable:focus > .job-table--cursor { background: $accent; color: $text; }
+    JobTable > .job-table--cursor {
+        background: $block-cursor-blurred-background; color: $block-cursor-blurred-foreground;
+    }
+    JobTable:focus > .job-table--cursor {
+        background: $block-cursor-background; color: $block-cursor-foreground;
+    }
     JobTable > .job-table--selected { color: $warning; }
     """
     BINDINGS = [
@@ -75,7 +79,7 @@ class JobTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,g", "jump(0)", "First", show=False),
         Binding("end,G", "jump(-1)", "Last", show=False),
-        Binding("space", "toggle_select", "Select"),
+        Binding("space", "toggle_select", "Select", show=False),  # in the help; room for ? and q
         Binding("ctrl+a", "select_all", "Select all", show=False),
         Binding("enter", "activate", "Details", show=False),
     ]
@@ -199,15 +203,16 @@ class JobTable(ScrollView, can_focus=True):
         self.virtual_size = Size(event.size.width, len(self.book.order()) + 1)
 
     # -- rendering --------------------------------------------------------------------------
-    def _cells(self, job: Job, columns: list[Column]) -> list[tuple[str, Column, str]]:
+    def _cells(self, job: Job, columns: list[Column],
+               states: dict[JobState, Style]) -> list[tuple[str, Column, Style | str]]:
         book = self.book
-        out = []
+        out: list[tuple[str, Column, Style | str]] = []
         for col in columns:
-            style = ""
+            style: Style | str = ""
             if col.key == "id":
                 text = str(job.id)
             elif col.key == "state":
-                text, style = job.state.value, fmt.STATE_STYLE[job.state]
+                text, style = job.state.value, states[job.state]
             elif col.key == "progress":
                 text = f"{fmt.bar(job.bytes_committed, job.bytes_total, col.width - 5)} " \
                        f"{fmt.percent(job.bytes_committed, job.bytes_total):>4}"
@@ -222,7 +227,8 @@ class JobTable(ScrollView, can_focus=True):
             elif col.key == "lease":
                 since = book.stale.get(job.id)
                 if since is not None:  # no live worker holds it: say so, with its age
-                    text, style = f"stale {max(0, int(self._clock() - since))}s", "bold yellow"
+                    text = f"stale {max(0, int(self._clock() - since))}s"
+                    style = states[JobState.PAUSED] + Style(bold=True, reverse=False)
                 elif job.lease_owner and job.lease_until:
                     left = max(0, int(job.lease_until - self._clock()))
                     text = f"{fmt.owner_short(job.lease_owner)} {left}s"
@@ -233,8 +239,9 @@ class JobTable(ScrollView, can_focus=True):
             out.append((text, col, style))
         return out
 
-    def _line(self, parts: list[tuple[str, str]], width: int, base: Style) -> Strip:
-        segments = [Segment(text, base + Style.parse(style) if style else base)
+    def _line(self, parts: list[tuple[str, Style | str]], width: int, base: Style) -> Strip:
+        segments = [Segment(text, base + (Style.parse(style) if isinstance(style, str)
+                                          else style) if style else base)
                     for text, style in parts]
         return Strip(segments).crop(0, width).extend_cell_length(width, base)
 
@@ -252,7 +259,7 @@ class JobTable(ScrollView, can_focus=True):
             def title(name: str, text: str) -> str:
                 return text + arrow if name == key else text
 
-            parts = [("  ", "")]
+            parts: list[tuple[str, Style | str]] = [("  ", "")]
             parts += [(_pad(title(c.key, c.title), c.width, c.right) + " ", "")
                       for c in columns]
             parts.append((_pad(title("name", "NAME"), name_width, False), ""))
@@ -263,17 +270,23 @@ class JobTable(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         job = self.book.jobs[order[index]]
         base = self.rich_style
-        if index == self.cursor:
+        states = fmt.state_styles(self.app.theme_variables)
+        on_cursor = index == self.cursor
+        if on_cursor:
             base = base + self.get_component_rich_style("job-table--cursor")
+        elif job.id in self.selected:
+            base = base + self.get_component_rich_style("job-table--selected")
         mark = "● " if job.id in self.selected else "  "
-        mark_style = "" if job.id not in self.selected else "bold"
-        parts = [(mark, mark_style)]
-        for text, col, style in self._cells(job, columns):
+        parts = [(mark, "bold" if job.id in self.selected else "")]
+        for text, col, style in self._cells(job, columns, states):
+            if on_cursor and isinstance(style, Style):
+                # The cursor row keeps one colour pair the theme makes readable; the states
+                # keep their attributes, so they stay apart on it.
+                style = Style(bold=style.bold, italic=style.italic, underline=style.underline,
+                              reverse=style.reverse, strike=style.strike)
             parts.append((_pad(text, col.width, col.right), style))
             parts.append((" ", ""))
         parts.append((_pad(job.display_name, name_width, False), ""))
-        if job.id in self.selected:
-            base = base + self.get_component_rich_style("job-table--selected")
         return self._line(parts, width, base)
 
 
