@@ -357,3 +357,40 @@ def test_run_progress_line_on_a_terminal_counts_cancelled_like_the_tui(tmp_path,
     assert "dltui run: 1 active, 0 queued, 0 done, 0 failed, 1 cancelled, " in text, text
     with Ledger(home) as led:
         assert jobs.get(led, kept).state is JobState.FINALIZED
+
+
+def test_bulk_retry_shows_progress_on_a_terminal_and_sums_up(tmp_path) -> None:
+    import pty
+
+    home = tmp_path / "home"
+    with Ledger(home) as led:
+        added = jobs.add(led, [jobs.JobSpec(f"https://e.example/f{i}", tmp_path / "dl")
+                               for i in range(30_000)])
+        ids = [r.job.id for r in added]
+        for job_id in ids[:3]:
+            force_state(led, job_id, JobState.FINALIZED)
+        with led.write() as conn:  # 30,000 failures, as a bad night leaves them
+            conn.executemany("UPDATE jobs SET state = 'FAILED' WHERE id = ?",
+                             [(i,) for i in ids[3:]])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dltui", "retry", "--all"],
+                            env={**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)},
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's far end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = proc.communicate(timeout=60)[0]
+    os.close(master)
+    assert proc.returncode == 0
+    assert out == "retry: 29997 job(s) changed, 3 not applicable\n"  # one line, not 30,000
+    assert b"\rretry: " in shown and b"/30,000 jobs (" in shown, shown[:200]
+    with Ledger(home) as led:
+        assert jobs.get(led, ids[-1]).state is JobState.PLANNED
+        assert jobs.get(led, ids[0]).state is JobState.FINALIZED

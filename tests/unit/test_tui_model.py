@@ -26,6 +26,13 @@ def test_counts_follow_state_changes() -> None:
     assert book.rev == 10
 
 
+def test_failed_tab_counts_what_run_calls_failed() -> None:
+    book = JobBook(clock=lambda: 0.0)
+    book.apply([job(1, JobState.FAILED), job(2, JobState.CANCELLED), job(3, JobState.CANCELLED)],
+               now=0.0)
+    assert (book.tab_count(Tab.FAILED), book.tab_count(Tab.CANCELLED)) == (1, 2)
+
+
 def test_rate_and_eta_from_committed_deltas() -> None:
     now = [0.0]
     book = JobBook(clock=lambda: now[0])

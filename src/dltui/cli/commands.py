@@ -6,6 +6,7 @@ add, status, pause/resume/retry/cancel, reconcile, check and flags.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -18,6 +19,7 @@ from dltui import files, paths, requests
 from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
+    BulkProgress,
     _human_bytes,
     _progress,
     _rate_eta,
@@ -47,8 +49,11 @@ def _read_text(source: str) -> str:
         raise UsageError(f"cannot read input file {source!r}: {reason}") from None
 
 
-#: More URLs than this are summed up in one line instead of one line each.
+#: More URLs (or jobs acted on) than this are summed up in one line instead of one line each.
 _LIST_ADDED = 20
+#: Jobs one transaction of a bulk pause, resume or retry takes: fewer commits, and a reader
+#: waits for one transaction at most this long.
+_BATCH = 500
 
 
 def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
@@ -163,17 +168,26 @@ def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             jobs.get(ledger, job_id)  # raises UnknownJob before anything changes
     applied = skipped = 0
     problems: list[str] = []
-    for job_id in targets:
-        try:
-            outcome = action(ledger, job_id, by="cli")
-        except (NotApplicable, IllegalTransition) as exc:
-            skipped += 1
-            if not args.all:
-                problems.append(str(exc))
-            continue
-        applied += 1
-        out.write(f"job {job_id}: {outcome}\n")
-    if args.all:
+    # Many jobs: one line at the end, a count on the terminal meanwhile, and (but for cancel,
+    # whose part deletions must follow their own commit) a few hundred jobs per transaction.
+    many = len(targets) > _LIST_ADDED
+    step = _BATCH if many and args.command != "cancel" else 1
+    with BulkProgress(args.command, len(targets)) as progress:
+        for start in range(0, len(targets), step):
+            with ledger.write() if step > 1 else contextlib.nullcontext():
+                for job_id in targets[start:start + step]:
+                    try:
+                        outcome = action(ledger, job_id, by="cli")
+                    except (NotApplicable, IllegalTransition) as exc:
+                        skipped += 1
+                        if not args.all:
+                            problems.append(str(exc))
+                        continue
+                    applied += 1
+                    if not many:
+                        out.write(f"job {job_id}: {outcome}\n")
+            progress.advance(min(step, len(targets) - start))
+    if args.all or many:
         out.write(f"{args.command}: {applied} job(s) changed, {skipped} not applicable\n")
     for problem in problems:
         sys.stderr.write(f"dltui {args.command}: {problem}\n")

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 import time
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from dltui import config, paths, requests
 from dltui.errors import (
@@ -149,6 +149,38 @@ def _add_transfer_options(p: argparse.ArgumentParser) -> None:
                         "connections_per_file setting, 8)")
     p.add_argument("--max-bandwidth", metavar="RATE",
                    help="total bytes per second, e.g. 2M (default: the max_bandwidth setting)")
+
+
+class BulkProgress:
+    """``retry: 12,000/50,000 jobs`` on a terminal's stderr while a long bulk command runs
+    (from half a second in, a few times a second); nothing when stderr is not a terminal."""
+
+    def __init__(self, what: str, total: int, stream: TextIO | None = None) -> None:
+        self.what, self.total, self.done = what, total, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = self.shown = time.monotonic()
+        self.width = 0
+
+    def __enter__(self) -> BulkProgress:
+        return self
+
+    def advance(self, n: int) -> None:
+        """``n`` more jobs done."""
+        self.done += n
+        at = time.monotonic()
+        if self.tty and at - self.started >= 0.5 and at - self.shown >= 0.2:
+            self.shown = at
+            text = f"{self.what}: {self.done:,}/{self.total:,} jobs " \
+                   f"({100 * self.done // max(self.total, 1)}%)"
+            self.width = max(self.width, len(text))
+            self.stream.write("\r" + text.ljust(self.width))
+            self.stream.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.width:  # leave the line clean for the summary
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
 
 
 def _add_request_options(p: argparse.ArgumentParser) -> None:

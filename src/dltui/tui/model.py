@@ -47,14 +47,18 @@ class Tab(enum.StrEnum):
     QUEUED = "Queued"
     DONE = "Done"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
+#: Failed and cancelled jobs have tabs of their own, so that "Failed N" counts what `run`
+#: and `status` call failed.
 TAB_STATES: dict[Tab, frozenset[JobState] | None] = {
     Tab.ALL: None,
     Tab.ACTIVE: frozenset(ACTIVE_STATES),
     Tab.QUEUED: frozenset({JobState.PLANNED, JobState.PAUSED}),
     Tab.DONE: frozenset({JobState.FINALIZED}),
-    Tab.FAILED: frozenset({JobState.FAILED, JobState.CANCELLED}),
+    Tab.FAILED: frozenset({JobState.FAILED}),
+    Tab.CANCELLED: frozenset({JobState.CANCELLED}),
 }
 
 
