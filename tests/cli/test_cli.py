@@ -134,6 +134,9 @@ BAD_INPUTS = [
     (["status", "42"], "no job 42"),
     (["pause"], "no jobs given"),
     (["frobnicate"], "invalid choice"),
+    (["https://u:pw@example.com/x.iso"], "'https://***@example.com/x.iso' is not a command; "
+                                         "`dltui get URL` downloads it now"),
+    (["add", "http://example.com/y", "-H", "Range: bytes=0-"], "sets this header itself"),
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import NoReturn, TextIO
@@ -36,6 +37,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but every error is one line naming the problem and where to look."""
 
     def error(self, message: str) -> NoReturn:
+        found = re.search(r"invalid choice: '([^']*://[^']*)'", message)
+        if found:  # `dltui URL`, as with curl or wget
+            url = redact(found.group(1))
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {url!r} is not a command; "
+                                  f"`{self.prog} get URL` downloads it now, `{self.prog} add URL` "
+                                  "queues it\n")
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
