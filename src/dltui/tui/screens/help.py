@@ -18,7 +18,7 @@ KEYS = [
     ("space", "select / unselect the job under the cursor"),
     ("ctrl+a", "select every job shown; again: none"),
     ("enter, d", "show / hide the detail pane"),
-    ("1 … 6", "tabs: All / Active / Queued / Done / Failed / Cancelled"),
+    ("1 2 3 4 5 6", "tabs: All / Active / Queued / Done / Failed / Cancelled"),
     ("/", "filter by text (Esc clears)"),
     ("s, S", "cycle the sort order / reverse it"),
     ("R", "reconcile: dry run first, then apply"),
