@@ -107,8 +107,19 @@ def assert_placed_once(store_root: Path, finished: list) -> None:
     assert all(n == 1 for n in sharing.values()), sharing
 
 
-def dump(path: Path) -> list[tuple]:
-    """Every row of every table of a SQLite file, for before/after comparisons."""
+def dump(path: Path | str) -> list[tuple]:
+    """Every row of every table of a ledger (a SQLite file, or a PostgreSQL URL), for
+    before/after comparisons."""
+    if str(path).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(path)) as pg:
+            tables = [r[0] for r in pg.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+            rows: list[tuple] = []
+            for t in tables:
+                rows.extend((t, *row) for row in pg.execute(f'SELECT * FROM "{t}" ORDER BY 1'))
+            return rows
     conn = sqlite3.connect(path)
     try:
         tables = [r[0] for r in conn.execute(
@@ -155,6 +166,24 @@ TEST_ENV = {
     "DLTUI_MIN_FREE": "0",
     "DLTUI_NETRC": "0",
 }
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL cluster for the whole run (see tests/pg.py)."""
+    from tests.pg import Cluster
+
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty database on the throw-away cluster."""
+    return pg_cluster.database()
 
 
 @pytest.fixture

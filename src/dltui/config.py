@@ -32,6 +32,10 @@ def _s(default: Any, doc: str, kind: str = "") -> Any:
 class Settings:
     """Every tunable of dltui; see each field's ``doc``."""
 
+    ledger: str = _s(
+        "", "Where the ledger is: empty for the home's own SQLite file, or a "
+            "postgresql://user@host:port/db URL for a ledger that a fleet of hosts shares "
+            "(each host keeps its parts and store in its own home).")
     workers: int = _s(4, "Downloads that run at once in `dltui run` (shared out over the "
                          "processes when `processes` is chosen per run) and in the TUI's worker "
                          "pool.")

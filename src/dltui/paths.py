@@ -11,6 +11,8 @@ import platformdirs
 APP_NAME = "dltui"
 HOME_ENV = "DLTUI_HOME"
 CONFIG_ENV = "DLTUI_CONFIG"
+#: Where the ledger lives when it is not the home's SQLite file: a ``postgresql://`` URL.
+LEDGER_ENV = "DLTUI_LEDGER"
 
 
 def default_home() -> Path:
@@ -24,6 +26,20 @@ def default_home() -> Path:
 def ledger_path(home: Path) -> Path:
     """The SQLite ledger shared by the TUI, the CLI and every worker."""
     return home / "ledger.db"
+
+
+def is_ledger_url(location: str) -> bool:
+    """True for a PostgreSQL ledger (``postgresql://…`` or ``postgres://…``)."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def ledger_location(home: Path) -> str:
+    """The ledger of ``home``: ``$DLTUI_LEDGER`` when set (a PostgreSQL URL, or a SQLite file
+    path), else the home's own ``ledger.db``."""
+    env = os.environ.get(LEDGER_ENV, "").strip()
+    if env:
+        return env if is_ledger_url(env) else str(Path(env).expanduser())
+    return str(ledger_path(home))
 
 
 def reserve_path(home: Path) -> Path:

@@ -53,7 +53,11 @@ def test_refuses_a_file_that_is_not_sqlite(home: Path) -> None:
 
 def test_stored_object_lookup_uses_an_index(ledger) -> None:
     # jobs.find_stored runs at every job start; it must not scan the finished jobs.
-    plan = " ".join(r[3] for r in ledger.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
-        "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1", ("x",)))
+    query = ("SELECT id FROM jobs WHERE canonical_url = ? AND state = 'FINALIZED' "
+             "AND sha256 IS NOT NULL ORDER BY finished_at DESC LIMIT 1")
+    if ledger.pg:  # an empty table is scanned whatever the indexes: ask for the index's plan
+        ledger.conn.execute("SET enable_seqscan = off")
+        plan = " ".join(r[0] for r in ledger.conn.execute("EXPLAIN " + query, ("x",)))
+    else:
+        plan = " ".join(r[3] for r in ledger.conn.execute("EXPLAIN QUERY PLAN " + query, ("x",)))
     assert "canonical_url" in plan, plan

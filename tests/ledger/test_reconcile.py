@@ -153,9 +153,9 @@ def test_dry_run_changes_nothing_and_reports_the_same(ledger, home, dest) -> Non
     with ledger.write() as conn:
         conn.execute("INSERT INTO ops (key, job_id, kind, status, runs) "
                      "VALUES ('h', ?, 'HEAD', 'started', 1)", (a,))
-    before = [row for row in dump(ledger.path) if row[0] != "events"]
+    before = [row for row in dump(ledger.location) if row[0] != "events"]
     dry = reconcile(ledger, dry_run=True)
-    assert [row for row in dump(ledger.path) if row[0] != "events"] == before
+    assert [row for row in dump(ledger.location) if row[0] != "events"] == before
     assert orphan.exists() and not final.exists()
     assert dry.dry_run and dry.total == 4
     real = reconcile(ledger)

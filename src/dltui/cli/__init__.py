@@ -35,6 +35,7 @@ from dltui.cli.common import (
     _apply_env_flags,
     _Parser,
     _report,
+    _select_ledger,
 )
 from dltui.cli.get import cmd_get
 from dltui.cli.run import _tui, cmd_demo, cmd_run
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--ledger", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ledger", metavar="URL", default=None,
+        help=f"a fleet's shared ledger, postgresql://user@host:port/db (env {paths.LEDGER_ENV}, "
+             "setting ledger; default the home's SQLite file)")
     parser.add_argument("--theme", metavar="NAME", default=None,
                         help="TUI theme (dltui-dark, dltui-light, dltui-high-contrast, …)")
     parser.add_argument("-w", "--workers", type=int, metavar="N", default=None,
@@ -203,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(prog, exc)
     if args.command == "check":  # opens the ledger itself: no migration, no flags written
         try:
+            _select_ledger(args)
             return cmd_check(args, home.expanduser(), sys.stdout)
         except DltuiError as exc:
             return _report(prog, exc)
@@ -211,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
     home = home.expanduser()
     try:
+        _select_ledger(args)
         flags.env_overrides(os.environ)  # a bad DLTUI_FLAG_* fails before the ledger is opened
         # Only commands that queue or run work may start a ledger; the others say it is missing.
         with Ledger(home, create=args.command in _CREATING) as ledger:

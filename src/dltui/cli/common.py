@@ -124,6 +124,23 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return config.load(path, required=explicit)
 
 
+def _select_ledger(args: argparse.Namespace) -> None:
+    """``--ledger``, else ``$DLTUI_LEDGER``, else the ``ledger`` setting: exported as
+    ``DLTUI_LEDGER``, so every thread and worker process of this command opens that ledger."""
+    given = getattr(args, "ledger", None)
+    if given is None and not os.environ.get(paths.LEDGER_ENV):
+        given = _settings(args).ledger or None
+    if given is None:
+        return
+    given = given.strip()
+    if not given or "\x00" in given:
+        raise UsageError("--ledger: give a postgresql://user@host:port/db URL or a file path")
+    if "://" in given and not paths.is_ledger_url(given):
+        raise UsageError(f"--ledger {redact(given)}: only postgresql:// URLs (or a SQLite "
+                         "file path) are ledgers")
+    os.environ[paths.LEDGER_ENV] = given
+
+
 def _capped(option: str, value: int, setting: str) -> int:
     """``value`` limited to the setting's maximum, saying so on stderr when it is cut."""
     limit = config.MAX_COUNTS[setting]

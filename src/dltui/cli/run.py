@@ -19,6 +19,7 @@ from dltui.cli.common import (
     _capped,
     _human_bytes,
     _report,
+    _select_ledger,
     _settings,
     _transfer_options,
 )
@@ -157,6 +158,7 @@ def _tui(args: argparse.Namespace) -> int:
     """``dltui`` with no command: the TUI, with in-process workers unless ``--workers 0``."""
     home = (args.home if args.home is not None else paths.default_home()).expanduser()
     try:
+        _select_ledger(args)
         settings = _settings(args)
         if args.workers is not None and args.workers < 0:
             raise UsageError(f"--workers must be 0 or more, got {args.workers}")
@@ -179,6 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args).replace(trust_env=False, retries=8, backoff_max=2.0)
     with demo.session(args.demo_dir) as (_origin, home, dest):
+        # The demo's throw-away ledger, whatever DLTUI_LEDGER names.
+        os.environ[paths.LEDGER_ENV] = str(paths.ledger_path(home))
         DltuiApp(home, settings, workers=args.workers or 3, theme=args.theme).run()
     if args.demo_dir is not None:
         sys.stderr.write(f"dltui demo: ledger in {home}, files in {dest}\n")

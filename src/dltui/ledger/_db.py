@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from dltui import paths
 from dltui.config import RESERVE_BYTES
 from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing
+from dltui.urls import redact
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -33,7 +34,7 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     return sqlite_error_kind(exc) == "SQLITE_FULL"
 
 
-def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+def db_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
     """An SQLite failure worded for the operator: which file, what happened, what to do."""
     detail = str(exc) or type(exc).__name__
     kind = sqlite_error_kind(exc)
@@ -52,7 +53,7 @@ def db_error(path: Path, exc: sqlite3.Error) -> LedgerError:
 
 
 @contextmanager
-def ledger_errors(path: Path) -> Iterator[None]:
+def ledger_errors(path: Path | str) -> Iterator[None]:
     """Raise an SQLite failure inside as the LedgerError :func:`db_error` words, so callers
     outside the ledger (the TUI) handle DltuiError only and never see SQLite."""
     try:
@@ -82,20 +83,31 @@ def _private_file(path: Path) -> None:
         pass
 
 
-class Ledger:
-    """The SQLite ledger under a dltui home directory.
+#: The advisory lock every PostgreSQL write transaction takes first: as SQLite's
+#: ``BEGIN IMMEDIATE``, one writer at a time, so revs are handed out in commit order.
+PG_WRITE_LOCK = 0x646C747569  # "dltui"
 
-    Each thread gets its own connection (SQLite connections must not be shared across threads
+
+class Ledger:
+    """The ledger of a dltui home: its SQLite file, or a PostgreSQL database shared by a fleet.
+
+    Each thread gets its own connection (connections must not be shared across threads
     mid-transaction). Connections run in autocommit mode; :meth:`write` opens ``BEGIN IMMEDIATE``
-    so writers queue on SQLite's lock instead of failing with ``database is locked`` on upgrade.
+    (on PostgreSQL: ``BEGIN`` and the fleet's write lock) so writers queue instead of failing
+    on upgrade. ``location`` is a ``postgresql://`` URL or a SQLite path; by default
+    :func:`dltui.paths.ledger_location` (``$DLTUI_LEDGER``, else ``<home>/ledger.db``).
     """
 
     def __init__(
         self, home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, migrate: bool = True,
-        create: bool = True,
+        create: bool = True, location: str | None = None,
     ) -> None:
         self.home = Path(home)
-        self.path = paths.ledger_path(self.home)
+        self.location = location or paths.ledger_location(self.home)
+        #: True for PostgreSQL; the home still keeps this host's parts and store.
+        self.pg = paths.is_ledger_url(self.location)
+        #: Where the ledger is, for messages: the file, or the URL without its password.
+        self.path: Path | str = redact(self.location) if self.pg else Path(self.location)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -103,8 +115,8 @@ class Ledger:
         # Threads of one process queue here rather than in SQLite's busy handler, which sleeps
         # in growing steps (up to 100 ms) and would stall a pool of workers on every commit.
         self._write_lock = threading.RLock()
-        if not create and not self.path.exists():
-            raise LedgerMissing(self.path)
+        if not create and not self.pg and not Path(self.location).exists():
+            raise LedgerMissing(Path(self.location))
         try:
             # Private: the ledger holds URLs with their credentials.
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -112,7 +124,8 @@ class Ledger:
                 sub.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise LedgerError(f"cannot create dltui home {self.home}: {exc.strerror}") from None
-        _private_file(self.path)
+        if not self.pg:
+            _private_file(Path(self.location))
         self.identity = self._file_identity()
         if create:
             self._keep_reserve()
@@ -120,7 +133,7 @@ class Ledger:
             from dltui.ledger.migrations import migrate as run_migrations
 
             try:
-                run_migrations(self)
+                run_migrations(self, create=create)
             except sqlite3.Error as exc:
                 self.close()
                 raise db_error(self.path, exc) from None
@@ -152,8 +165,10 @@ class Ledger:
         return True
 
     def _file_identity(self) -> tuple[int, int] | None:
+        if self.pg:
+            return None  # a server's database: nothing on this host to be deleted or replaced
         try:
-            st = os.stat(self.path)
+            st = os.stat(self.location)
         except OSError:
             return None
         return st.st_dev, st.st_ino
@@ -165,9 +180,25 @@ class Ledger:
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        if self.pg:
+            try:
+                from dltui.ledger._pg import PgConnection
+            except ImportError:
+                raise LedgerError(f"ledger {self.path} is a PostgreSQL database, but psycopg is "
+                                  "not installed; install dltui[postgresql]") from None
+            try:
+                pg = PgConnection(self.location, connect_timeout=self.busy_timeout)
+                # Waits for a row or the write lock end after busy_timeout, as SQLite's do.
+                pg.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
+            except sqlite3.Error as exc:
+                raise db_error(self.path, exc) from None
+            with self._all_lock:
+                self._all.append(pg)  # type: ignore[arg-type]
+            # The ledger's modules use the sqlite3 subset PgConnection provides.
+            return pg  # type: ignore[return-value]
         try:
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
+                self.location, timeout=self.busy_timeout, isolation_level=None,
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
@@ -214,7 +245,11 @@ class Ledger:
                 self._local.depth -= 1
             return
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            if self.pg:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
+            else:
+                conn.execute("BEGIN IMMEDIATE")
             self._local.depth = 1
             try:
                 yield conn
@@ -233,7 +268,7 @@ class Ledger:
         if self._local.depth:
             yield conn
             return
-        conn.execute("BEGIN")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if self.pg else "BEGIN")
         self._local.depth = 1
         try:
             yield conn

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from dltui import paths
 from dltui.ledger import objects
-from dltui.ledger.migrations import SCHEMA_VERSION, current_version
+from dltui.ledger.migrations import SCHEMA_VERSION, schema_version
 from dltui.ledger.reconcile import placed_by_us
 from dltui.model import ACTIVE_STATES, FINAL_STATES, JobState
 from dltui.store import Store, sha256_file
@@ -38,13 +38,14 @@ class Problem:
 def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
     """Every problem found; an empty list means the ledger and the store are consistent."""
     conn = ledger.conn
-    try:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
-    except sqlite3.DatabaseError as exc:
-        return [Problem("sqlite", None, f"{ledger.path}: {exc}")]
-    if rows != ["ok"]:
-        return [Problem("sqlite", None, f"{ledger.path}: {r}") for r in rows]
-    version = current_version(conn)
+    if not ledger.pg:  # a PostgreSQL server checks its own pages
+        try:
+            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(100)")]
+        except sqlite3.DatabaseError as exc:
+            return [Problem("sqlite", None, f"{ledger.path}: {exc}")]
+        if rows != ["ok"]:
+            return [Problem("sqlite", None, f"{ledger.path}: {r}") for r in rows]
+    version = schema_version(ledger)
     if version != SCHEMA_VERSION:
         return [Problem("schema", None, f"schema version {version}, this dltui uses "
                         f"{SCHEMA_VERSION}; any other dltui command migrates it")]

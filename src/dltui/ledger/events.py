@@ -43,11 +43,10 @@ def append(
     **data: Any,
 ) -> int:
     """Append an event inside the caller's transaction and return its id."""
-    cur = conn.execute(
-        "INSERT INTO events (ts, job_id, kind, data) VALUES (?, ?, ?, ?)",
+    event_id = int(conn.execute(
+        "INSERT INTO events (ts, job_id, kind, data) VALUES (?, ?, ?, ?) RETURNING id",
         (now(), job_id, kind, _encode(data)),
-    )
-    event_id = int(cur.lastrowid or 0)
+    ).fetchone()[0])
     if event_id % PRUNE_EVERY == 0:
         conn.execute("DELETE FROM events WHERE id <= ?", (event_id - keep,))
     return event_id

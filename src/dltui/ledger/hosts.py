@@ -95,9 +95,11 @@ def publish(ledger: Ledger, statuses: list[HostStatus]) -> None:
             "last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(host) DO UPDATE "
             "SET breaker = excluded.breaker, failures = excluded.failures, "
             "open_until = excluded.open_until, "
-            "retry_after_until = MAX(COALESCE(retry_after_until, 0), "
-            "COALESCE(excluded.retry_after_until, 0)), "
-            "last_error = COALESCE(excluded.last_error, last_error), "
+            # The later of the two (CASE: SQLite's max() and PostgreSQL's GREATEST differ).
+            "retry_after_until = CASE WHEN COALESCE(host_status.retry_after_until, 0) > "
+            "COALESCE(excluded.retry_after_until, 0) THEN host_status.retry_after_until "
+            "ELSE COALESCE(excluded.retry_after_until, 0) END, "
+            "last_error = COALESCE(excluded.last_error, host_status.last_error), "
             "updated_at = excluded.updated_at",
             [(s.host, s.breaker, s.failures, s.open_until, s.retry_after_until, s.last_error,
               s.updated_at) for s in statuses],

@@ -203,7 +203,7 @@ _START_SQL = (
     "INSERT INTO ops (key, job_id, kind, status, attempt, runs, args, started_at) "
     "VALUES (?, ?, ?, 'started', ?, 1, ?, ?) "
     "ON CONFLICT(key) DO UPDATE SET status = 'started', attempt = excluded.attempt, "
-    "runs = runs + 1, args = excluded.args, result = NULL, error = NULL, "
+    "runs = ops.runs + 1, args = excluded.args, result = NULL, error = NULL, "
     "started_at = excluded.started_at, finished_at = NULL"
 )
 

@@ -16,7 +16,8 @@ from dltui.model import Segment
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
-_SELECT = "SELECT idx, start, end, done, durable FROM segments WHERE job_id = ? ORDER BY idx"
+# "end" is quoted: PostgreSQL reserves the word.
+_SELECT = 'SELECT idx, start, "end", done, durable FROM segments WHERE job_id = ? ORDER BY idx'
 
 
 def for_job(ledger: Ledger, job_id: int) -> list[Segment]:
@@ -28,7 +29,7 @@ def by_job(ledger: Ledger) -> dict[int, list[Segment]]:
     """Every segmented download's segments, by job id (rows exist only while one runs)."""
     out: dict[int, list[Segment]] = {}
     for job_id, *row in ledger.conn.execute(
-            "SELECT job_id, idx, start, end, done, durable FROM segments ORDER BY job_id, idx"):
+            'SELECT job_id, idx, start, "end", done, durable FROM segments ORDER BY job_id, idx'):
         out.setdefault(job_id, []).append(Segment(*row))
     return out
 
@@ -37,7 +38,8 @@ def save_in(conn: sqlite3.Connection, job_id: int, segments: Sequence[Segment]) 
     """Replace the job's segments, inside the caller's transaction."""
     conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
     conn.executemany(
-        "INSERT INTO segments (job_id, idx, start, end, done, durable) VALUES (?, ?, ?, ?, ?, ?)",
+        'INSERT INTO segments (job_id, idx, start, "end", done, durable) '
+        "VALUES (?, ?, ?, ?, ?, ?)",
         [(job_id, s.index, s.start, s.end, s.done, s.durable) for s in segments],
     )
 

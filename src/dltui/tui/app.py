@@ -56,6 +56,7 @@ from dltui.tui.themes import DEFAULT_THEME, load_themes
 from dltui.tui.widgets.detail import DetailPane
 from dltui.tui.widgets.job_table import JobTable
 from dltui.tui.widgets.summary import Summary
+from dltui.urls import redact
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -115,7 +116,7 @@ class DltuiApp(App[None]):
         self.theme_name = theme or self.settings.theme or DEFAULT_THEME
         self.poll_interval = poll_interval
         self.clock = clock
-        self.display_path = display_path or str(paths.ledger_path(self.home))
+        self.display_path = display_path or redact(paths.ledger_location(self.home))
         self.default_dir = default_dir
         self.book = JobBook(clock=clock)
         self.ledger: Ledger | None = None

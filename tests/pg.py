@@ -1,0 +1,89 @@
+"""A throw-away PostgreSQL cluster for the tests: initdb and pg_ctl in a temp dir, on a free
+loopback port, as an unprivileged user when the tests run as root (PostgreSQL refuses root).
+
+Debian's `postgresql` package provides the programs (`.ci/run` installs it when missing). No
+test that needs the cluster is skipped: a missing server is an error naming what to install.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _bindir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[4]) if Path(p).parts[4].isdigit() else 0)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).resolve().parent
+    raise RuntimeError("PostgreSQL's initdb was not found; install the server "
+                       "(Debian: apt-get install postgresql), as .ci/run does")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """One running cluster; :meth:`database` makes a fresh, empty database on it."""
+
+    def __init__(self) -> None:
+        self.bindir = _bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="dltui-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        self._demote: Callable[[], None] | None = None
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("nobody")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+
+            def demote() -> None:
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+            self._demote = demote
+        self._run("initdb", "-D", str(self.data), "-U", "dltui", "--auth=trust", "-E", "UTF8",
+                  "--no-sync", "--no-instructions")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                        "-c max_connections=200", "start")
+
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run([str(self.bindir / program), *args], capture_output=True,
+                              text=True, preexec_fn=self._demote, cwd=self.root, timeout=120,
+                              env={**os.environ, "LC_ALL": "C"})
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}")
+
+    def url(self, database: str = "postgres") -> str:
+        """A libpq URL of ``database`` on this cluster."""
+        return f"postgresql://dltui@127.0.0.1:{self.port}/{database}"
+
+    def database(self) -> str:
+        """Create an empty database; its URL."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server at once and delete its files."""
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
