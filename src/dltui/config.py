@@ -36,6 +36,10 @@ class Settings:
         "", "Where the ledger is: empty for the home's own SQLite file, or a "
             "postgresql://user@host:port/db URL for a ledger that a fleet of hosts shares "
             "(each host keeps its parts and store in its own home).")
+    host_name: str = _s(
+        "", "This host's name in a fleet sharing one ledger: lease owners carry it, and only "
+            "this host judges its own processes dead; empty means the machine's hostname. "
+            "Give each host its own.")
     workers: int = _s(4, "Downloads that run at once in `dltui run` (shared out over the "
                          "processes when `processes` is chosen per run) and in the TUI's worker "
                          "pool.")

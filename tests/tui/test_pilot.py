@@ -146,10 +146,12 @@ async def test_add_modal_takes_hidden_headers(home, tmp_path) -> None:
     app = make(home)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("a")
-        await pilot.press(*"https://example.org/private.iso")
+        await pilot.pause()
+        app.screen.query_one("#add-urls").text = "https://example.org/private.iso"
         app.screen.query_one("#add-dir").value = str(tmp_path)
         app.screen.query_one("#add-headers").focus()
-        await pilot.press(*"X-Token: tok-123 | Cookie: sid=9")
+        await pilot.press(*"X-Token: tok-123")  # typed, as an operator would
+        app.screen.query_one("#add-headers").value += " | Cookie: sid=9"
         await pilot.pause()
         assert "tok-123" not in app.export_screenshot()  # masked as it is typed
         await pilot.press("ctrl+s")

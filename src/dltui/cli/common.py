@@ -21,7 +21,7 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import Ledger, flags
-from dltui.ledger.liveness import lease_is_live
+from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live
 from dltui.model import Job, Segment
 from dltui.units import human_size
 from dltui.urls import redact, redact_text
@@ -130,6 +130,12 @@ def _select_ledger(args: argparse.Namespace) -> None:
     given = getattr(args, "ledger", None)
     if given is None and not os.environ.get(paths.LEDGER_ENV):
         given = _settings(args).ledger or None
+    name = _settings(args).host_name.strip()
+    if name:  # as the ledger: every worker process of this command takes it
+        if any(c in name for c in ":\x00\n") or len(name) > 64:
+            raise UsageError(f"host_name {name!r}: give a plain name (no ':'), at most 64 "
+                             "characters")
+        os.environ[HOST_NAME_ENV] = name
     if given is None:
         return
     given = given.strip()

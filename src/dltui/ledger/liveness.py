@@ -2,8 +2,10 @@
 
 An owner id is ``host:pid:process-start:thread``. A lease is live until ``lease_until`` unless its
 owner is a process on this host that is gone (or whose pid was reused: the start time differs),
-so a restart after a crash or SIGKILL resumes at once instead of waiting out the TTL. Pure
-functions of the clock and the process table: the ledger modules that read leases share them.
+so a restart after a crash or SIGKILL resumes at once instead of waiting out the TTL. A lease
+of another host is judged by its TTL alone: this host's process table says nothing about it.
+Pure functions of the clock and the process table: the ledger modules that read leases share
+them.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from functools import cache
 
 from dltui.ledger.clock import now
 
+#: This host's name in a fleet (setting ``host_name``), when not the machine's own.
+HOST_NAME_ENV = "DLTUI_HOST_NAME"
+
 
 @cache
+def _machine_name() -> str:
+    return socket.gethostname()
+
+
 def hostname() -> str:
-    """This host's name as it appears in owner ids."""
-    return socket.gethostname().replace(":", "_")
+    """This host's name as it appears in owner ids: ``$DLTUI_HOST_NAME`` (the ``host_name``
+    setting), else the machine's hostname."""
+    name = os.environ.get(HOST_NAME_ENV, "").strip() or _machine_name()
+    return name.replace(":", "_")
 
 
 def process_start_time(pid: int) -> str | None:

@@ -1,0 +1,46 @@
+"""Hosts of a fleet: each judges only its own processes; other hosts' leases end by TTL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dltui import paths
+from dltui.ledger import Ledger, jobs, leases, reconcile
+from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live, owner_id
+from dltui.model import JobState
+from tests.conftest import force_state
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_host_never_judges_another_hosts_lease_by_its_own_process_table(
+        monkeypatch, tmp_path, pg_url, clock) -> None:
+    pid = _dead_pid()  # gone from this machine's process table
+    monkeypatch.setenv(paths.LEDGER_ENV, pg_url)
+    monkeypatch.setenv(HOST_NAME_ENV, "host-a")
+    assert owner_id("w0").startswith("host-a:")
+    until = clock() + 60
+    assert not lease_is_live(f"host-a:{pid}:1:w0", until)  # ours, and gone: dead at once
+    assert lease_is_live(f"host-b:{pid}:1:w0", until)  # theirs: alive until its TTL
+    assert not lease_is_live(f"host-b:{pid}:1:w0", clock() - 1)
+
+    with Ledger(tmp_path / "home-a") as led:
+        [job] = [r.job for r in jobs.add(led, [jobs.JobSpec("https://e.example/x", tmp_path)])]
+        force_state(led, job.id, JobState.STREAMING, lease_owner=f"host-b:{pid}:1:w0",
+                    lease_until=until, heartbeat_at=clock())
+        # Host A reconciles and leases: host B's job is left alone while its lease runs.
+        assert reconcile.reconcile(led, by="test").counts["lease_expired"] == 0
+        assert leases.lease_next(led, owner_id("w0"), ttl=30) is None
+        clock.advance(61)
+        taken = leases.lease_next(led, owner_id("w0"), ttl=30)
+        assert taken is not None and taken.id == job.id
+        assert taken.lease_owner.startswith("host-a:")
+
+    # The same dead owner, seen from host B itself, is judged at once.
+    monkeypatch.setenv(HOST_NAME_ENV, "host-b")
+    assert not lease_is_live(f"host-b:{pid}:1:w0", clock() + 60)
