@@ -40,6 +40,10 @@ class Settings:
         "", "This host's name in a fleet sharing one ledger: lease owners carry it, and only "
             "this host judges its own processes dead; empty means the machine's hostname. "
             "Give each host its own.")
+    affinity_grace: float = _s(
+        120.0, "Seconds a job whose part is on another host of the fleet waits for that host "
+               "after its lease ended; then any host takes it and starts over (decision "
+               "discard, naming the host).")
     workers: int = _s(4, "Downloads that run at once in `dltui run` (shared out over the "
                          "processes when `processes` is chosen per run) and in the TUI's worker "
                          "pool.")

@@ -93,7 +93,18 @@ REASONS: dict[str, str] = {
     "bad_content_range": "the server sent a different byte range than asked",
     "range_not_satisfiable": "the server says the part already holds every byte",
     "part_missing": "the part file is shorter than the ledger records",
+    "part_on_host": "the part is on another host",
 }
+
+
+def reason_text(code: str | None) -> str:
+    """The sentence for a decision reason; ``part_on_host:NAME`` names the host."""
+    if not code:
+        return ""
+    name, _, detail = code.partition(":")
+    if name == "part_on_host" and detail:
+        return f"the part is on host {detail}; starting over on this one"
+    return REASONS.get(code, code)
 
 
 class Control(enum.StrEnum):
@@ -232,6 +243,10 @@ class Job:
     checksum: str | None = None
     #: RequestOptions as JSON (secrets inside: kept out of repr; see :attr:`request_options`).
     request: str | None = field(default=None, repr=False)
+    #: The host the job is pinned to (``add --host``); None: any host of the fleet.
+    host: str | None = None
+    #: The host whose disk holds the job's part (its bytes_committed are there, not here).
+    part_host: str | None = None
 
     @property
     def request_options(self) -> RequestOptions:

@@ -40,6 +40,8 @@ class DownloadRequest:
     checksum: str | None = None
     #: Headers, cookies and credentials to send (secrets), referer and user agent.
     options: RequestOptions = field(default_factory=RequestOptions)
+    #: The fleet host that must run it (``add --host``); None: any host.
+    host: str | None = None
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -118,6 +120,15 @@ def read_cookies(path_text: str, *, what: str = "--cookies") -> tuple[Cookie, ..
         raise UsageError(f"{what} {path_text}: cannot read it ({exc.strerror or exc}); give a "
                          "Netscape cookies file, as curl -c or a browser export writes") from None
     return parse_cookies(text, str(path))
+
+
+def check_host_name(text: str, *, what: str = "--host") -> str:
+    """A fleet host's name as ``host_name`` gives it: plain text, no ``:``."""
+    name = text.strip()
+    if not name or len(name) > 64 or any(c in name for c in ":\x00\r\n"):
+        raise UsageError(f"{what} {text!r}: give a host's name as its host_name setting "
+                         "says (no ':', at most 64 characters)")
+    return name
 
 
 def check_header(text: str, *, what: str = "-H") -> tuple[str, str]:

@@ -8,7 +8,6 @@ import pytest
 
 from dltui.engine.resume import (
     PREFIX_BYTES,
-    REASONS,
     Mode,
     PartState,
     ResumeDecision,
@@ -18,6 +17,7 @@ from dltui.engine.resume import (
     decide,
     same_object,
 )
+from dltui.model import REASONS
 from dltui.model import ServerValidators as V
 
 STRONG = '"abc"'

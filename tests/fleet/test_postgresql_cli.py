@@ -64,5 +64,5 @@ def test_a_wrong_ledger_url_is_one_line_and_exit_2(tmp_path, pg_cluster) -> None
         assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
         assert "pw" not in done.stderr
     # A read-only command finds no ledger in an empty database and says so.
-    empty = _dltui(home, "--ledger", pg_cluster.database(), "status")
+    empty = _dltui(home, "--ledger", pg_cluster.database(empty=True), "status")
     assert empty.returncode == 2 and "holds no dltui ledger yet" in empty.stderr

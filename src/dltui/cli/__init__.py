@@ -21,6 +21,7 @@ from dltui.cli.commands import (
     cmd_check,
     cmd_control,
     cmd_flags,
+    cmd_ledger,
     cmd_reconcile,
     cmd_remove,
     cmd_status,
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sha-384 or sha-512 (single URL only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per job")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
+    p.add_argument("--host", metavar="NAME",
+                   help="only this host of a fleet runs them (its host_name setting)")
     _add_request_options(p)
     p.set_defaults(func=cmd_add)
 
@@ -187,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per problem")
     p.set_defaults(func=cmd_check)
 
+    p = command("ledger", help="ledger maintenance: copy this home's SQLite ledger to PostgreSQL")
+    actions = p.add_subparsers(dest="ledger_command", metavar="ACTION", parser_class=_Parser,
+                               required=True)
+    c = actions.add_parser("copy", parents=[common],
+                           help="copy every job, op and event into an empty PostgreSQL ledger")
+    c.add_argument("--to", required=True, metavar="URL",
+                   help="postgresql://user@host:port/db, a database without dltui jobs")
+
     p = command("flags", help="show or set feature flags")
     p.add_argument("assignments", nargs="*", metavar="NAME=on|off")
     p.add_argument("--json", action="store_true", help="one JSON object per flag")
@@ -205,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         try:
             return cmd_demo(args)
+        except DltuiError as exc:
+            return _report(prog, exc)
+    if args.command == "ledger":  # two ledgers: this home's file and the one named by --to
+        try:
+            _select_ledger(args)  # the host name, for the parts this home keeps
+            return cmd_ledger(args, home.expanduser(), sys.stdout)
         except DltuiError as exc:
             return _report(prog, exc)
     if args.command == "check":  # opens the ledger itself: no migration, no flags written

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import re
 import sys
@@ -62,6 +63,9 @@ def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     specs = requests.from_arguments(args.urls, args.dir, args.name, args.sha256,
                                     input_file=listing, checksum=args.checksum,
                                     sent=_request_defaults(args))
+    if args.host is not None:
+        host = requests.check_host_name(args.host)
+        specs = [dataclasses.replace(s, host=host) for s in specs]
     results = jobs.add(ledger, specs)
     if args.quiet:
         return EXIT_OK
@@ -327,4 +331,24 @@ def cmd_remove(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         if kept:
             summary += f", kept {kept}"
     out.write(summary + "\n")
+    return EXIT_OK
+
+
+def cmd_ledger(args: argparse.Namespace, home: Path, out: TextIO) -> int:
+    """``dltui ledger copy --to URL``: this home's SQLite ledger into an empty PostgreSQL one."""
+    from dltui.ledger.copy import copy_ledger
+
+    url = args.to.strip()
+    if not paths.is_ledger_url(url):
+        raise UsageError(f"--to {redact(url)}: give the PostgreSQL ledger to fill, "
+                         "postgresql://user@host:port/db")
+    source = paths.ledger_path(home)
+    with Ledger(home, location=str(source), create=False) as src, \
+            Ledger(home, location=url) as dest:
+        report = copy_ledger(src, dest)
+    rows = report.rows
+    out.write(f"copied {rows.get('jobs', 0)} jobs, {rows.get('ops', 0)} ops and "
+              f"{rows.get('events', 0)} events from {source} to {redact(url)}\n"
+              f"point every host at it: DLTUI_LEDGER={redact(url)} (or --ledger, or the "
+              "ledger setting); this home's parts stay with this host\n")
     return EXIT_OK

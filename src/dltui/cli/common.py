@@ -86,6 +86,10 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         "error": job.error,
         # Header names only: their values are secrets.
         "request": _request_dict(job),
+        # The fleet: the host it is pinned to, the host its part is on, the lease's host.
+        "host": job.host,
+        "part_host": job.part_host,
+        "lease_host": job.lease_owner.split(":", 1)[0] if job.lease_owner else None,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,

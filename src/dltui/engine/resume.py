@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from dltui.engine.headers import parse_content_range
-from dltui.model import REASONS, ServerValidators
+from dltui.model import ServerValidators, reason_text
 
 PREFIX_BYTES = 64 * 1024
 #: Bytes before the committed offset that every resume fetches again and compares with the
@@ -57,7 +57,7 @@ class ResumeDecision:
     def describe(self) -> str:
         """One line for people: ``resume @ 1048576: the server's strong ETag matches the part``."""
         where = f" @ {self.offset}" if self.mode is Mode.RESUME else ""
-        return f"{self.mode}{where}: {REASONS.get(self.reason, self.reason)}"
+        return f"{self.mode}{where}: {reason_text(self.reason)}"
 
 
 def same_object(recorded: ServerValidators, server: ServerValidators) -> bool | None:

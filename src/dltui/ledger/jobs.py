@@ -56,7 +56,7 @@ WRITABLE = frozenset(
         "etag", "last_modified", "content_length", "accept_ranges", "bytes_committed",
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
         "error", "finished_at", "not_before", "bytes_durable", "boot_id",
-        "final_dev", "final_ino", "final_mtime_ns", "failed_tries", "rate",
+        "final_dev", "final_ino", "final_mtime_ns", "failed_tries", "rate", "part_host",
     }
 )
 
@@ -117,6 +117,7 @@ def _prepare(spec: JobSpec | DownloadRequest) -> dict[str, Any]:
         "expected_sha256": req.sha256,
         "checksum": req.checksum,
         "request": req.options.to_json(),
+        "host": req.host,
     }
 
 
@@ -135,10 +136,10 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
         for values in prepared:
             row = conn.execute(
                 "INSERT INTO jobs (idem_key, url, canonical_url, dest_dir, requested_name, "
-                "file_name, expected_sha256, checksum, request, state, control, attempts, "
+                "file_name, expected_sha256, checksum, request, host, state, control, attempts, "
                 "bytes_committed, created_at, updated_at, rev) "
                 "VALUES (:idem_key, :url, :canonical_url, :dest_dir, :requested_name, "
-                ":file_name, :expected_sha256, :checksum, :request, 'PLANNED', 'run', 0, 0, "
+                ":file_name, :expected_sha256, :checksum, :request, :host, 'PLANNED', 'run', 0, 0, "
                 ":ts, :ts, :rev) "
                 f"ON CONFLICT(idem_key) DO NOTHING RETURNING {_COLUMNS}",
                 {**values, "ts": ts, "rev": rev},

@@ -33,13 +33,24 @@ DEFAULT_TTL = 60.0
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATES))
 
 
-def _takeover_candidates(conn: sqlite3.Connection, at: float) -> list[sqlite3.Row]:
-    """Active jobs whose lease may be over: expired, or held by a process on this host."""
+#: Seconds a job whose part is on another host waits for that host after its lease ended
+#: (setting ``affinity_grace``); then any host takes it and starts it over.
+DEFAULT_AFFINITY_GRACE = 120.0
+
+
+def _takeover_candidates(conn: sqlite3.Connection, at: float,
+                         grace: float) -> list[sqlite3.Row]:
+    """Active jobs whose lease may be over (expired, or held by a process on this host) and
+    that this host may run: not pinned elsewhere, and their part here or long enough alone."""
+    me = hostname()
     return conn.execute(
         f"SELECT id, lease_owner, lease_until, control FROM jobs "
         f"WHERE state IN ({','.join('?' * len(_ACTIVE))}) "
-        f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner LIKE ?) ORDER BY id",
-        (*_ACTIVE, at, hostname() + ":%"),
+        f"AND (lease_until IS NULL OR lease_until < ? OR lease_owner LIKE ?) "
+        f"AND (host IS NULL OR host = ?) "
+        f"AND (part_host IS NULL OR part_host = ? OR bytes_committed = 0 "
+        f"OR lease_until IS NULL OR lease_until < ?) ORDER BY id",
+        (*_ACTIVE, at, me + ":%", me, me, at - grace),
     ).fetchall()
 
 
@@ -56,18 +67,22 @@ def lease_next(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL) -> Job | No
 
 def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
                 limit: int = 1, small_max: int | None = None,
-                only: Collection[int] | None = None) -> list[Job]:
+                only: Collection[int] | None = None,
+                affinity_grace: float = DEFAULT_AFFINITY_GRACE) -> list[Job]:
     """Like :func:`lease_next`, but up to ``limit`` PLANNED jobs in one transaction.
 
     An interrupted job is taken over alone: it comes first and needs the full pipeline. With
     ``small_max``, a batch holds only jobs not known to be larger (a large one is leased
     alone, when nothing else is there), so one worker never sits on large jobs that others
     could start now. With ``only``, nothing but those jobs is leased (``dltui get``).
+
+    In a fleet, a job pinned to another host is never taken, and a job whose part another
+    host holds is left to that host for ``affinity_grace`` seconds after its lease ended.
     """
     with ledger.write() as conn:
         at = now()
         dead: dict[str, bool] = {}
-        for row in _takeover_candidates(conn, at):
+        for row in _takeover_candidates(conn, at, affinity_grace):
             if only is not None and row["id"] not in only:
                 continue
             if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
@@ -86,8 +101,14 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
             jobs.transition_in(conn, job_id, JobState.PLANNED, reason="lease expired",
                                fields=clear, previous_owner=row["lease_owner"])
             return [_take(conn, job_id, owner, ttl, at)]
+        me = hostname()
+        # Names come from the ledger's own host_name values; bound, not inlined.
         ready = ("state = 'PLANNED' AND control = 'run' "
-                 "AND (not_before IS NULL OR not_before <= ?)")
+                 "AND (not_before IS NULL OR not_before <= ?) "
+                 "AND (host IS NULL OR host = ?) "
+                 "AND (part_host IS NULL OR part_host = ? OR bytes_committed = 0 "
+                 "OR updated_at < ?)")
+        mine = (me, me, at - affinity_grace)
         if only is not None:  # ids are ints from the ledger: safe to inline
             ready += f" AND id IN ({','.join(str(int(i)) for i in only) or 'NULL'})"
         rows = []
@@ -95,11 +116,11 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
             rows = conn.execute(
                 f"SELECT id, attempts FROM jobs WHERE {ready} "
                 "AND (content_length IS NULL OR content_length <= ?) ORDER BY id LIMIT ?",
-                (at, small_max, limit)).fetchall()
+                (at, *mine, small_max, limit)).fetchall()
         if len(rows) <= 1:
             rows = conn.execute(
                 f"SELECT id, attempts FROM jobs WHERE {ready} ORDER BY id LIMIT ?",
-                (at, 1 if small_max is not None else max(limit, 1)),
+                (at, *mine, 1 if small_max is not None else max(limit, 1)),
             ).fetchall()
         if len(rows) <= 1:
             return [_take(conn, r["id"], owner, ttl, at) for r in rows]

@@ -181,6 +181,13 @@ def _m011_request(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("request", str)
 
 
+def _m012_fleet(db: sqlite_utils.Database) -> None:
+    # A fleet shares one ledger: a job may be pinned to a host (`add --host`), and a part
+    # belongs to the host whose disk holds it, which the job prefers for affinity_grace.
+    db.table("jobs").add_column("host", str)
+    db.table("jobs").add_column("part_host", str)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -194,6 +201,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("rate", _m009_rate),
     ("checksum", _m010_checksum),
     ("request", _m011_request),
+    ("fleet", _m012_fleet),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -257,6 +265,8 @@ PG_MIGRATIONS: list[tuple[str, list[str]]] = [
     ("rate", [f"ALTER TABLE jobs ADD COLUMN rate {_PG_TIME}"]),
     ("checksum", ["ALTER TABLE jobs ADD COLUMN checksum TEXT"]),
     ("request", ["ALTER TABLE jobs ADD COLUMN request TEXT"]),
+    ("fleet", ["ALTER TABLE jobs ADD COLUMN host TEXT",
+               "ALTER TABLE jobs ADD COLUMN part_host TEXT"]),
 ]
 
 

@@ -164,7 +164,8 @@ class WorkerPool:
                 leased = leases.lease_batch(self.ledger, owner, self.settings.lease_ttl,
                                             self._batch_limit(),
                                             small_max=self.settings.batch_max_size,
-                                            only=self.only)
+                                            only=self.only,
+                                            affinity_grace=self.settings.affinity_grace)
             except (sqlite3.Error, LedgerError) as exc:
                 self._ledger_failed(exc)
                 return

@@ -29,7 +29,8 @@ from dltui.errors import (
     QuotaError,
     TransportError,
 )
-from dltui.ledger import is_disk_full, jobs, leases, ops
+from dltui.ledger import is_disk_full, jobs, leases, ops, segments
+from dltui.ledger.liveness import hostname
 from dltui.model import Control, JobState, ServerValidators
 from dltui.worker.finishing import Finishing
 from dltui.worker.hooks import StreamHooks
@@ -214,11 +215,20 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         if not pre.head_ok and pre.note != "skipped":
             self._event("precheck_fallback", note=pre.note)
 
-        part_state = self._part_state(recorded)
-        decision = resume.decide(
-            server, part_state, resume_enabled=self.flags.resume,
-            prefix_check_enabled=self.flags.verify_prefix, cached=cached_validators,
-        )
+        me = hostname()
+        fields["part_host"] = me  # the part this run writes is on this host's disk
+        if job.part_host not in (None, me) and job.bytes_committed:
+            # The bytes so far are on another host's disk: none of them can be resumed here.
+            self.segmented = bool(segments.for_job(self.ledger, job.id))
+            part_state = None
+            decision = resume.ResumeDecision(resume.Mode.DISCARD, 0,
+                                             f"part_on_host:{job.part_host}")
+        else:
+            part_state = self._part_state(recorded)
+            decision = resume.decide(
+                server, part_state, resume_enabled=self.flags.resume,
+                prefix_check_enabled=self.flags.verify_prefix, cached=cached_validators,
+            )
         if decision.needs_prefix_check:
             self._advance(JobState.PRECHECKED, **fields)  # the probe is a request of its own
             theirs = stream.server_prefix_hash(pool.client, url, job.request_options)

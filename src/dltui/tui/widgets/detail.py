@@ -14,7 +14,7 @@ from textual.widgets import Sparkline, Static
 
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
-from dltui.model import ACTIVE_STATES, REASONS, Job, JobState, Segment
+from dltui.model import ACTIVE_STATES, Job, JobState, Segment, reason_text
 from dltui.tui import format as fmt
 from dltui.urls import redact
 
@@ -103,7 +103,7 @@ class DetailPane(VerticalScroll):
                               f"{'?' if job.bytes_total is None else f'{job.bytes_total:,}'} "
                               f"bytes committed · prefix {(job.prefix_hash or '-')[:16]}")
         if job.decision:
-            reason = REASONS.get(job.decision_reason or "", job.decision_reason or "")
+            reason = reason_text(job.decision_reason)
             decision = Text.assemble((job.decision, "bold"), f": {reason}")
             if job.state not in ACTIVE_STATES and job.state is not JobState.FINALIZED \
                     and job.bytes_committed:

@@ -1,0 +1,65 @@
+"""``dltui ledger copy``: a SQLite ledger's rows into an empty PostgreSQL ledger, ids kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dltui.errors import LedgerError
+from dltui.ledger.liveness import hostname
+
+if TYPE_CHECKING:
+    from dltui.ledger._db import Ledger
+
+#: The tables a copy carries, parents first; ``migrations`` is the destination's own.
+TABLES = ("meta", "flags", "host_limits", "host_status", "objects", "jobs", "ops", "segments",
+          "events")
+#: Tables whose ``id`` comes from an identity column the copy moves past the copied ids.
+_IDENTITIES = {"jobs": "id", "events": "id"}
+
+
+@dataclass(slots=True)
+class CopyReport:
+    """Rows copied per table."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Every row copied."""
+        return sum(self.rows.values())
+
+
+def copy_ledger(source: Ledger, dest: Ledger) -> CopyReport:
+    """Copy every row of ``source`` into ``dest``, which must hold no jobs yet.
+
+    The source is held under its write lock for the whole copy, so no worker changes it
+    half-way; the destination commits all or nothing. Jobs with bytes on this host's disk
+    get this host as their part's host, so the fleet leaves their parts to it.
+    """
+    if source.pg or not dest.pg:
+        raise LedgerError("ledger copy goes from this home's SQLite ledger to a PostgreSQL one")
+    report = CopyReport()
+    with source.write() as src, dest.write() as dst:
+        if dst.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]:
+            raise LedgerError(f"ledger {dest.path} already holds jobs; copy only into an empty "
+                              "ledger (a new database)")
+        dst.execute("DELETE FROM meta")
+        dst.execute("DELETE FROM flags")
+        for table in TABLES:
+            columns = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+            if not columns:
+                continue
+            names = ", ".join(f'"{c}"' for c in columns)
+            rows = src.execute(f"SELECT {names} FROM {table}").fetchall()
+            if rows:
+                dst.executemany(
+                    f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})",
+                    [tuple(r) for r in rows])
+            report.rows[table] = len(rows)
+        for table, column in _IDENTITIES.items():
+            dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                        f"COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)")
+        dst.execute("UPDATE jobs SET part_host = ? WHERE bytes_committed > 0 "
+                    "AND part_host IS NULL", (hostname(),))
+    return report
