@@ -44,3 +44,24 @@ def test_a_host_never_judges_another_hosts_lease_by_its_own_process_table(
     # The same dead owner, seen from host B itself, is judged at once.
     monkeypatch.setenv(HOST_NAME_ENV, "host-b")
     assert not lease_is_live(f"host-b:{pid}:1:w0", clock() + 60)
+
+
+def test_a_pool_reports_itself_to_the_fleet_and_leaves_when_it_stops(
+        monkeypatch, home, settings, pg_url) -> None:
+    from dltui.ledger import fleet
+    from dltui.worker import WorkerPool
+    from tests.conftest import wait_for
+
+    monkeypatch.setenv(paths.LEDGER_ENV, pg_url)
+    monkeypatch.setenv(HOST_NAME_ENV, "dl-07")
+    with Ledger(home) as led:
+        pool = WorkerPool(led, settings, workers=3)
+        pool.start()
+        try:
+            wait_for(lambda: fleet.processes(led), "the pool never reported itself", timeout=10)
+            [proc] = fleet.processes(led)
+            assert (proc.host, proc.workers) == ("dl-07", 3)
+            assert proc.process == owner_id("x").rsplit(":", 1)[0]
+        finally:
+            pool.stop()
+        assert fleet.processes(led) == []

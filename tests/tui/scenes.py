@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dltui.ledger import Ledger, flags, jobs, ops, segments
+from dltui.ledger import Ledger, flags, fleet, jobs, ops, segments
 from dltui.ledger.ops import op_key
 from dltui.model import plan_segments
 from dltui.tui.app import DltuiApp
@@ -98,6 +98,14 @@ def build_ledger(home: Path, *, empty: bool = False) -> None:
             segments.save_in(conn, 1, [dataclasses.replace(seg, done=d, durable=d - d % (64 * MiB))
                                        for seg, d in zip(plan, done, strict=True)])
         flags.set_flag(led, "fsync", False, by="cli")
+        # The fleet: build-02 holds the active jobs; build-03 went quiet minutes ago.
+        fleet.beat(led, OTHER.rsplit(":", 1)[0], "build-02", 4)
+        fleet.beat(led, "build-03:5151:888", "build-03", 2)
+        with led.write() as conn:
+            conn.execute("UPDATE processes SET started_at = ?, heartbeat_at = ? "
+                         "WHERE host = 'build-02'", (NOW - 7200, NOW - 5))
+            conn.execute("UPDATE processes SET started_at = ?, heartbeat_at = ? "
+                         "WHERE host = 'build-03'", (NOW - 7200, NOW - 400))
     with led.write() as conn:
         rows = conn.execute("SELECT id FROM events ORDER BY id").fetchall()
         for n, row in enumerate(rows):
@@ -131,6 +139,7 @@ SCENES = [
     Scene("help", ["question_mark"], screen="HelpScreen"),
     Scene("add", ["a", *"https://example.org/file.iso"], screen="AddScreen"),
     Scene("hosts", ["h"], screen="HostsScreen"),
+    Scene("fleet", ["F"], screen="FleetScreen"),
     Scene("limits", ["h", "e"], screen="LimitScreen"),
     Scene("reconcile", ["R"], screen="ReconcileScreen"),
     Scene("workers", ["w"], screen="WorkersScreen"),

@@ -639,6 +639,33 @@ async def test_small_terminals_keep_the_essentials(home, dest, size) -> None:
         assert sum(c.width + 1 for c in fit_columns(width)) + 2 + 14 <= width
 
 
+async def test_fleet_screen_shows_every_host(home, dest) -> None:
+    from dltui.ledger import fleet
+    from dltui.tui.screens.fleet import FleetScreen
+
+    ids = add(home, dest, *[f"https://example.org/f{n}" for n in range(3)])
+    with Ledger(home) as led:
+        fleet.beat(led, "dl-02:77:1", "dl-02", 6)
+        fleet.beat(led, "dl-03:88:1", "dl-03", 2)
+        with led.write() as conn:
+            conn.execute("UPDATE processes SET heartbeat_at = heartbeat_at - 900 "
+                         "WHERE host = 'dl-03'")
+        for job_id in ids[:2]:
+            force_state(led, job_id, JobState.STREAMING, lease_owner=f"dl-02:77:1:w{job_id}",
+                        lease_until=time.time() + 600, heartbeat_at=time.time())
+    app = make(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: len(app.side.processes) == 2)
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        table = app.screen.query_one("#fleet-table")
+        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+        assert rows["dl-02"][1:3] == ["1", "6"] and rows["dl-02"][4] == "2"
+        assert rows["dl-03"][1:3] == ["0", "0"] and rows["dl-03"][3].startswith("silent 9")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, FleetScreen))
+
+
 async def test_r_offers_the_dry_run_then_heals(home, dest) -> None:
     from dltui.ledger.liveness import hostname
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 #: The tables a copy carries, parents first; ``migrations`` is the destination's own.
 TABLES = ("meta", "flags", "host_limits", "host_status", "objects", "jobs", "ops", "segments",
-          "events")
+          "events")  # not ``processes``: the workers of a one-host ledger are not the fleet's
 #: Tables whose ``id`` comes from an identity column the copy moves past the copied ids.
 _IDENTITIES = {"jobs": "id", "events": "id"}
 

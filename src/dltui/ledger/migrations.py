@@ -188,6 +188,15 @@ def _m012_fleet(db: sqlite_utils.Database) -> None:
     db.table("jobs").add_column("part_host", str)
 
 
+def _m013_processes(db: sqlite_utils.Database) -> None:
+    # Every worker process says it is alive, so each host sees the whole fleet's workers.
+    db.table("processes").create(
+        {"process": str, "host": str, "workers": int, "started_at": float,
+         "heartbeat_at": float},
+        pk="process", not_null={"host", "workers", "started_at", "heartbeat_at"},
+    )
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -202,6 +211,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("checksum", _m010_checksum),
     ("request", _m011_request),
     ("fleet", _m012_fleet),
+    ("processes", _m013_processes),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -267,6 +277,9 @@ PG_MIGRATIONS: list[tuple[str, list[str]]] = [
     ("request", ["ALTER TABLE jobs ADD COLUMN request TEXT"]),
     ("fleet", ["ALTER TABLE jobs ADD COLUMN host TEXT",
                "ALTER TABLE jobs ADD COLUMN part_host TEXT"]),
+    ("processes", [f"CREATE TABLE processes (process TEXT PRIMARY KEY, host TEXT NOT NULL, "
+                   f"workers BIGINT NOT NULL, started_at {_PG_TIME} NOT NULL, "
+                   f"heartbeat_at {_PG_TIME} NOT NULL)"]),
 ]
 
 

@@ -48,6 +48,7 @@ from dltui.tui.model import Tab as BookTab
 from dltui.tui.screens.add import AddScreen
 from dltui.tui.screens.confirm import ConfirmScreen
 from dltui.tui.screens.flags import FlagsScreen
+from dltui.tui.screens.fleet import FleetScreen
 from dltui.tui.screens.help import HelpScreen
 from dltui.tui.screens.hosts import HostsScreen, step_bandwidth
 from dltui.tui.screens.reconcile import ReconcileScreen, summary
@@ -87,6 +88,7 @@ class DltuiApp(App[None]):
         Binding("f", "flags", "Flags"),
         Binding("w", "workers", "Workers"),
         Binding("h", "hosts", "Hosts"),
+        Binding("F", "fleet", "Fleet", show=False),
         Binding("plus", "bandwidth(1)", "Faster", show=False),
         Binding("minus", "bandwidth(-1)", "Slower", show=False),
         Binding("slash", "filter", "Filter"),
@@ -515,6 +517,10 @@ class DltuiApp(App[None]):
                 self._resize_pool(count)
 
         self.push_screen(WorkersScreen(self._own_workers()), chosen)
+
+    def action_fleet(self) -> None:
+        self.push_screen(FleetScreen(lambda: self.side.processes, self.book,
+                                     self.settings.lease_ttl, self.clock))
 
     def action_hosts(self) -> None:
         assert self.ledger is not None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from dltui.ledger import Ledger, events, flags, hosts, jobs, ops, removal, segments
+from dltui.ledger import Ledger, events, flags, fleet, hosts, jobs, ops, removal, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import Job, Segment
@@ -62,6 +62,6 @@ def read_poll(ledger: Ledger, rev: int, detail_job: int | None, now: float,
     changed = jobs.changed_since(ledger, rev, limit=1_000_000)
     detail = None if detail_job is None else read_detail(ledger, detail_job)
     side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
-                      hosts.statuses(ledger))
+                      hosts.statuses(ledger), tuple(fleet.processes(ledger)))
     return Polled(changed, now, detail, changed[-1].rev if changed else rev, side, removed,
                   newest)

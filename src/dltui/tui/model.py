@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dltui.ledger.flags import FlagState
+from dltui.ledger.fleet import Process
 from dltui.ledger.hosts import GLOBAL, HostLimitRow, HostStatus
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, Job, JobState
@@ -31,6 +32,8 @@ class SideTables:
     flags: tuple[FlagState, ...] = ()
     limits: Mapping[str, HostLimitRow] = field(default_factory=dict)
     statuses: Mapping[str, HostStatus] = field(default_factory=dict)
+    #: The fleet's worker processes and their heartbeats.
+    processes: tuple[Process, ...] = ()
 
     @property
     def global_bandwidth(self) -> int | None:

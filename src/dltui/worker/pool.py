@@ -16,7 +16,19 @@ from dltui.config import Settings
 from dltui.engine import policy
 from dltui.engine.client import make_client
 from dltui.errors import DltuiError, LeaseLost, LedgerError
-from dltui.ledger import Ledger, db_error, events, flags, hosts, jobs, leases, objects
+from dltui.ledger import (
+    Ledger,
+    db_error,
+    events,
+    flags,
+    fleet,
+    hosts,
+    is_disk_full,
+    jobs,
+    leases,
+    objects,
+)
+from dltui.ledger.liveness import hostname
 from dltui.store import Store
 from dltui.worker.run import JobRun
 
@@ -61,6 +73,9 @@ class WorkerPool:
         #: replaced, full). The front end reports it and exits.
         self.fatal: LedgerError | None = None
         self._last_flags = 0.0
+        self._last_beat = -1e9
+        #: This process in the fleet's ``processes`` table: its leases' owner without a thread.
+        self.process = leases.owner_id("").rstrip(":")
         self._published: dict[str, tuple[object, ...]] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -88,6 +103,9 @@ class WorkerPool:
             self._keeper.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         self.client.close()
+        if self._last_beat > 0 and self.fatal is None:  # leave the fleet's list, if on it
+            with contextlib.suppress(DltuiError, sqlite3.Error):
+                fleet.leave(self.ledger, self.process)
 
     def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None) -> bool:
         """True when the stored object may be reused (see :func:`objects.verify`)."""
@@ -263,6 +281,14 @@ class WorkerPool:
                 raise
             except DltuiError:
                 pass  # e.g. a host limit that cannot apply: keep the last good ones
+        if now - self._last_beat >= ttl / 3:
+            self._last_beat = now
+            try:
+                fleet.beat(self.ledger, self.process, hostname(), self.size)
+            except sqlite3.Error as exc:
+                # Only shown to the fleet: on a full disk, the jobs' own records come first.
+                if not is_disk_full(exc):
+                    raise
         runs = self.active()
         if not runs:
             return

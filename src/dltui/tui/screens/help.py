@@ -25,6 +25,7 @@ KEYS = [
     ("f", "feature flags"),
     ("w", "start, stop or resize the in-process workers"),
     ("h", "hosts: limits, use, circuit breakers, Retry-After; e edits, g global"),
+    ("F", "fleet: every host on this ledger, its workers, heartbeat, jobs and rate"),
     ("+ / -", "raise / lower the global bandwidth limit"),
     ("↑ ↓ j k", "move the cursor"),
     ("PgUp PgDn", "a page up / down"),
