@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from dltui import paths
-from dltui.ledger import Ledger, jobs, leases, reconcile
+from dltui.ledger import Ledger, actions, jobs, leases, reconcile
 from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live, owner_id
 from dltui.model import JobState
 from tests.conftest import force_state
@@ -65,3 +65,21 @@ def test_a_pool_reports_itself_to_the_fleet_and_leaves_when_it_stops(
         finally:
             pool.stop()
         assert fleet.processes(led) == []
+
+
+async def test_a_tui_on_postgresql_hears_of_changes_at_once(monkeypatch, home, dest,
+                                                             pg_url) -> None:
+    from dltui.tui.app import DltuiApp
+    from tests.conftest import TEST_SETTINGS, until
+
+    monkeypatch.setenv(paths.LEDGER_ENV, pg_url)
+    app = DltuiApp(home, TEST_SETTINGS, workers=0, poll_interval=60.0)  # polls once a minute
+    async with app.run_test() as pilot:
+        await pilot.pause(0.5)  # the first poll is in, the next is a minute away
+        with Ledger(home) as led:  # another host adds a job
+            [added] = jobs.add(led, [jobs.JobSpec("https://e.example/heard", dest)])
+        await until(pilot, lambda: added.job.id in app.book.jobs, timeout=5)
+        with Ledger(home) as led:
+            actions.pause(led, added.job.id, by="another host")
+        await until(pilot, lambda: app.book.jobs[added.job.id].state is JobState.PAUSED,
+                    timeout=5)

@@ -1,6 +1,6 @@
 """A leasing racer run as a subprocess by the lease tests.
 
-Usage: python -m tests.ledger.racer HOME MODE   (MODE: hold | finish)
+Usage: python -m tests.ledger.racer HOME MODE [THREADS]   (MODE: hold | finish)
 Prints "ready", waits for "go" on stdin, leases until nothing is left, prints the leased ids
 as JSON, then (in hold mode, still holding every lease) waits for stdin to close before exiting.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,10 +39,25 @@ def race(ledger: Ledger, owner: str, mode: str, ttl: float = 3600.0) -> list[int
 
 def main() -> None:
     home, mode = Path(sys.argv[1]), sys.argv[2]
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     ledger = Ledger(home)
     print("ready", flush=True)  # the parent starts the race once every racer is here
     sys.stdin.readline()
-    taken = race(ledger, leases.owner_id(), mode)
+    if threads == 1:
+        taken = race(ledger, leases.owner_id(), mode)
+    else:  # several racers in this process, as a worker pool's threads
+        found: list[list[int]] = [[] for _ in range(threads)]
+
+        def run(i: int) -> None:
+            found[i] = race(ledger, leases.owner_id(), mode)
+
+        pool = [threading.Thread(target=run, args=(i,), name=f"racer-{i}")
+                for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        taken = [j for ids in found for j in ids]
     print(json.dumps(taken), flush=True)
     sys.stdin.read()
     ledger.close()

@@ -247,7 +247,10 @@ class Ledger:
         with self._write_lock:
             if self.pg:
                 conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(?)", (PG_WRITE_LOCK,))
+                # The notification is queued now and delivered at commit (never on rollback),
+                # in the same round trip as the lock: listeners (TUIs) poll at once.
+                conn.execute("SELECT pg_advisory_xact_lock(?), pg_notify('dltui', '')",
+                             (PG_WRITE_LOCK,))
             else:
                 conn.execute("BEGIN IMMEDIATE")
             self._local.depth = 1

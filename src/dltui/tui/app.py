@@ -38,6 +38,7 @@ from dltui.ledger import (
     reconcile,
     removal,
 )
+from dltui.ledger.notify import ChangeWaiter
 from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import ACTION_STATES, JobState
 from dltui.requests import DownloadRequest
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 TAB_IDS = {tab: f"tab-{tab.value.lower()}" for tab in BookTab}
+#: After a change is announced, how long to let the rest of its burst land before reading.
+NOTIFY_SETTLE = 0.05
 #: Seconds between automatic heals of stale jobs (setting ``auto_reconcile``).
 AUTO_RECONCILE_EVERY = 5.0
 
@@ -207,6 +210,8 @@ class DltuiApp(App[None]):
         rev = 0
         event_id: int | None = None  # the first poll reads every row
         me = get_current_worker()
+        # On PostgreSQL each commit wakes this thread at once; polling stays the fallback.
+        changes = ChangeWaiter(ledger)
         try:
             while not self._stop.is_set() and not me.is_cancelled:
                 try:
@@ -223,8 +228,10 @@ class DltuiApp(App[None]):
                 else:
                     rev, event_id = message.rev, message.event_id
                     self.post_message(message)
-                self._stop.wait(self.poll_interval or 0.5)
+                if changes.wait(self.poll_interval or 0.5, self._stop):
+                    self._stop.wait(NOTIFY_SETTLE)  # a burst of commits: one poll for them
         finally:
+            changes.close()
             ledger.close()
 
     def on_polled(self, message: Polled) -> None:
