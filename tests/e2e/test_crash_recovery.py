@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from dltui import paths
 from dltui.ledger import Ledger, jobs, ops
 from dltui.model import JobState
@@ -38,7 +40,9 @@ def _run(home: Path) -> subprocess.Popen:
     )
 
 
-def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
+# Ten kills in every `make test`; the full soak (`make test-all`) lands KILLS of them.
+@pytest.mark.parametrize("wanted", [10, pytest.param(KILLS, marks=pytest.mark.slow)])
+def test_sigkill_and_restart_many_times(tmp_path, origin, wanted: int) -> None:
     rng = random.Random(20261122)
     home, dest = tmp_path / "home", tmp_path / "dl"
     payloads: dict[str, bytes] = {}
@@ -53,7 +57,7 @@ def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
     jobs.add(led, [jobs.JobSpec(origin.url(p), dest) for p in payloads])
 
     kills = runs = 0
-    while kills < KILLS and runs < 3 * KILLS:
+    while kills < wanted and runs < 3 * wanted:
         runs += 1
         proc = _run(home)
         time.sleep(rng.uniform(0.2, 1.2))
@@ -61,8 +65,11 @@ def test_sigkill_and_restart_many_times(tmp_path, origin) -> None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait(timeout=30)
-    assert kills >= 20, f"only {kills} kills landed before the batch finished"
+    assert kills >= wanted * 4 // 5, f"only {kills} kills landed before the batch finished"
 
+    with origin.lock:  # the kills are done: the last run may go at full speed
+        for resource in origin.resources.values():
+            resource.rate = None
     final = _run(home)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
