@@ -153,7 +153,9 @@ def main() -> None:
         try:
             for workers in (1, 4, 16):
                 for processes in (1, 2):
-                    per = max(1, workers // processes)
+                    if workers < processes:
+                        continue  # one worker lives in one process
+                    per = workers // processes
                     cells = []
                     for name in ("sqlite", "postgresql"):
                         home = base / f"fleet-{name}-{workers}-{processes}"
