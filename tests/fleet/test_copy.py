@@ -4,23 +4,12 @@ history kept, and the fleet carries on from there."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from dltui.ledger import Ledger, flags, jobs, ops
 from dltui.ledger.liveness import HOST_NAME_ENV
 from dltui.model import JobState
-from tests.conftest import TEST_ENV, force_state
-
-
-def _dltui(home: Path, *args: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k != "DLTUI_LEDGER"}
-    full.update({**TEST_ENV, "DLTUI_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=full, capture_output=True,
-                          text=True, timeout=120)
+from tests.conftest import force_state
+from tests.fleet.cli import dltui
 
 
 def test_copy_moves_every_row_and_the_fleet_carries_on(tmp_path, pg_url, monkeypatch) -> None:
@@ -35,11 +24,11 @@ def test_copy_moves_every_row_and_the_fleet_carries_on(tmp_path, pg_url, monkeyp
         ops.run_effect(led, ops.op_key("HEAD", ids[0], n=0), lambda: {"ok": 1},
                        job_id=ids[0], kind=ops.OpKind.HEAD)
         flags.set_flag(led, "fsync", False, by="cli")
-    before = _dltui(home, "status", "--json")
-    done = _dltui(home, "ledger", "copy", "--to", pg_url, env={HOST_NAME_ENV: "dl-01"})
+    before = dltui(home, "status", "--json")
+    done = dltui(home, "ledger", "copy", "--to", pg_url, env={HOST_NAME_ENV: "dl-01"})
     assert done.returncode == 0, done.stderr
     assert "copied 5 jobs" in done.stdout and "postgresql://***@" in done.stdout
-    after = _dltui(home, "status", "--json", "--ledger", pg_url)
+    after = dltui(home, "status", "--json", "--ledger", pg_url)
     assert after.returncode == 0, after.stderr
     strip = ("part_host", "lease_live", "heartbeat_age")
     old = [{k: v for k, v in json.loads(x).items() if k not in strip}
@@ -56,8 +45,8 @@ def test_copy_moves_every_row_and_the_fleet_carries_on(tmp_path, pg_url, monkeyp
         [added] = jobs.add(pg, [jobs.JobSpec("https://e.example/new", dest)])
         assert added.job.id == max(ids) + 1
     # A second copy would mix two ledgers: refused, one line, exit 2.
-    again = _dltui(home, "ledger", "copy", "--to", pg_url)
+    again = dltui(home, "ledger", "copy", "--to", pg_url)
     assert again.returncode == 2 and "already holds jobs" in again.stderr
     assert len(again.stderr.splitlines()) == 1
-    bad = _dltui(home, "ledger", "copy", "--to", str(tmp_path / "x.db"))
+    bad = dltui(home, "ledger", "copy", "--to", str(tmp_path / "x.db"))
     assert bad.returncode == 2 and "postgresql://" in bad.stderr

@@ -5,42 +5,30 @@ line and exit 2."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
-from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob, sha
-
-
-def _dltui(home: Path, *args: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k != "DLTUI_LEDGER"}
-    full.update({**TEST_ENV, "DLTUI_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=full, capture_output=True,
-                          text=True, timeout=120)
+from tests.fleet.cli import dltui
 
 
 def test_add_run_status_check_on_postgresql(tmp_path, origin, pg_url) -> None:
     home, dest = tmp_path / "home", tmp_path / "dl"
     small, big = blob(20_000, seed=71), blob(3 << 20, seed=72)
     a, b = origin.add("/a.bin", small), origin.add("/b.bin", big)
-    added = _dltui(home, "--ledger", pg_url, "add", a, b, "-d", str(dest))
+    added = dltui(home, "--ledger", pg_url, "add", a, b, "-d", str(dest))
     assert added.returncode == 0, added.stderr
-    ran = _dltui(home, "run", "--until-idle", env={"DLTUI_LEDGER": pg_url})
+    ran = dltui(home, "run", "--until-idle", env={"DLTUI_LEDGER": pg_url})
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert (dest / "a.bin").read_bytes() == small and (dest / "b.bin").read_bytes() == big
     config = tmp_path / "config.toml"
     config.write_text(f'ledger = "{pg_url}"\n')
-    status = _dltui(home, "--config", str(config), "status", "--json")
+    status = dltui(home, "--config", str(config), "status", "--json")
     assert status.returncode == 0, status.stderr
     rows = [json.loads(line) for line in status.stdout.splitlines()]
     assert [(r["state"], r["sha256"]) for r in rows] == [("FINALIZED", sha(small)),
                                                          ("FINALIZED", sha(big))]
-    checked = _dltui(home, "check", "--ledger", pg_url)
+    checked = dltui(home, "check", "--ledger", pg_url)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "check: ledger OK (postgresql://***@127.0.0.1:" in checked.stdout
     # Nothing went to the home's own SQLite file.
@@ -58,11 +46,11 @@ def test_a_wrong_ledger_url_is_one_line_and_exit_2(tmp_path, pg_cluster) -> None
         (["--ledger", "mysql://h/db", "status"], "only postgresql:// URLs"),
     ]
     for argv, needle in cases:
-        done = _dltui(home, *argv)
+        done = dltui(home, *argv)
         assert done.returncode == 2, (argv, done.stderr)
         assert needle in done.stderr, (argv, done.stderr)
         assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
         assert "pw" not in done.stderr
     # A read-only command finds no ledger in an empty database and says so.
-    empty = _dltui(home, "--ledger", pg_cluster.database(empty=True), "status")
+    empty = dltui(home, "--ledger", pg_cluster.database(empty=True), "status")
     assert empty.returncode == 2 and "holds no dltui ledger yet" in empty.stderr

@@ -595,14 +595,20 @@ async def test_ctrl_a_selects_all_shown_then_none(home, dest) -> None:
         assert app.table.selected == set()
 
 
-async def test_a_dead_workers_job_is_marked_stale_and_counted(home, dest) -> None:
+def _held_by_a_dead_process(home: Path, dest: Path) -> int:
+    """A STREAMING job whose lease names a process of this host that does not exist: its
+    lease is not live, though its TTL has ten minutes to run."""
     from dltui.ledger.liveness import hostname
 
     [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
     with Ledger(home) as led:
-        # Held by a process of this host that does not exist: its lease is not live.
         force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
                     lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    return job_id
+
+
+async def test_a_dead_workers_job_is_marked_stale_and_counted(home, dest) -> None:
+    job_id = _held_by_a_dead_process(home, dest)
     app = make(home)
     async with app.run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: job_id in app.book.stale)
@@ -667,12 +673,7 @@ async def test_fleet_screen_shows_every_host(home, dest) -> None:
 
 
 async def test_r_offers_the_dry_run_then_heals(home, dest) -> None:
-    from dltui.ledger.liveness import hostname
-
-    [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
-    with Ledger(home) as led:
-        force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
-                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    job_id = _held_by_a_dead_process(home, dest)
     app = make(home)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: job_id in app.book.stale)
@@ -687,12 +688,7 @@ async def test_r_offers_the_dry_run_then_heals(home, dest) -> None:
 
 
 async def test_auto_reconcile_heals_dead_workers_jobs(home, dest) -> None:
-    from dltui.ledger.liveness import hostname
-
-    [job_id] = add(home, dest, "http://127.0.0.1:9/held.bin")
-    with Ledger(home) as led:
-        force_state(led, job_id, JobState.STREAMING, lease_owner=f"{hostname()}:4194305:1:w",
-                    lease_until=time.time() + 600, heartbeat_at=time.time() - 64)
+    job_id = _held_by_a_dead_process(home, dest)
     app = DltuiApp(home, dataclasses.replace(TEST_SETTINGS, auto_reconcile=True), workers=0,
                    poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
