@@ -83,3 +83,45 @@ async def test_a_tui_on_postgresql_hears_of_changes_at_once(monkeypatch, home, d
             actions.pause(led, added.job.id, by="another host")
         await until(pilot, lambda: app.book.jobs[added.job.id].state is JobState.PAUSED,
                     timeout=5)
+
+
+def test_a_host_dying_between_link_and_commit_leaves_one_file(
+        monkeypatch, tmp_path, settings, origin, pg_url) -> None:
+    import dataclasses
+
+    from dltui.ledger import ops
+    from dltui.worker import WorkerPool
+    from tests.engine.helpers import blob, sha
+
+    data = blob(300_000, seed=77)
+    digest = sha(data)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    url = origin.add("/report.pdf", data)
+    monkeypatch.setenv(paths.LEDGER_ENV, pg_url)
+    monkeypatch.setenv(HOST_NAME_ENV, "host-b")
+    with Ledger(tmp_path / "home-b") as led:
+        [job] = [r.job for r in jobs.add(led, [jobs.JobSpec(url, shared)])]
+        # Host A downloaded it, placed the file in the shared directory, and died before the
+        # LINK op and the FINALIZED state were committed; its lease has run out.
+        (shared / "report.pdf").write_bytes(data)
+        force_state(led, job.id, JobState.FINALIZING, sha256=digest, file_name="report.pdf",
+                    bytes_committed=len(data), bytes_total=len(data), part_host="host-a",
+                    lease_owner="host-a:4242:1:w0", lease_until=1.0, heartbeat_at=1.0)
+        with led.write() as conn:
+            ops.start_in(conn, ops.link_key(job.id, digest, shared), job_id=job.id,
+                         kind=ops.OpKind.LINK,
+                         args={"sha256": digest, "dest": str(shared / "report.pdf")})
+        pool = WorkerPool(led, dataclasses.replace(settings, affinity_grace=0.0), workers=1)
+        pool.start()
+        try:
+            pool.run_until_idle()
+        finally:
+            pool.stop()
+        done = jobs.get(led, job.id)
+        assert done.state is JobState.FINALIZED, (done.state, done.error)
+        assert done.final_path == str(shared / "report.pdf")
+        assert [p.name for p in shared.iterdir()] == ["report.pdf"]  # never "report (1).pdf"
+        assert (shared / "report.pdf").read_bytes() == data
+        [link] = [o for o in ops.for_job(led, job.id) if o.kind == "LINK"]
+        assert link.status == "done"
