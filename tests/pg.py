@@ -57,10 +57,11 @@ class Cluster:
             self._demote = demote
         self._run("initdb", "-D", str(self.data), "-U", "dltui", "--auth=trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
+        self._options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                         "-c max_connections=200")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                        "-c max_connections=200", "start")
+                  "-o", self._options, "start")
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([str(self.bindir / program), *args], capture_output=True,
@@ -89,6 +90,19 @@ class Cluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"{template}')
         return self.url(name)
+
+    def restart(self, *, pause: float = 0.0, stopped: object = None) -> None:
+        """Stop the server (its connections drop; what was committed stays: this cluster
+        runs without fsync, so not ``immediate``), wait ``pause`` seconds, start it again;
+        ``stopped`` (a threading.Event) is set while it is down."""
+        import time
+
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        if stopped is not None:
+            stopped.set()  # type: ignore[attr-defined]
+        time.sleep(pause)
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                  "-o", self._options, "start")
 
     def stop(self) -> None:
         """Stop the server at once and delete its files."""

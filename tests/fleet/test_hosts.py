@@ -125,3 +125,52 @@ def test_a_host_dying_between_link_and_commit_leaves_one_file(
         assert (shared / "report.pdf").read_bytes() == data
         [link] = [o for o in ops.for_job(led, job.id) if o.kind == "LINK"]
         assert link.status == "done"
+
+
+def test_a_ledger_rides_out_a_server_restart(monkeypatch, tmp_path, pg_cluster) -> None:
+    import threading
+
+    url = pg_cluster.database()
+    with Ledger(tmp_path / "home", location=url) as led:
+        [first] = jobs.add(led, [jobs.JobSpec("https://e.example/before", tmp_path)])
+        # The server restarts while this ledger is idle; the next write waits for it to come
+        # back on a new connection instead of failing.
+        stopped = threading.Event()
+
+        def restart() -> None:
+            pg_cluster.restart(pause=1.0, stopped=stopped)
+
+        t = threading.Thread(target=restart)
+        t.start()
+        stopped.wait(30)
+        [second] = jobs.add(led, [jobs.JobSpec("https://e.example/after", tmp_path)])
+        t.join()
+        assert second.job.id == first.job.id + 1
+        assert [j.url for j in jobs.list_jobs(led)] == ["https://e.example/before",
+                                                        "https://e.example/after"]
+
+
+def test_a_running_pool_rides_out_a_server_restart(monkeypatch, tmp_path, settings, origin,
+                                                   pg_cluster) -> None:
+    from dltui.ledger import fleet
+    from dltui.worker import WorkerPool
+    from tests.conftest import wait_for
+    from tests.engine.helpers import blob
+
+    url = pg_cluster.database()
+    monkeypatch.setenv(paths.LEDGER_ENV, url)
+    data = blob(50_000, seed=78)
+    with Ledger(tmp_path / "home") as led:
+        pool = WorkerPool(led, settings, workers=2)
+        pool.start()
+        try:
+            wait_for(lambda: fleet.processes(led), "the pool never reported itself")
+            pg_cluster.restart(pause=1.0)  # the pool is idle, polling for work
+            [added] = jobs.add(led, [jobs.JobSpec(origin.add("/after.bin", data),
+                                                  tmp_path / "dl")])
+            wait_for(lambda: jobs.get(led, added.job.id).state is JobState.FINALIZED,
+                     "the pool did not carry on after the restart", timeout=30)
+            assert pool.fatal is None
+        finally:
+            pool.stop()
+    assert (tmp_path / "dl" / "after.bin").read_bytes() == data

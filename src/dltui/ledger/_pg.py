@@ -13,6 +13,7 @@ ledger failures words both backends alike.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
@@ -118,19 +119,52 @@ def _rows(cursor: Any) -> Any:
 class PgConnection:
     """A psycopg connection in autocommit mode that takes the ledger's sqlite3-style SQL."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 10.0,
+                 setup: Sequence[str] = ()) -> None:
+        self._url, self._timeout, self._setup = url, connect_timeout, tuple(setup)
+        self._conn = self._open()
+
+    def _open(self) -> psycopg.Connection[Any]:
         try:
-            self._conn = psycopg.connect(url, autocommit=True, row_factory=_rows,
-                                         connect_timeout=max(1, int(connect_timeout)))
+            conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows,
+                                   connect_timeout=max(1, int(self._timeout)))
+            for statement in self._setup:
+                conn.execute(statement)
         except psycopg.Error as exc:
             raise pg_error(exc) from None
+        return conn
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        """Run one statement; the cursor (``fetchone``, ``fetchall``, ``rowcount``, rows)."""
+        """Run one statement; the cursor (``fetchone``, ``fetchall``, ``rowcount``, rows).
+
+        A read outside a transaction whose connection the server dropped (a restart) runs
+        again on a new connection once the server is back (within the connect timeout):
+        reading twice changes nothing. Anything else fails as it happened.
+        """
+        idle = self._conn.info.transaction_status == TransactionStatus.IDLE
         try:
             return self._conn.execute(translate(sql), params)
         except psycopg.Error as exc:
-            raise pg_error(exc) from None
+            if not (idle and self.broken and sql.lstrip()[:6].upper() == "SELECT"):
+                raise pg_error(exc) from None
+            self._reopen(exc)
+            try:
+                return self._conn.execute(translate(sql), params)
+            except psycopg.Error as again:
+                raise pg_error(again) from None
+
+    def _reopen(self, cause: psycopg.Error) -> None:
+        deadline = time.monotonic() + self._timeout
+        delay = 0.1
+        while True:
+            try:
+                self._conn = self._open()
+                return
+            except PgError:
+                if time.monotonic() + delay > deadline:
+                    raise pg_error(cause) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
         """Run one statement for each parameter set; the cursor (``rowcount`` is the total)."""
@@ -140,6 +174,11 @@ class PgConnection:
         except psycopg.Error as exc:
             raise pg_error(exc) from None
         return cur
+
+    @property
+    def broken(self) -> bool:
+        """True once the server went away (a restart, a dropped network): reconnect."""
+        return bool(self._conn.broken or self._conn.closed)
 
     @property
     def in_transaction(self) -> bool:
