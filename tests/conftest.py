@@ -5,6 +5,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,24 +111,19 @@ def assert_placed_once(store_root: Path, finished: list) -> None:
 def dump(path: Path | str) -> list[tuple]:
     """Every row of every table of a ledger (a SQLite file, or a PostgreSQL URL), for
     before/after comparisons."""
+    conn: Any
     if str(path).startswith("postgresql://"):
         import psycopg
 
-        with psycopg.connect(str(path)) as pg:
-            tables = [r[0] for r in pg.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
-            rows: list[tuple] = []
-            for t in tables:
-                rows.extend((t, *row) for row in pg.execute(f'SELECT * FROM "{t}" ORDER BY 1'))
-            return rows
-    conn = sqlite3.connect(path)
+        conn = psycopg.connect(str(path))
+        tables_sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    else:
+        conn = sqlite3.connect(path)
+        tables_sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
     try:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        out: list[tuple] = []
-        for t in tables:
-            out.extend((t, *row) for row in conn.execute(f"SELECT * FROM [{t}] ORDER BY 1"))
-        return out
+        tables = [r[0] for r in conn.execute(tables_sql)]
+        return [(t, *row) for t in tables
+                for row in conn.execute(f'SELECT * FROM "{t}" ORDER BY 1')]
     finally:
         conn.close()
 
