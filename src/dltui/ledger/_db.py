@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,51 +215,12 @@ class Ledger:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection (on PostgreSQL, a new one if the server dropped it)."""
+        """This thread's connection."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self.pg and not self._local.depth and \
-                getattr(conn, "broken", False):
-            self._drop(conn)
-            conn = None
         if conn is None:
             conn = self._local.conn = self._connect()
             self._local.depth = 0
         return conn
-
-    def _drop(self, conn: sqlite3.Connection) -> None:
-        with self._all_lock:
-            if conn in self._all:
-                self._all.remove(conn)
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-        self._local.conn = None
-
-    def _begin(self, statements: tuple[tuple[str, tuple[object, ...]], ...]
-               ) -> sqlite3.Connection:
-        """Open a transaction on this thread's connection. On PostgreSQL a connection the
-        server dropped while idle (a restart) is replaced, waiting up to ``busy_timeout`` for
-        the server to come back: nothing of the transaction had run yet."""
-        deadline = time.monotonic() + self.busy_timeout
-        delay = 0.1
-        while True:
-            try:
-                conn = self.conn
-            except LedgerError:  # reconnecting: the server is not back yet
-                if time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            try:
-                for sql, params in statements:
-                    conn.execute(sql, params)
-                return conn
-            except sqlite3.Error:
-                if not getattr(conn, "broken", False) or time.monotonic() + delay > deadline:
-                    raise
-                self._drop(conn)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -287,11 +246,11 @@ class Ledger:
             return
         with self._write_lock:
             if self.pg:
+                conn.execute("BEGIN")
                 # The notification is queued now and delivered at commit (never on rollback),
                 # in the same round trip as the lock: listeners (TUIs) poll at once.
-                conn = self._begin((("BEGIN", ()), (
-                    "SELECT pg_advisory_xact_lock(?), pg_notify('dltui', '')",
-                    (PG_WRITE_LOCK,))))
+                conn.execute("SELECT pg_advisory_xact_lock(?), pg_notify('dltui', '')",
+                             (PG_WRITE_LOCK,))
             else:
                 conn.execute("BEGIN IMMEDIATE")
             self._local.depth = 1
@@ -299,9 +258,7 @@ class Ledger:
                 yield conn
             except BaseException:
                 self._local.depth = 0
-                # Some errors make SQLite roll back by itself; a dropped server took the
-                # transaction with it.
-                if conn.in_transaction and not getattr(conn, "broken", False):
+                if conn.in_transaction:  # some errors make SQLite roll back by itself
                     conn.execute("ROLLBACK")
                 raise
             self._local.depth = 0
@@ -314,10 +271,7 @@ class Ledger:
         if self._local.depth:
             yield conn
             return
-        if self.pg:
-            conn = self._begin((("BEGIN ISOLATION LEVEL REPEATABLE READ", ()),))
-        else:
-            conn.execute("BEGIN")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if self.pg else "BEGIN")
         self._local.depth = 1
         try:
             yield conn

@@ -123,6 +123,7 @@ class PgConnection:
                  setup: Sequence[str] = ()) -> None:
         self._url, self._timeout, self._setup = url, connect_timeout, tuple(setup)
         self._conn = self._open()
+        self._in_tx = False  # between our BEGIN and its COMMIT or ROLLBACK
 
     def _open(self) -> psycopg.Connection[Any]:
         try:
@@ -137,32 +138,46 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """Run one statement; the cursor (``fetchone``, ``fetchall``, ``rowcount``, rows).
 
-        A read outside a transaction whose connection the server dropped (a restart) runs
-        again on a new connection once the server is back (within the connect timeout):
-        reading twice changes nothing. Anything else fails as it happened.
+        When the server drops the connection (a restart), what cannot run twice runs on a new
+        one, once the server is back (within the connect timeout): a transaction's ``BEGIN``
+        (nothing of it has run yet) and a read outside a transaction. A ``ROLLBACK`` of a
+        transaction the server dropped has nothing left to do. Anything else fails as it
+        happened: its transaction is gone.
         """
-        idle = self._conn.info.transaction_status == TransactionStatus.IDLE
+        word = sql.lstrip().split(None, 1)[0].upper()
+        if word == "ROLLBACK" and self.broken:
+            self._in_tx = False
+            return None
+        again = word == "BEGIN" or (word == "SELECT" and not self._in_tx)
+        if again and self.broken:
+            self._reopen(None)
         try:
-            return self._conn.execute(translate(sql), params)
+            cur = self._conn.execute(translate(sql), params)
         except psycopg.Error as exc:
-            if not (idle and self.broken and sql.lstrip()[:6].upper() == "SELECT"):
+            if not (again and self.broken):
                 raise pg_error(exc) from None
             self._reopen(exc)
             try:
-                return self._conn.execute(translate(sql), params)
-            except psycopg.Error as again:
-                raise pg_error(again) from None
+                cur = self._conn.execute(translate(sql), params)
+            except psycopg.Error as retry:
+                raise pg_error(retry) from None
+        if word == "BEGIN":
+            self._in_tx = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            self._in_tx = False
+        return cur
 
-    def _reopen(self, cause: psycopg.Error) -> None:
+    def _reopen(self, cause: psycopg.Error | None) -> None:
+        """A new connection, retried with backoff until the connect timeout runs out."""
         deadline = time.monotonic() + self._timeout
         delay = 0.1
         while True:
             try:
                 self._conn = self._open()
                 return
-            except PgError:
+            except PgError as failed:
                 if time.monotonic() + delay > deadline:
-                    raise pg_error(cause) from None
+                    raise (failed if cause is None else pg_error(cause)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
