@@ -174,3 +174,31 @@ def test_a_running_pool_rides_out_a_server_restart(monkeypatch, tmp_path, settin
         finally:
             pool.stop()
     assert (tmp_path / "dl" / "after.bin").read_bytes() == data
+
+
+def test_a_one_host_ledger_keeps_its_parts_when_the_host_is_renamed(
+        monkeypatch, tmp_path, settings, origin) -> None:
+    # A SQLite ledger's parts are in its home, whatever the machine is called now (a container
+    # gets a new hostname each run): nothing waits for the old name, nothing is discarded.
+    from dltui.worker import WorkerPool
+    from tests.engine.helpers import blob
+
+    monkeypatch.delenv(paths.LEDGER_ENV, raising=False)
+    monkeypatch.setenv(HOST_NAME_ENV, "container-2")
+    data = blob(40_000, seed=79)
+    with Ledger(tmp_path / "home") as led:
+        [job] = [r.job for r in jobs.add(led, [jobs.JobSpec(origin.add("/r.bin", data),
+                                                            tmp_path / "dl")])]
+        force_state(led, job.id, JobState.PLANNED, bytes_committed=1000, part_host="container-1")
+        taken = leases.lease_next(led, owner_id("w0"), ttl=30)  # at once, no affinity wait
+        assert taken is not None and taken.id == job.id
+        leases.release(led, job.id, taken.lease_owner)
+        pool = WorkerPool(led, settings, workers=1)
+        pool.start()
+        try:
+            pool.run_until_idle()
+        finally:
+            pool.stop()
+        done = jobs.get(led, job.id)
+        assert done.state is JobState.FINALIZED
+        assert not (done.decision_reason or "").startswith("part_on_host")

@@ -79,10 +79,13 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
     In a fleet, a job pinned to another host is never taken, and a job whose part another
     host holds is left to that host for ``affinity_grace`` seconds after its lease ended.
     """
+    # A SQLite ledger is one host's: its parts are in this home whatever the machine is called
+    # now (a renamed host, a container with a new hostname each run), so none is elsewhere.
+    grace = affinity_grace if ledger.pg else float("-inf")
     with ledger.write() as conn:
         at = now()
         dead: dict[str, bool] = {}
-        for row in _takeover_candidates(conn, at, affinity_grace):
+        for row in _takeover_candidates(conn, at, grace):
             if only is not None and row["id"] not in only:
                 continue
             if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
@@ -102,13 +105,12 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
                                fields=clear, previous_owner=row["lease_owner"])
             return [_take(conn, job_id, owner, ttl, at)]
         me = hostname()
-        # Names come from the ledger's own host_name values; bound, not inlined.
         ready = ("state = 'PLANNED' AND control = 'run' "
                  "AND (not_before IS NULL OR not_before <= ?) "
                  "AND (host IS NULL OR host = ?) "
                  "AND (part_host IS NULL OR part_host = ? OR bytes_committed = 0 "
                  "OR updated_at < ?)")
-        mine = (me, me, at - affinity_grace)
+        mine = (me, me, at - grace)
         if only is not None:  # ids are ints from the ledger: safe to inline
             ready += f" AND id IN ({','.join(str(int(i)) for i in only) or 'NULL'})"
         rows = []

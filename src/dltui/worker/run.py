@@ -217,7 +217,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
         me = hostname()
         fields["part_host"] = me  # the part this run writes is on this host's disk
-        if job.part_host not in (None, me) and job.bytes_committed:
+        if self.ledger.pg and job.part_host not in (None, me) and job.bytes_committed:
             # The bytes so far are on another host's disk: none of them can be resumed here.
             self.segmented = bool(segments.for_job(self.ledger, job.id))
             part_state = None
