@@ -126,8 +126,8 @@ def check_host_name(text: str, *, what: str = "--host") -> str:
     """A fleet host's name as ``host_name`` gives it: plain text, no ``:``."""
     name = text.strip()
     if not name or len(name) > 64 or any(c in name for c in ":\x00\r\n"):
-        raise UsageError(f"{what} {text!r}: give a host's name as its host_name setting "
-                         "says (no ':', at most 64 characters)")
+        raise UsageError(f"{what} {text!r}: give a plain host name, as the fleet's host_name "
+                         "settings are (no ':', at most 64 characters)")
     return name
 
 

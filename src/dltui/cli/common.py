@@ -131,15 +131,13 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 def _select_ledger(args: argparse.Namespace) -> None:
     """``--ledger``, else ``$DLTUI_LEDGER``, else the ``ledger`` setting: exported as
     ``DLTUI_LEDGER``, so every thread and worker process of this command opens that ledger."""
+    settings = _settings(args)
     given = getattr(args, "ledger", None)
     if given is None and not os.environ.get(paths.LEDGER_ENV):
-        given = _settings(args).ledger or None
-    name = _settings(args).host_name.strip()
-    if name:  # as the ledger: every worker process of this command takes it
-        if any(c in name for c in ":\x00\n") or len(name) > 64:
-            raise UsageError(f"host_name {name!r}: give a plain name (no ':'), at most 64 "
-                             "characters")
-        os.environ[HOST_NAME_ENV] = name
+        given = settings.ledger or None
+    if settings.host_name.strip():  # as the ledger: every worker process of this command
+        os.environ[HOST_NAME_ENV] = requests.check_host_name(settings.host_name,
+                                                             what="host_name")
     if given is None:
         return
     given = given.strip()
