@@ -43,6 +43,7 @@ def test_header_names_only_in_every_rendering() -> None:
 @pytest.mark.parametrize(("home", "url", "same"), [
     ("http://a.example/x", "http://a.example/y", True),
     ("http://a.example/x", "https://a.example/y", True),  # an upgrade on the same name
+    ("https://a.example/x", "http://a.example/y", False),  # a downgrade: no secrets in clear
     ("http://a.example:8080/x", "http://a.example:8081/y", False),
     ("http://a.example/x", "http://b.example/x", False),
     ("http://127.0.0.1:5/x", "http://localhost:5/x", False),

@@ -127,12 +127,12 @@ def _host_port(url: httpx.URL) -> tuple[str, int | None]:
 
 
 def _same_host(home: tuple[str, int | None], url: httpx.URL) -> bool:
-    """The job's own host: the same name, on the same port (or a default port to a default
-    port, as when http:// redirects to https:// on the same name)."""
+    """The job's own host: the same name, on the same port, or upgraded from http:// to
+    https:// on the default ports (never the other way: secrets do not go out in clear)."""
     host, port = _host_port(url)
     if host != home[0]:
         return False
-    return port == home[1] or (port in (80, 443) and home[1] in (80, 443))
+    return port == home[1] or (home[1] == 80 and port == 443 and url.scheme == "https")
 
 
 class Netrc:

@@ -279,6 +279,17 @@ class Ledger:
             self._local.depth = 0
             conn.execute("COMMIT")
 
+    def release(self) -> None:
+        """Close this thread's connection: a thread that is done with the ledger."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        self._local.conn = None
+        conn.close()
+
     def close(self) -> None:
         """Close every connection this ledger opened, in any thread."""
         with self._all_lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,9 @@ class LedgerRunner:
         self._app = app
         self._ledger = Ledger(home, migrate=False)  # a connection per thread, as always
         self._on_error = on_error
+        self._reads: set[threading.Thread] = set()
+        self._reads_lock = threading.Lock()
+        self._closing = False
         self._writes: queue.Queue[_Write | None] = queue.Queue()  # None: stop
         self._writer = threading.Thread(target=self._write_loop, name="dltui-tui-writer",
                                         daemon=True)
@@ -44,13 +48,35 @@ class LedgerRunner:
 
     def read(self, fn: Callable[[Ledger], T], done: Callable[[T], None]) -> None:
         """Run ``fn(ledger)`` on a thread of its own; ``done(result)`` runs on the UI thread."""
-        threading.Thread(target=self._call, args=(fn, done), name="dltui-tui-read",
-                         daemon=True).start()
+        with self._reads_lock:
+            if self._closing:
+                return  # the app is leaving: nobody to show the result to
+            reader = threading.Thread(target=self._read, args=(fn, done), name="dltui-tui-read",
+                                      daemon=True)
+            self._reads.add(reader)
+        reader.start()
+
+    def _read(self, fn: Callable[[Ledger], T], done: Callable[[T], None]) -> None:
+        try:
+            self._call(fn, done)
+        finally:
+            # Each read has a thread, so a connection, of its own: closed with the thread, or
+            # every cursor move would leave one open (a server connection on PostgreSQL).
+            self._ledger.release()
+            with self._reads_lock:
+                self._reads.discard(threading.current_thread())
 
     def close(self, timeout: float = 5.0) -> None:
-        """Apply the writes already queued (waiting at most ``timeout``), then stop."""
+        """Apply the writes already queued and let running reads end (waiting at most
+        ``timeout``), then stop. Closing a connection under a running query would crash."""
+        with self._reads_lock:
+            self._closing = True
+            reads = list(self._reads)
         self._writes.put(None)
+        deadline = time.monotonic() + timeout
         self._writer.join(timeout)
+        for reader in reads:
+            reader.join(max(0.0, deadline - time.monotonic()))
         self._ledger.close()
 
     def _write_loop(self) -> None:
