@@ -259,6 +259,11 @@ class WorkerPool:
             try:
                 self._keep_once()
             except (sqlite3.Error, LedgerError) as exc:
+                if isinstance(exc, sqlite3.Error) and is_disk_full(exc) and \
+                        self.ledger.release_reserve():
+                    # The disk filled under a heartbeat: the ballast makes room for the jobs
+                    # to record their failures (as a JobRun does), and the keeper carries on.
+                    continue
                 self._ledger_failed(exc)
                 return
             except Exception as exc:  # a bug: heartbeats must go on, so record it and continue
