@@ -194,6 +194,39 @@ def test_a_full_disk_in_the_small_file_lane_fails_jobs_and_retry_heals(small_fs,
             assert sha256_file(Path(job.final_path)) == job.sha256
 
 
+def test_room_the_ledger_gave_up_is_never_given_to_a_download(small_fs, settings,
+                                                             tmp_path) -> None:
+    from dltui.config import RESERVE_BYTES
+    from dltui.engine import quota
+    from dltui.errors import QuotaError
+
+    home = small_fs / "home"
+    Ledger(home).close()
+    reserve = paths.reserve_path(home)
+    parts = paths.parts_dir(home)
+    free = shutil.disk_usage(small_fs).free
+    (small_fs / "filler").write_bytes(bytes(free - 5 * MiB))
+    quota.check_streaming(parts, settings, reserve)  # 5 MiB free above a floor of 4
+    (small_fs / "more").write_bytes(bytes(4 * MiB))
+    with pytest.raises(QuotaError, match="no space on"):  # 1 MiB free: downloads stop
+        quota.check_streaming(parts, settings, reserve)
+    assert Ledger(home).release_reserve()
+    # The ballast went so the ledger can record the failures: its 4 MiB are the ledger's, so
+    # with ~5 MiB free again no download may go on, nor start, on this filesystem.
+    assert shutil.disk_usage(small_fs).free > RESERVE_BYTES  # above the floor of 4 MiB
+    with pytest.raises(QuotaError, match="no space on"):
+        quota.check_streaming(parts, settings, reserve)
+    with pytest.raises(QuotaError, match="not enough free space"):
+        quota.check_free_space([parts], MiB, settings, reserve)
+    elsewhere = tmp_path / "other-fs"  # another filesystem keeps its own floor only
+    elsewhere.mkdir()
+    quota.check_free_space([elsewhere], MiB, settings, reserve)
+    (small_fs / "more").unlink()
+    Ledger(home).close()  # opening the ledger again makes a new ballast when there is room
+    assert reserve.exists()
+    quota.check_streaming(parts, settings, reserve)
+
+
 def test_the_ledger_reserve_records_a_failure_on_a_disk_with_no_byte_left(small_fs,
                                                                            settings) -> None:
     from dltui.errors import QuotaError

@@ -39,24 +39,40 @@ def floor(settings: Settings) -> int:
     return max(settings.min_free, RESERVE_BYTES)
 
 
-def check_streaming(directory: Path, settings: Settings) -> None:
+def floor_at(where: Path, settings: Settings, reserve: Path | None = None) -> int:
+    """:func:`floor` on the filesystem of ``where``, plus the ledger's reserve when ``reserve``
+    (the ledger's ballast file) was given up there: that room is the ledger's, to record the
+    failures of a full disk, and a download that took it would leave the ledger unwritable."""
+    base = floor(settings)
+    if reserve is None or reserve.exists():
+        return base
+    try:
+        same = os.stat(_existing(reserve.parent)).st_dev == os.stat(_existing(where)).st_dev
+    except OSError:
+        return base
+    return base + RESERVE_BYTES if same else base
+
+
+def check_streaming(directory: Path, settings: Settings, reserve: Path | None = None) -> None:
     """While a body streams in: stop before free space on its filesystem falls under
-    :func:`floor` (the ledger, the store and everything else there need room too)."""
+    :func:`floor_at` (the ledger, the store and everything else there need room too)."""
     free = shutil.disk_usage(_existing(directory)).free
-    need = floor(settings)
+    need = floor_at(directory, settings, reserve)
     if free < need:
         raise no_space(directory, need)
 
 
-def needed(remaining: int | None, settings: Settings) -> int:
+def needed(remaining: int | None, settings: Settings, at_least: int | None = None) -> int:
     """Bytes that must be free: the remaining download times the margin, at least
-    :func:`floor`."""
-    return max(floor(settings), int((remaining or 0) * settings.free_margin))
+    ``at_least`` (default :func:`floor`)."""
+    low = floor(settings) if at_least is None else at_least
+    return max(low, int((remaining or 0) * settings.free_margin))
 
 
-def check_free_space(directories: list[Path], remaining: int | None, settings: Settings) -> None:
-    """Raise QuotaError naming the numbers when any filesystem involved lacks the space."""
-    need = needed(remaining, settings)
+def check_free_space(directories: list[Path], remaining: int | None, settings: Settings,
+                     reserve: Path | None = None) -> None:
+    """Raise QuotaError naming the numbers when any filesystem involved lacks the space
+    (``reserve``: the ledger's ballast file, see :func:`floor_at`)."""
     seen: set[int] = set()
     for directory in directories:
         where = _existing(directory)
@@ -64,11 +80,13 @@ def check_free_space(directories: list[Path], remaining: int | None, settings: S
         if dev in seen:
             continue
         seen.add(dev)
+        low = floor_at(where, settings, reserve)
+        need = needed(remaining, settings, low)
         free = shutil.disk_usage(where).free
         if free < need:
             todo = "unknown size" if remaining is None else f"{format_size(remaining)} to go"
             raise QuotaError(
                 f"not enough free space on {where}: {free} bytes free, {need} needed "
-                f"({todo} x {settings.free_margin}, minimum {format_size(floor(settings))}); "
+                f"({todo} x {settings.free_margin}, minimum {format_size(low)}); "
                 "free space or lower min_free"
             )

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dltui import durability
+from dltui import durability, paths
 from dltui.engine import quota, resume
 from dltui.engine.transfer import Checkpoint
 from dltui.ledger import segments
@@ -33,7 +33,8 @@ class StreamHooks(RunBase):
         with self.ledger.write() as conn:
             self._record_checkpoint(conn, fields, cp.segments)
         # After the record: what is on disk so far stays resumable when the disk fills up.
-        quota.check_streaming(self.part.parent, self.pool.settings)
+        quota.check_streaming(self.part.parent, self.pool.settings,
+                              paths.reserve_path(self.ledger.home))
 
     def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
                            segs: tuple[Segment, ...] | None) -> None:
@@ -57,4 +58,4 @@ class StreamHooks(RunBase):
     def before_body(self, total: int | None) -> None:
         # The quota check with the length the GET announced (HEAD may have been skipped).
         quota.check_free_space([self.part.parent, Path(self.job.dest_dir)], total,
-                               self.pool.settings)
+                               self.pool.settings, paths.reserve_path(self.ledger.home))

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from dltui import paths
 from dltui.engine import finalize, policy, quota, resume, stream
 from dltui.engine.precheck import Precheck, precheck
 from dltui.engine.transfer import StreamOptions, StreamResult, as_record, from_record
@@ -253,7 +254,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         remaining = None if server.length is None else server.length - decision.offset
         try:
             quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining,
-                                   pool.settings)
+                                   pool.settings, paths.reserve_path(self.ledger.home))
         except QuotaError:
             self._advance(JobState.PRECHECKED, **fields)
             self._record_decision(decision)
