@@ -68,14 +68,14 @@ def bench_lease(home: Path, n: int, threads: int) -> float:
 def bench_poll(home: Path, n: int, changed: int, repeats: int) -> tuple[float, float]:
     led = Ledger(home)
     jobs.add(led, _specs(n, home / "dl", "poll"))
-    cursor = jobs.current_rev(led)
+    cursor = jobs.cursor_now(led)
     step = n // changed
     for job_id in range(1, n + 1, step)[:changed]:
         jobs.update(led, job_id, owner=None, bytes_committed=job_id)
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        rows = jobs.changed_since(led, cursor)
+        rows, _ = jobs.changes(led, cursor)
         samples.append(time.perf_counter() - t0)
         assert len(rows) == changed
     led.close()

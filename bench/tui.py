@@ -46,7 +46,8 @@ async def _measure(home: Path, n: int) -> dict[str, float]:
                 job_id = 1 + (round_ * 997 + k * 7919) % n
                 jobs.update(led, job_id, owner=None, bytes_committed=round_ * 1000 + k)
             t1 = time.perf_counter()
-            message = app._read(led, app.book.rev, app.table.current)
+            message = app._read(led, app._cursor, app.table.current, app._event_id)
+            app._cursor, app._event_id = message.cursor, message.event_id
             app._apply(message, tick=True)
             await pilot.pause()
             polls.append(time.perf_counter() - t1)

@@ -6,16 +6,26 @@ from dltui.model import JobState
 from tests.conftest import add_job
 
 
-def test_changed_since_returns_only_newer_rows(ledger, dest) -> None:
+def test_changes_returns_only_newer_rows(ledger, dest) -> None:
     ids = [add_job(ledger, dest, f"http://example.com/{i}") for i in range(5)]
-    cursor = jobs.current_rev(ledger)
-    assert jobs.changed_since(ledger, cursor) == []
+    everything, cursor = jobs.changes(ledger, None)
+    assert [j.id for j in everything] == ids
+    assert jobs.changes(ledger, cursor)[0] == []
+    assert jobs.changes(ledger, jobs.cursor_now(ledger))[0] == []
     actions.pause(ledger, ids[1])
     jobs.update(ledger, ids[3], owner=None, bytes_committed=10)
-    changed = jobs.changed_since(ledger, cursor)
+    changed, after = jobs.changes(ledger, cursor)
     assert [j.id for j in changed] == [ids[1], ids[3]]
-    assert all(j.rev > cursor for j in changed)
-    assert jobs.changed_since(ledger, changed[-1].rev) == []
+    assert changed[1].bytes_committed == 10 and changed[0].rev < changed[1].rev
+    assert jobs.changes(ledger, after)[0] == []
+    jobs.update(ledger, ids[1], owner=None, bytes_committed=5)
+    assert [j.id for j in jobs.changes(ledger, after)[0]] == [ids[1]]
+
+
+def test_a_cursor_of_the_other_backend_reads_everything(ledger, dest) -> None:
+    ids = [add_job(ledger, dest, f"http://example.com/{i}") for i in range(3)]
+    foreign = "1:1:" if not ledger.pg else 10**9
+    assert [j.id for j in jobs.changes(ledger, foreign)[0]] == ids
 
 
 def test_revs_are_unique_and_increasing(ledger, dest) -> None:
@@ -24,7 +34,7 @@ def test_revs_are_unique_and_increasing(ledger, dest) -> None:
     actions.pause(ledger, 3)
     revs = [r[0] for r in ledger.conn.execute("SELECT rev FROM jobs ORDER BY rev")]
     assert len(revs) == len(set(revs))
-    assert jobs.get(ledger, 3).rev == max(revs) == jobs.current_rev(ledger)
+    assert jobs.get(ledger, 3).rev == max(revs)
 
 
 def test_flags_defaults_set_and_audited(ledger) -> None:

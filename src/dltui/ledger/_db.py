@@ -305,9 +305,24 @@ class Ledger:
         self.close()
 
 
-def next_revs(conn: sqlite3.Connection, count: int = 1) -> int:
-    """Reserve ``count`` consecutive revs and return the last; call inside a write transaction."""
+def is_pg(conn: sqlite3.Connection) -> bool:
+    """True for a PostgreSQL connection (the ledger's modules otherwise see one interface)."""
+    return bool(getattr(conn, "pg", False))
+
+
+def next_revs(conn: sqlite3.Connection, count: int = 1) -> list[int]:
+    """Reserve ``count`` revs, ascending; call inside a write transaction.
+
+    SQLite has one writer at a time, so a counter row hands them out in commit order. On
+    PostgreSQL writers of different jobs run side by side and take them from a sequence: revs
+    then order the changes of one job, and pollers use a snapshot cursor (:func:`jobs.changes`)
+    rather than "rev above N", which a late commit with a smaller rev would slip past.
+    """
+    if is_pg(conn):
+        return [int(r[0]) for r in conn.execute(
+            "SELECT nextval('jobs_rev') FROM generate_series(1, ?)", (count,))]
     row = conn.execute(
         "UPDATE meta SET value = value + ? WHERE key = 'rev' RETURNING value", (count,)
     ).fetchone()
-    return int(row[0])
+    last = int(row[0])
+    return list(range(last - count + 1, last + 1))

@@ -119,6 +119,8 @@ def _rows(cursor: Any) -> Any:
 class PgConnection:
     """A psycopg connection in autocommit mode that takes the ledger's sqlite3-style SQL."""
 
+    pg = True  # what :func:`dltui.ledger._db.is_pg` asks
+
     def __init__(self, url: str, *, connect_timeout: float = 10.0,
                  setup: Sequence[str] = ()) -> None:
         self._url, self._timeout, self._setup = url, connect_timeout, tuple(setup)

@@ -54,13 +54,13 @@ def advance_many_in(
     names = [*cols, *extra, "state", "updated_at", "rev"]
     sql = (f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in names)} "
            f"WHERE id = ? AND state = ?" + (" AND lease_owner = ?" if owner is not None else ""))
-    last = next_revs(conn, len(rows))
+    revs = next_revs(conn, len(rows))
     at = now()
     params = []
     for n, (job_id, fields) in enumerate(rows):
         if list(fields) != cols:
             raise ValueError(f"job {job_id}: every job must set the same columns {cols}")
-        p = [*fields.values(), *extra.values(), target.value, at, last - len(rows) + 1 + n,
+        p = [*fields.values(), *extra.values(), target.value, at, revs[n],
              job_id, source.value]
         if owner is not None:
             p.append(owner)

@@ -60,6 +60,10 @@ def copy_ledger(source: Ledger, dest: Ledger) -> CopyReport:
         for table, column in _IDENTITIES.items():
             dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                         f"COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)")
+        # SQLite's rev counter becomes the sequence's position (PostgreSQL has no meta rev).
+        dst.execute("SELECT setval('jobs_rev', GREATEST(COALESCE((SELECT MAX(value) FROM meta "
+                    "WHERE key = 'rev'), 0), COALESCE((SELECT MAX(rev) FROM jobs), 0), 1))")
+        dst.execute("DELETE FROM meta WHERE key = 'rev'")
         dst.execute("UPDATE jobs SET part_host = ? WHERE bytes_committed > 0 "
                     "AND part_host IS NULL", (hostname(),))
     return report

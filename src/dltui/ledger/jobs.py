@@ -131,9 +131,8 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
     results: list[AddResult] = []
     with ledger.write() as conn:
         ts = now()
-        last_rev = next_revs(conn, max(len(prepared), 1))
-        rev = last_rev - len(prepared) + 1
-        for values in prepared:
+        revs = next_revs(conn, len(prepared)) if prepared else []
+        for values, rev in zip(prepared, revs, strict=True):
             row = conn.execute(
                 "INSERT INTO jobs (idem_key, url, canonical_url, dest_dir, requested_name, "
                 "file_name, expected_sha256, checksum, request, host, state, control, attempts, "
@@ -144,7 +143,6 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
                 f"ON CONFLICT(idem_key) DO NOTHING RETURNING {_COLUMNS}",
                 {**values, "ts": ts, "rev": rev},
             ).fetchone()
-            rev += 1
             if row is not None:
                 job = Job.from_row(row)
                 events.append(conn, "added", job.id, url=job.url, dest=job.dest_dir, by=by)
@@ -193,12 +191,44 @@ def list_jobs(
     return [Job.from_row(r) for r in ledger.conn.execute(sql, params).fetchall()]
 
 
-def changed_since(ledger: Ledger, rev: int, limit: int = 10_000) -> list[Job]:
-    """Jobs whose ``rev`` is above ``rev``, oldest change first: what a poller has not seen."""
+#: Where a poller has read up to (:func:`changes`): the newest rev seen on SQLite, the snapshot
+#: of its last read (as text) on PostgreSQL. Opaque to callers.
+Cursor = int | str
+
+
+def changes(ledger: Ledger, cursor: Cursor | None) -> tuple[list[Job], Cursor]:
+    """Jobs changed since ``cursor`` (every job when None), oldest change first, and the
+    cursor to pass next time: what a poller has not seen.
+
+    SQLite commits one writer at a time, in rev order, so "rev above N" misses nothing. On
+    PostgreSQL writers of different jobs commit side by side, and a rev taken early may
+    commit after a later one was read; there the cursor is the snapshot the last read saw,
+    and the rows returned are those whose writer it could not see (``txid``), in the manner
+    of PgQ's batches. A cursor of the other backend's kind reads every job again.
+    """
+    if ledger.pg:
+        with ledger.read() as conn:
+            snapshot = str(conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0])
+            if isinstance(cursor, str):
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM jobs "
+                    "WHERE txid >= pg_snapshot_xmin(CAST(? AS pg_snapshot)) "
+                    "AND NOT pg_visible_in_snapshot(txid, CAST(? AS pg_snapshot)) ORDER BY rev",
+                    (cursor, cursor)).fetchall()
+            else:
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY rev").fetchall()
+        return [Job.from_row(r) for r in rows], snapshot
+    after = cursor if isinstance(cursor, int) else 0
     rows = ledger.conn.execute(
-        f"SELECT {_COLUMNS} FROM jobs WHERE rev > ? ORDER BY rev LIMIT ?", (rev, limit)
-    ).fetchall()
-    return [Job.from_row(r) for r in rows]
+        f"SELECT {_COLUMNS} FROM jobs WHERE rev > ? ORDER BY rev", (after,)).fetchall()
+    return [Job.from_row(r) for r in rows], (int(rows[-1]["rev"]) if rows else after)
+
+
+def cursor_now(ledger: Ledger) -> Cursor:
+    """The cursor of a poller that has seen every change committed so far."""
+    if ledger.pg:
+        return str(ledger.conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0])
+    return int(ledger.conn.execute("SELECT value FROM meta WHERE key = 'rev'").fetchone()[0])
 
 
 _STORED = "state = 'FINALIZED' AND sha256 IS NOT NULL"
@@ -241,11 +271,6 @@ def pending_work(ledger: Ledger) -> tuple[int, int]:
     return int(queued), int(running)
 
 
-def current_rev(ledger: Ledger) -> int:
-    """The newest rev handed out."""
-    return int(ledger.conn.execute("SELECT value FROM meta WHERE key = 'rev'").fetchone()[0])
-
-
 def counts(ledger: Ledger) -> dict[JobState, int]:
     """Number of jobs in each state (zero for absent states)."""
     out = dict.fromkeys(JobState, 0)
@@ -271,7 +296,7 @@ def write_row(
         f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} "
         f"RETURNING {_COLUMNS}"
     )
-    rev = next_revs(conn)
+    [rev] = next_revs(conn)
     row = conn.execute(sql, [*sets.values(), now(), rev, job_id, *params]).fetchone()
     return Job.from_row(row) if row else None
 

@@ -197,6 +197,13 @@ def _m013_processes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m014_rev_sequence(db: sqlite_utils.Database) -> None:
+    # PostgreSQL only (its writers run side by side, so revs come from a sequence and each row
+    # records its writer's transaction for the pollers' snapshot cursor). SQLite has one writer
+    # at a time: meta.rev stays its counter and the rev its cursor. Kept so both number alike.
+    del db
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -212,6 +219,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("request", _m011_request),
     ("fleet", _m012_fleet),
     ("processes", _m013_processes),
+    ("rev_sequence", _m014_rev_sequence),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -280,6 +288,20 @@ PG_MIGRATIONS: list[tuple[str, list[str]]] = [
     ("processes", [f"CREATE TABLE processes (process TEXT PRIMARY KEY, host TEXT NOT NULL, "
                    f"workers BIGINT NOT NULL, started_at {_PG_TIME} NOT NULL, "
                    f"heartbeat_at {_PG_TIME} NOT NULL)"]),
+    ("rev_sequence", [
+        # Writers that lock only their own rows commit side by side: a sequence hands out revs
+        # without a row every writer waits on, and ``txid`` (stamped on every insert and
+        # update) tells a poller which rows its last snapshot could not see yet.
+        "CREATE SEQUENCE jobs_rev",
+        "SELECT setval('jobs_rev', GREATEST(value, 1), value > 0) FROM meta WHERE key = 'rev'",
+        "DELETE FROM meta WHERE key = 'rev'",
+        "ALTER TABLE jobs ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()",
+        "CREATE INDEX idx_jobs_txid ON jobs (txid)",
+        "CREATE FUNCTION dltui_stamp_txid() RETURNS trigger LANGUAGE plpgsql AS "
+        "'BEGIN NEW.txid := pg_current_xact_id(); RETURN NEW; END'",
+        "CREATE TRIGGER jobs_txid BEFORE UPDATE ON jobs FOR EACH ROW "
+        "EXECUTE FUNCTION dltui_stamp_txid()",
+    ]),
 ]
 
 

@@ -138,7 +138,9 @@ class DltuiApp(App[None]):
         self._detail_shown: JobDetail | None = None
         self._stale_told = False  # said that R heals the stale jobs shown
         self._healed_at = 0.0
-        self._event_id: int | None = None  # events read up to (removed rows), for _poll_once
+        # Where _poll_once reads on from: the job changes and the events (removed rows).
+        self._cursor: jobs.Cursor | None = None
+        self._event_id: int | None = None
         self._labelled = False
         self.show_detail = True
 
@@ -186,14 +188,14 @@ class DltuiApp(App[None]):
             self._poll_loop()
 
     # -- the poll ---------------------------------------------------------------------------
-    def _read(self, ledger: Ledger, rev: int, detail_job: int | None,
+    def _read(self, ledger: Ledger, cursor: jobs.Cursor | None, detail_job: int | None,
               event_id: int | None) -> Polled:
-        return read_poll(ledger, rev, detail_job, self.clock(), event_id)
+        return read_poll(ledger, cursor, detail_job, self.clock(), event_id)
 
     def _poll_once(self) -> None:
         assert self.ledger is not None
-        message = self._read(self.ledger, self.book.rev, self._detail_job, self._event_id)
-        self._event_id = message.event_id
+        message = self._read(self.ledger, self._cursor, self._detail_job, self._event_id)
+        self._cursor, self._event_id = message.cursor, message.event_id
         self._apply(message, tick=False)
 
     @work(thread=True, exclusive=True, group="poll")
@@ -207,8 +209,8 @@ class DltuiApp(App[None]):
                 with contextlib.suppress(RuntimeError):
                     self.call_from_thread(self._ledger_failed, problem)
             return
-        rev = 0
-        event_id: int | None = None  # the first poll reads every row
+        cursor: jobs.Cursor | None = None  # the first poll reads every row
+        event_id: int | None = None
         me = get_current_worker()
         # On PostgreSQL each commit wakes this thread at once; polling stays the fallback.
         changes = ChangeWaiter(ledger)
@@ -219,14 +221,14 @@ class DltuiApp(App[None]):
                         ledger.check_file()
                         if self.pool is not None and self.pool.fatal is not None:
                             raise self.pool.fatal
-                        message = self._read(ledger, rev, self._detail_job, event_id)
+                        message = self._read(ledger, cursor, self._detail_job, event_id)
                 except DltuiError as exc:
                     problem = str(exc)
                     if self.is_running:
                         with contextlib.suppress(RuntimeError):  # it is closing just now
                             self.call_from_thread(self._ledger_failed, problem)
                 else:
-                    rev, event_id = message.rev, message.event_id
+                    cursor, event_id = message.cursor, message.event_id
                     self.post_message(message)
                 if changes.wait(self.poll_interval or 0.5, self._stop):
                     self._stop.wait(NOTIFY_SETTLE)  # a burst of commits: one poll for them

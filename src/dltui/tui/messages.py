@@ -37,7 +37,8 @@ class Polled(Message):
     changed: list[Job]
     now: float
     detail: JobDetail | None = None
-    rev: int = 0
+    #: Where the next poll reads on from (:func:`dltui.ledger.jobs.changes`).
+    cursor: jobs.Cursor | None = None
     side: SideTables = field(default_factory=SideTables)
     #: Jobs whose rows were removed since the last poll, and the event id read up to.
     removed: list[int] = field(default_factory=list)
@@ -53,15 +54,14 @@ class Notice(Message):
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def read_poll(ledger: Ledger, rev: int, detail_job: int | None, now: float,
+def read_poll(ledger: Ledger, cursor: jobs.Cursor | None, detail_job: int | None, now: float,
               event_id: int | None = None) -> Polled:
-    """One poll: the jobs changed since ``rev`` and those removed since ``event_id`` (None:
+    """One poll: the jobs changed since ``cursor`` and those removed since ``event_id`` (None:
     the first poll, which reads every row), the selected job's detail, the side tables."""
     removed, newest = removal.removed_since(ledger, event_id if event_id is not None
                                             else 1 << 62)
-    changed = jobs.changed_since(ledger, rev, limit=1_000_000)
+    changed, cursor = jobs.changes(ledger, cursor)
     detail = None if detail_job is None else read_detail(ledger, detail_job)
     side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
                       hosts.statuses(ledger), tuple(fleet.processes(ledger)))
-    return Polled(changed, now, detail, changed[-1].rev if changed else rev, side, removed,
-                  newest)
+    return Polled(changed, now, detail, cursor, side, removed, newest)

@@ -92,7 +92,6 @@ class JobBook:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.jobs: dict[int, Job] = {}
-        self.rev = 0
         self._samples: dict[int, _Samples] = {}
         self._job_history: dict[int, deque[float]] = {}
         self.total_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
@@ -124,7 +123,6 @@ class JobBook:
                 self._active.add(job.id)
             else:
                 self._active.discard(job.id)
-            self.rev = max(self.rev, job.rev)
             ids.add(job.id)
             if old is None or old.state != job.state or self.sort is not SortKey.ID:
                 reorder = True
