@@ -239,7 +239,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
                         "decision_reason": _FRESH.reason}) for i in items]
     # The lane's effects are those of JobRun's first try: a job handed back replays them.
     stream_keys = [ops.stream_key(i.job_id, i.run.job.attempts, ops.FIRST_TRY) for i in items]
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         batched.advance_many_in(conn, [JobState.LEASED, JobState.PRECHECKED], rows, owner=owner)
         events.append_many(conn, (
             ("decision", i.job_id, {"mode": _FRESH.mode.value, "reason": _FRESH.reason,
@@ -257,7 +257,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
         item.run.progress(size, size)
         item.sha = item.body.result.sha256
 
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         # A cancel that reached the ledger before FINALIZING wins (see JobRun._streamed).
         cancelled = jobs.with_control_in(conn, [i.job_id for i in items], Control.CANCEL)
         keep = [(k, i) for k, i in zip(stream_keys, items, strict=True)
@@ -283,7 +283,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
 
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
     link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         ops.finish_many_in(conn, [(k, as_record(p))
                                   for k, p in zip(finalize_keys, promoted, strict=True)])
         objects.record_in(conn, [(i.sha, p.identity) for i, p in zip(items, promoted, strict=True)
@@ -296,7 +296,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     for item in items:
         item.placed = finalize.link(pool.store, item.sha, item.dest_dir, item.name, fsync=sync,
                                     mode=pool.settings.link_mode)
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         placed = [i.placed for i in items if i.placed is not None]
         ops.finish_many_in(conn, [(k, as_record(p))
                                   for k, p in zip(link_keys, placed, strict=True)])

@@ -3,6 +3,7 @@ which transactions wait for which, and leasing that skips rows another host has 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +47,51 @@ def test_a_rolled_back_write_is_never_seen(led: Ledger, pg_url: str, dest: Path)
         gone.execute("UPDATE jobs SET bytes_committed = 5 WHERE id = %s", (job_id,))
         gone.rollback()
     assert jobs.changes(led, cursor)[0] == []
+
+
+def test_leasing_passes_over_a_row_another_writer_holds(led: Ledger, home: Path, pg_url: str,
+                                                        dest: Path) -> None:
+    from dltui.ledger import actions, leases
+
+    ids = [add_job(led, dest, f"http://example.com/{i}") for i in range(3)]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_first() -> None:  # a worker's transaction on job 1, still open
+        with led.write(shared=True) as conn:
+            jobs.write_row(conn, ids[0], {"bytes_committed": 1})
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_first)
+    holder.start()
+    assert holding.wait(10)
+    # A short lock timeout: waiting for job 1 (or the write lock) would fail, not pass.
+    other = Ledger(home, busy_timeout=2)
+    try:
+        taken = leases.lease_next(other, leases.owner_id(), ttl=60)
+        assert taken is not None and taken.id == ids[1]  # job 1 is skipped, not waited for
+        paused: list[str] = []
+
+        def pause() -> None:
+            with Ledger(home) as mine:
+                paused.append(actions.pause(mine, ids[2]))
+
+        operator = threading.Thread(target=pause)
+        operator.start()
+        operator.join(0.5)
+        assert operator.is_alive() and not paused  # an exclusive write waits for the workers
+        release.set()
+        operator.join(10)
+        holder.join(10)
+        assert len(paused) == 1 and jobs.get(other, ids[2]).control == "pause"
+        assert jobs.get(other, ids[0]).bytes_committed == 1
+    finally:
+        release.set()
+        other.close()
+
+
+def test_an_exclusive_write_cannot_join_a_shared_one(led: Ledger) -> None:
+    with led.write(shared=True), pytest.raises(RuntimeError, match="cannot join"), led.write():
+        pass
+    with led.write(), led.write(shared=True) as conn:  # the other way round is fine
+        conn.execute("SELECT 1")

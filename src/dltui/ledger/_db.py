@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -83,8 +84,8 @@ def _private_file(path: Path) -> None:
         pass
 
 
-#: The advisory lock every PostgreSQL write transaction takes first: as SQLite's
-#: ``BEGIN IMMEDIATE``, one writer at a time, so revs are handed out in commit order.
+#: The advisory lock every PostgreSQL write transaction takes first: alone, as SQLite's
+#: ``BEGIN IMMEDIATE``, or shared by writers of their own rows (``Ledger.write(shared=True)``).
 PG_WRITE_LOCK = 0x646C747569  # "dltui"
 
 
@@ -219,7 +220,7 @@ class Ledger:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
-            self._local.depth = 0
+            self._local.depth, self._local.shared = 0, False
         return conn
 
     @property
@@ -234,34 +235,47 @@ class Ledger:
         return db
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction; nested uses join the outer one."""
+    def write(self, *, shared: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested uses join the outer one.
+
+        ``shared`` declares a transaction that writes only rows it locks itself (a worker's
+        own jobs, their ops, segments and events, its process and host rows) and decides
+        nothing from rows it does not lock. On PostgreSQL such transactions run side by side:
+        they hold the fleet lock shared and lock their rows (``FOR UPDATE``, leasing with
+        ``SKIP LOCKED``). Every other write (adds, operator actions, reconcile, removal,
+        flags, migrations) holds the fleet lock alone. On SQLite every write is
+        ``BEGIN IMMEDIATE``: one at a time. An exclusive write cannot join a shared one.
+        """
         conn = self.conn
         if self._local.depth:
+            if self._local.shared and not shared:
+                raise RuntimeError("an exclusive ledger write cannot join a shared one")
             self._local.depth += 1
             try:
                 yield conn
             finally:
                 self._local.depth -= 1
             return
-        with self._write_lock:
+        # SQLite: threads of one process queue here (see __init__); PostgreSQL queues them in
+        # the server, where shared writers pass each other.
+        with contextlib.nullcontext() if self.pg else self._write_lock:
             if self.pg:
                 conn.execute("BEGIN")
                 # The notification is queued now and delivered at commit (never on rollback),
                 # in the same round trip as the lock: listeners (TUIs) poll at once.
-                conn.execute("SELECT pg_advisory_xact_lock(?), pg_notify('dltui', '')",
-                             (PG_WRITE_LOCK,))
+                lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+                conn.execute(f"SELECT {lock}(?), pg_notify('dltui', '')", (PG_WRITE_LOCK,))
             else:
                 conn.execute("BEGIN IMMEDIATE")
-            self._local.depth = 1
+            self._local.depth, self._local.shared = 1, shared
             try:
                 yield conn
             except BaseException:
-                self._local.depth = 0
+                self._local.depth, self._local.shared = 0, False
                 if conn.in_transaction:  # some errors make SQLite roll back by itself
                     conn.execute("ROLLBACK")
                 raise
-            self._local.depth = 0
+            self._local.depth, self._local.shared = 0, False
             conn.execute("COMMIT")
 
     @contextmanager
@@ -308,6 +322,15 @@ class Ledger:
 def is_pg(conn: sqlite3.Connection) -> bool:
     """True for a PostgreSQL connection (the ledger's modules otherwise see one interface)."""
     return bool(getattr(conn, "pg", False))
+
+
+def for_update(conn: sqlite3.Connection, *, skip_locked: bool = False) -> str:
+    """What ends a SELECT of rows the transaction is about to write: on PostgreSQL a row lock
+    (another shared writer may be on them; with ``skip_locked`` such rows are passed over), on
+    SQLite nothing (its writer is alone)."""
+    if not is_pg(conn):
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
 
 def next_revs(conn: sqlite3.Connection, count: int = 1) -> list[int]:

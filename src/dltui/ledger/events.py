@@ -69,7 +69,7 @@ def append_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, int | None, 
 
 def record(ledger: Ledger, kind: str, job_id: int | None = None, **data: Any) -> int:
     """Append an event in its own transaction."""
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:  # a row of its own
         return append(conn, kind, job_id, **data)
 
 

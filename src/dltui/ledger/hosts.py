@@ -89,7 +89,9 @@ def publish(ledger: Ledger, statuses: list[HostStatus]) -> None:
     """Record workers' view of hosts (breaker state, Retry-After, last error)."""
     if not statuses:
         return
-    with ledger.write() as conn:
+    # Shared: only these hosts' rows, taken in name order so two writers never deadlock.
+    statuses = sorted(statuses, key=lambda s: s.host)
+    with ledger.write(shared=True) as conn:
         conn.executemany(
             "INSERT INTO host_status (host, breaker, failures, open_until, retry_after_until, "
             "last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(host) DO UPDATE "

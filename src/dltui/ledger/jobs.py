@@ -23,7 +23,7 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import events, segments
-from dltui.ledger._db import next_revs
+from dltui.ledger._db import for_update, next_revs
 from dltui.ledger.clock import now
 from dltui.model import (
     ACTIVE_STATES,
@@ -302,8 +302,9 @@ def write_row(
 
 
 def _current(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?",
-                                           (job_id,)).fetchone()
+    """The job's row, locked until the transaction ends: what it decides on stays so."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM jobs WHERE id = ?" + for_update(conn), (job_id,)).fetchone()
     if row is None:
         raise UnknownJob(job_id)
     return row
@@ -339,7 +340,7 @@ def transition_in(
         where += " AND lease_owner = ?"
         params.append(owner)
     job = write_row(conn, job_id, sets, where, params)
-    if job is None:  # unreachable while the write lock is held; kept as the hard guarantee
+    if job is None:  # unreachable while the row is locked; kept as the hard guarantee
         raise IllegalTransition(job_id, current, target)
     move: dict[str, Any] = {"from": current.value, "to": target.value}
     events.append(conn, "state", job_id, **move, reason=reason, **data)
@@ -387,7 +388,7 @@ def transition(
     ``owner``, any write by a worker that no longer holds the lease (LeaseLost). Appends a
     ``state`` event.
     """
-    with ledger.write() as conn:
+    with ledger.write(shared=owner is not None) as conn:  # a worker's own job
         return transition_in(conn, job_id, to, owner=owner, reason=reason, fields=fields, **data)
 
 
@@ -396,7 +397,7 @@ def update(ledger: Ledger, job_id: int, *, owner: str | None, **fields: Any) -> 
     bad = set(fields) - WRITABLE
     if bad:
         raise ValueError(f"cannot write job columns {sorted(bad)} with update()")
-    with ledger.write() as conn:
+    with ledger.write(shared=owner is not None) as conn:
         if owner is None:
             job = write_row(conn, job_id, fields)
             if job is None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dltui.errors import IllegalTransition, LeaseLost
 from dltui.ledger import batched, jobs
+from dltui.ledger._db import for_update, is_pg
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import (
     hostname,
@@ -82,7 +83,9 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
     # A SQLite ledger is one host's: its parts are in this home whatever the machine is called
     # now (a renamed host, a container with a new hostname each run), so none is elsewhere.
     grace = affinity_grace if ledger.pg else float("-inf")
-    with ledger.write() as conn:
+    # Shared: it writes only the rows it locks. On PostgreSQL leasers on every host run side
+    # by side and pass over rows another one holds (SKIP LOCKED) instead of queueing.
+    with ledger.write(shared=True) as conn:
         at = now()
         dead: dict[str, bool] = {}
         for row in _takeover_candidates(conn, at, grace):
@@ -90,6 +93,8 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
                 continue
             if lease_is_live(row["lease_owner"], row["lease_until"], at, dead):
                 continue
+            if is_pg(conn) and not _still(conn, row):
+                continue  # another host took it, or it is being written right now
             job_id = row["id"]
             control = row["control"]
             clear = dict(jobs.CLEAR_LEASE)
@@ -113,15 +118,16 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
         mine = (me, me, at - grace)
         if only is not None:  # ids are ints from the ledger: safe to inline
             ready += f" AND id IN ({','.join(str(int(i)) for i in only) or 'NULL'})"
+        lock = for_update(conn, skip_locked=True)
         rows = []
         if limit > 1 and small_max is not None:
             rows = conn.execute(
                 f"SELECT id, attempts FROM jobs WHERE {ready} "
-                "AND (content_length IS NULL OR content_length <= ?) ORDER BY id LIMIT ?",
+                f"AND (content_length IS NULL OR content_length <= ?) ORDER BY id LIMIT ?{lock}",
                 (at, *mine, small_max, limit)).fetchall()
         if len(rows) <= 1:
             rows = conn.execute(
-                f"SELECT id, attempts FROM jobs WHERE {ready} ORDER BY id LIMIT ?",
+                f"SELECT id, attempts FROM jobs WHERE {ready} ORDER BY id LIMIT ?{lock}",
                 (at, *mine, 1 if small_max is not None else max(limit, 1)),
             ).fetchall()
         if len(rows) <= 1:
@@ -133,6 +139,16 @@ def lease_batch(ledger: Ledger, owner: str, ttl: float = DEFAULT_TTL,
             reason="leased", owner_id=owner,
         )
         return batched.get_many(conn, [r["id"] for r in rows])
+
+
+def _still(conn: sqlite3.Connection, seen: sqlite3.Row) -> bool:
+    """Lock a takeover candidate unless another transaction holds it, and confirm that its
+    lease is still the one judged over (no heartbeat or takeover committed meanwhile)."""
+    row = conn.execute(
+        "SELECT lease_owner, lease_until FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED",
+        (seen["id"],)).fetchone()
+    return row is not None and (row["lease_owner"], row["lease_until"]) == \
+        (seen["lease_owner"], seen["lease_until"])
 
 
 def _take(conn: sqlite3.Connection, job_id: int, owner: str, ttl: float, at: float) -> Job:
@@ -150,7 +166,7 @@ def _take(conn: sqlite3.Connection, job_id: int, owner: str, ttl: float, at: flo
 
 def renew(ledger: Ledger, job_id: int, owner: str, ttl: float = DEFAULT_TTL) -> float:
     """Extend ``owner``'s lease (the heartbeat) and return the new expiry; LeaseLost otherwise."""
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         at = now()
         renewed = jobs.write_row(
             conn, job_id, {"lease_until": at + ttl, "heartbeat_at": at},
@@ -163,7 +179,7 @@ def renew(ledger: Ledger, job_id: int, owner: str, ttl: float = DEFAULT_TTL) -> 
 
 def release(ledger: Ledger, job_id: int, owner: str) -> None:
     """Give the lease up; a no-op when ``owner`` no longer holds it."""
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         jobs.write_row(conn, job_id, dict(jobs.CLEAR_LEASE), "AND lease_owner = ?", (owner,))
 
 
@@ -172,9 +188,10 @@ def hand_back_large(ledger: Ledger, taken: Sequence[tuple[int, str, int]]) -> se
     worker can start them; ``taken`` holds (job id, owner, length). Returns the ids handed back
     (a job the operator paused or cancelled meanwhile, or no longer held, stays as it is)."""
     back: set[int] = set()
-    with ledger.write() as conn:
-        for job_id, owner, length in taken:
-            row = conn.execute("SELECT control FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    with ledger.write(shared=True) as conn:
+        for job_id, owner, length in sorted(taken):
+            row = conn.execute("SELECT control FROM jobs WHERE id = ?" + for_update(conn),
+                               (job_id,)).fetchone()
             if row is None or row[0] != Control.RUN.value:
                 continue
             try:

@@ -323,6 +323,8 @@ def _pg_version(conn: sqlite3.Connection) -> int:
 
 def _migrate_pg(ledger: Ledger, target: int, create: bool) -> list[int]:
     applied: list[int] = []
+    if target <= _pg_version(ledger.conn) <= SCHEMA_VERSION:
+        return applied  # the common case, without the fleet's write lock: workers go on
     with ledger.write() as conn:  # the fleet's write lock: one host migrates, the others wait
         version = _pg_version(conn)
         if version > SCHEMA_VERSION:

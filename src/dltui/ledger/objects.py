@@ -26,13 +26,14 @@ _UPSERT = (
 def record_in(conn: sqlite3.Connection, items: Iterable[tuple[str, FileIdentity]]) -> None:
     """Record (or refresh) objects' identities inside the caller's transaction."""
     at = now()
+    # In digest order: two shared writers recording the same objects lock them alike.
     conn.executemany(_UPSERT, [(sha, i.size, i.dev, i.ino, i.mtime_ns, i.ctime_ns, at)
-                               for sha, i in items])
+                               for sha, i in sorted(items, key=lambda item: item[0])])
 
 
 def record(ledger: Ledger, sha256: str, identity: FileIdentity) -> None:
     """:func:`record_in` in a transaction of its own."""
-    with ledger.write() as conn:
+    with ledger.write(shared=True) as conn:
         record_in(conn, [(sha256, identity)])
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dltui.errors import LeaseLost, UnknownJob
+from dltui.ledger._db import for_update
 from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
@@ -155,13 +156,14 @@ def run_effect(
     With ``started`` the caller already marked the op started with :func:`start_in`, inside
     an earlier transaction of its own (one commit fewer per op); ``fn`` runs at once.
     """
+    mine = owner is not None  # a worker's op on its own job: a shared write
     if not started:
         existing = get(ledger, key)
         if existing and existing.status == OpStatus.DONE and (
             verify is None or verify(existing.result)
         ):
             return existing.result
-        with ledger.write() as conn:
+        with ledger.write(shared=mine) as conn:
             if on_start is not None:
                 _check_owner(conn, job_id, owner)
                 on_start(conn)
@@ -171,7 +173,7 @@ def run_effect(
     try:
         result = fn()
     except BaseException as exc:
-        with ledger.write() as conn:
+        with ledger.write(shared=mine) as conn:
             conn.execute(
                 "UPDATE ops SET status = 'failed', error = ?, finished_at = ? WHERE key = ?",
                 (f"{type(exc).__name__}: {exc}"[:2000], now(), key),
@@ -179,7 +181,7 @@ def run_effect(
         raise
     encoded = json.dumps(result, sort_keys=True)
     decoded = json.loads(encoded)  # a first run and a replay hand back identical values
-    with ledger.write() as conn:
+    with ledger.write(shared=mine) as conn:
         conn.execute(
             "UPDATE ops SET status = 'done', result = ?, finished_at = ? WHERE key = ?",
             (encoded, now(), key),
@@ -192,7 +194,8 @@ def run_effect(
 def _check_owner(conn: sqlite3.Connection, job_id: int, owner: str | None) -> None:
     if owner is None:
         return
-    row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?" + for_update(conn),
+                       (job_id,)).fetchone()
     if row is None:
         raise UnknownJob(job_id)
     if row[0] != owner:

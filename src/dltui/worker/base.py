@@ -70,7 +70,7 @@ class RunBase:
 
     def _advance(self, to: JobState, **fields: Any) -> None:
         """Move forward through the active states (a retry never moves back)."""
-        with self.ledger.write() as conn:
+        with self.ledger.write(shared=True) as conn:
             self._advance_in(conn, to, **fields)
 
     def _advance_in(self, conn: Any, to: JobState, **fields: Any) -> None:
@@ -102,7 +102,7 @@ class RunBase:
         return self.flags.fsync and self.pool.settings.fsync_on_finish
 
     def _record_decision(self, decision: resume.ResumeDecision) -> None:
-        with self.ledger.write() as conn:
+        with self.ledger.write(shared=True) as conn:
             self._record_decision_in(conn, decision)
 
     def _record_decision_in(self, conn: Any, decision: resume.ResumeDecision) -> None:

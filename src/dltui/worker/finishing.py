@@ -70,7 +70,7 @@ class Finishing(RunBase):
                 on_done=lambda conn, r: self._finalized(conn, sha, decode(Placed, r)),
             )
         if self.state is not JobState.FINALIZED:  # the LINK op was already done (a replay)
-            with self.ledger.write() as conn:
+            with self.ledger.write(shared=True) as conn:
                 self._finalized(conn, sha, decode(Placed, record))
         self.part.unlink(missing_ok=True)
         pool.stats.finished += 1

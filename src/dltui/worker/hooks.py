@@ -30,7 +30,7 @@ class StreamHooks(RunBase):
             # that never commit, the ledger keeps the previous (smaller) offset: safe.
             self._complete_cp = (fields, cp.segments)
             return
-        with self.ledger.write() as conn:
+        with self.ledger.write(shared=True) as conn:
             self._record_checkpoint(conn, fields, cp.segments)
         # After the record: what is on disk so far stays resumable when the disk fills up.
         quota.check_streaming(self.part.parent, self.pool.settings,

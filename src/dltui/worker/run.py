@@ -240,7 +240,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
             finalize.verify_checksum(pool.store.object_path(cached_sha), job.checksum)
-            with self.ledger.write() as conn:
+            with self.ledger.write(shared=True) as conn:
                 self._advance_in(conn, JobState.PRECHECKED, **fields)
                 self._record_decision_in(conn, decision)
                 if self.state is JobState.STREAMING:  # a retry found the object stored
@@ -287,7 +287,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             if name != self.job.file_name:
                 self._update(file_name=name)
         if self.state is not JobState.FINALIZING:
-            with self.ledger.write() as conn:
+            with self.ledger.write(shared=True) as conn:
                 if jobs.with_control_in(conn, [self.job.id], Control.CANCEL):
                     self.request_stop("cancel")
                     raise Interrupted("cancel")
