@@ -36,6 +36,10 @@ class Settings:
         "", "Where the ledger is: empty for the home's own SQLite file, or a "
             "postgresql://user@host:port/db URL for a ledger that a fleet of hosts shares "
             "(each host keeps its parts and store in its own home).")
+    ledger_connections: int = _s(
+        8, "Most connections one dltui process keeps to a PostgreSQL ledger: a pool its threads "
+           "share, each holding one only for a transaction. Every host's processes count "
+           "against the server's max_connections (100 by default).")
     host_name: str = _s(
         "", "This host's name in a fleet sharing one ledger: lease owners carry it, and only "
             "this host judges its own processes dead; empty means the machine's hostname. "
@@ -232,13 +236,13 @@ def _coerce(f: dataclasses.Field[Any], value: Any, what: str) -> Any:
 RESERVE_BYTES = 4 << 20
 #: Upper bounds: more threads or processes than this only thrash, and a larger number is a typo.
 MAX_COUNTS = {"workers": 256, "processes": 64, "connections_per_file": 32, "batch_jobs": 1024,
-              "retries": 1000, "max_redirects": 100}
+              "retries": 1000, "max_redirects": 100, "ledger_connections": 1000}
 #: No float setting (seconds or a multiple) is meaningful above this; bigger ones overflow
 #: the clocks they are added to.
 MAX_SECONDS = 1e7
 
-_POSITIVE = {"workers", "lease_ttl", "connections_per_file", "min_segment_size",
-             "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
+_POSITIVE = {"workers", "lease_ttl", "ledger_connections", "connections_per_file",
+             "min_segment_size", "connect_timeout", "read_timeout", "retries", "checkpoint_bytes",
              "checkpoint_interval", "control_poll", "breaker_threshold", "batch_jobs"}
 
 

@@ -3,14 +3,18 @@ which transactions wait for which, and leasing that skips rows another host has 
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from dltui.ledger import Ledger, jobs
+from dltui.errors import LedgerError
+from dltui.ledger import Ledger, jobs, ledger_errors
+from dltui.model import JobState
 from tests.conftest import add_job
 
 
@@ -95,3 +99,74 @@ def test_an_exclusive_write_cannot_join_a_shared_one(led: Ledger) -> None:
         pass
     with led.write(), led.write(shared=True) as conn:  # the other way round is fine
         conn.execute("SELECT 1")
+
+
+def test_a_process_keeps_no_more_connections_than_its_pool(home: Path, pg_url: str, dest: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from dltui.ledger import leases
+    from tests.ledger.racer import race
+
+    monkeypatch.setenv("DLTUI_LEDGER", pg_url)
+    monkeypatch.setenv("DLTUI_HOST_NAME", "pool-host")
+    monkeypatch.setenv("DLTUI_LEDGER_CONNECTIONS", "3")
+    led = Ledger(home)
+    jobs.add(led, [jobs.JobSpec(f"http://example.com/{i}", dest) for i in range(120)])
+    me = f"dltui pool-host {os.getpid()}"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as watch:
+            while not done.is_set():
+                row = watch.execute("SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE application_name = %s", (me,)).fetchone()
+                seen.append(int(row[0]) if row else 0)
+                time.sleep(0.005)
+
+    found: list[list[int]] = [[] for _ in range(16)]
+
+    def work(i: int) -> None:
+        found[i] = race(led, leases.owner_id(), "finish")
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    done.set()
+    sampler.join(10)
+    try:
+        taken = sorted(j for ids in found for j in ids)
+        assert taken == list(range(1, 121))  # 16 threads, each job once
+        assert jobs.counts(led)[JobState.FINALIZED] == 120
+        assert seen and 1 <= max(seen) <= 3, max(seen)
+    finally:
+        led.close()
+
+
+def test_a_pool_in_use_too_long_says_so(home: Path, pg_url: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLTUI_LEDGER", pg_url)
+    monkeypatch.setenv("DLTUI_LEDGER_CONNECTIONS", "1")
+    led = Ledger(home, busy_timeout=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with led.read():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(LedgerError, match="all 1 ledger connections of this process "
+                                              "stayed in use for 1 s"), ledger_errors(led.path):
+            jobs.counts(led)
+    finally:
+        release.set()
+        holder.join(10)
+    assert jobs.counts(led)[JobState.PLANNED] == 0  # free again
+    led.close()

@@ -21,6 +21,7 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import Ledger, flags
+from dltui.ledger._db import POOL_SIZE_ENV
 from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live
 from dltui.model import Job, Segment
 from dltui.units import human_size
@@ -135,6 +136,7 @@ def _select_ledger(args: argparse.Namespace) -> None:
     given = getattr(args, "ledger", None)
     if given is None and not os.environ.get(paths.LEDGER_ENV):
         given = settings.ledger or None
+    os.environ[POOL_SIZE_ENV] = str(settings.ledger_connections)  # as the ledger, below
     if settings.host_name.strip():  # as the ledger: every worker process of this command
         os.environ[HOST_NAME_ENV] = requests.check_host_name(settings.host_name,
                                                              what="host_name")

@@ -15,12 +15,27 @@ from typing import TYPE_CHECKING
 from dltui import paths
 from dltui.config import RESERVE_BYTES
 from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing
+from dltui.ledger.liveness import hostname
 from dltui.urls import redact
 
 if TYPE_CHECKING:
     import sqlite_utils
 
+    from dltui.ledger._pg import PgPool
+
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: Connections one process keeps to a PostgreSQL ledger, unless ``$DLTUI_LEDGER_CONNECTIONS``
+#: (the ``ledger_connections`` setting) says otherwise.
+DEFAULT_POOL_SIZE = 8
+POOL_SIZE_ENV = "DLTUI_LEDGER_CONNECTIONS"
+
+
+def pool_size() -> int:
+    """How many connections this process may keep to a PostgreSQL ledger (at least 1)."""
+    try:
+        return max(1, int(os.environ.get(POOL_SIZE_ENV, "") or DEFAULT_POOL_SIZE))
+    except ValueError:  # the CLI checks the setting; a library caller gets the default
+        return DEFAULT_POOL_SIZE
 
 
 def sqlite_error_kind(exc: sqlite3.Error) -> str:
@@ -113,6 +128,7 @@ class Ledger:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._pool: PgPool | None = None  # PostgreSQL: this process's connections
         # Threads of one process queue here rather than in SQLite's busy handler, which sleeps
         # in growing steps (up to 100 ms) and would stall a pool of workers on every commit.
         self._write_lock = threading.RLock()
@@ -183,17 +199,22 @@ class Ledger:
     def _connect(self) -> sqlite3.Connection:
         if self.pg:
             try:
-                from dltui.ledger._pg import PgConnection
+                from dltui.ledger._pg import PgConnection, PgPool
             except ImportError:
                 raise LedgerError(f"ledger {self.path} is a PostgreSQL database, but psycopg is "
                                   "not installed; install dltui[postgresql]") from None
-            try:
-                # Waits for a row or the write lock end after busy_timeout, as SQLite's do.
-                pg = PgConnection(self.location, connect_timeout=self.busy_timeout,
-                                  setup=[f"SET lock_timeout = {int(self.busy_timeout * 1000)}"])
-            except sqlite3.Error as exc:
-                raise db_error(self.path, exc) from None
             with self._all_lock:
+                if self._pool is None:
+                    try:
+                        # Waits for a row or the write lock end after busy_timeout, as
+                        # SQLite's do; the server's pg_stat_activity names host and process.
+                        self._pool = PgPool(
+                            self.location, size=pool_size(), timeout=self.busy_timeout,
+                            setup=[f"SET lock_timeout = {int(self.busy_timeout * 1000)}"],
+                            application_name=f"dltui {hostname()} {os.getpid()}"[:63])
+                    except sqlite3.Error as exc:
+                        raise db_error(self.path, exc) from None
+                pg = PgConnection(self._pool)
                 self._all.append(pg)  # type: ignore[arg-type]
             # The ledger's modules use the sqlite3 subset PgConnection provides.
             return pg  # type: ignore[return-value]
@@ -308,8 +329,11 @@ class Ledger:
         """Close every connection this ledger opened, in any thread."""
         with self._all_lock:
             conns, self._all = self._all, []
+            pool, self._pool = self._pool, None
         for conn in conns:
             conn.close()
+        if pool is not None:
+            pool.close()
         self._local = threading.local()
 
     def __enter__(self) -> Ledger:

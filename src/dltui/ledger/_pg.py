@@ -3,8 +3,9 @@
 The ledger's modules speak a small part of the sqlite3 DB-API: ``conn.execute(sql, params)``
 with ``?`` and ``:name`` placeholders, ``executemany``, rows read by index or by column name,
 ``rowcount``, ``in_transaction``, and errors from the sqlite3 tree. :class:`PgConnection`
-offers the same over psycopg, so one body of SQL (kept to what both engines take: RETURNING,
-ON CONFLICT, COALESCE, CASE) serves both backends. A psycopg error arrives as a
+offers the same to each thread over the process's :class:`PgPool` of psycopg connections, so
+one body of SQL (kept to what both engines take: RETURNING, ON CONFLICT, COALESCE, CASE)
+serves both backends. A psycopg error arrives as a
 :class:`PgError`: an ``sqlite3.OperationalError`` carrying the SQLite result code of the same
 meaning (a full disk is ``SQLITE_FULL``, a lock timeout ``SQLITE_BUSY``), so every handler of
 ledger failures words both backends alike.
@@ -12,14 +13,19 @@ ledger failures words both backends alike.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+# The pool logs what it replaces at WARNING; with no handler Python would print that over the
+# TUI. What matters reaches the caller as a PgError.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 
 class PgError(sqlite3.OperationalError):
@@ -116,92 +122,191 @@ def _rows(cursor: Any) -> Any:
     return lambda values: Row(values, index)
 
 
-class PgConnection:
-    """A psycopg connection in autocommit mode that takes the ledger's sqlite3-style SQL."""
+def _materialized(cursor: Any) -> _Result:
+    rows = cursor.fetchall() if cursor.description is not None else []
+    return _Result(rows, cursor.rowcount)
 
-    pg = True  # what :func:`dltui.ledger._db.is_pg` asks
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0,
-                 setup: Sequence[str] = ()) -> None:
-        self._url, self._timeout, self._setup = url, connect_timeout, tuple(setup)
-        self._conn = self._open()
-        self._in_tx = False  # between our BEGIN and its COMMIT or ROLLBACK
+class _Result:
+    """A statement's rows, read before its connection went back to the pool."""
 
-    def _open(self) -> psycopg.Connection[Any]:
+    __slots__ = ("_at", "_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows, self._at, self.rowcount = rows, 0, rowcount
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchall(self) -> list[Any]:
+        """The rows not read yet."""
+        rest, self._at = self._rows[self._at:], len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+def _broken(conn: psycopg.Connection[Any]) -> bool:
+    return bool(conn.broken or conn.closed)
+
+
+class PgPool:
+    """The connections one process keeps to a PostgreSQL ledger (psycopg_pool): at most
+    ``size``, shared by its threads, each holding one only for a transaction or a statement.
+
+    Opening makes one connection first, so a wrong URL, password or database fails at once
+    with the server's words instead of as a pool timeout.
+    """
+
+    def __init__(self, url: str, *, size: int, timeout: float, setup: Sequence[str] = (),
+                 application_name: str = "dltui") -> None:
+        self._url, self._timeout, self._setup = url, timeout, tuple(setup)
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True, "row_factory": _rows, "application_name": application_name,
+            "connect_timeout": max(1, int(timeout))}
+        self._direct().close()
+        self.size = size
+        self._pool = ConnectionPool(url, min_size=1, max_size=size, kwargs=self._kwargs,
+                                    configure=self._configure, timeout=timeout, open=True,
+                                    name="dltui-ledger")
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        for statement in self._setup:
+            conn.execute(statement)
+
+    def _direct(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows,
-                                   connect_timeout=max(1, int(self._timeout)))
-            for statement in self._setup:
-                conn.execute(statement)
+            conn = psycopg.connect(self._url, **self._kwargs)
+            self._configure(conn)
         except psycopg.Error as exc:
             raise pg_error(exc) from None
         return conn
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        """Run one statement; the cursor (``fetchone``, ``fetchall``, ``rowcount``, rows).
+    def take(self) -> psycopg.Connection[Any]:
+        """A connection for this thread, waiting up to the timeout for a free one (or for
+        the server, after a restart)."""
+        try:
+            return self._pool.getconn()
+        except PoolTimeout:
+            pass
+        # Say why: the server refuses (its words), or every connection is in use.
+        self._direct().close()
+        busy = PgError(f"all {self.size} ledger connections of this process stayed in use "
+                       f"for {self._timeout:g} s")
+        busy.sqlite_errorname = "SQLITE_BUSY"
+        raise busy
 
-        When the server drops the connection (a restart), what cannot run twice runs on a new
-        one, once the server is back (within the connect timeout): a transaction's ``BEGIN``
-        (nothing of it has run yet) and a read outside a transaction. A ``ROLLBACK`` of a
-        transaction the server dropped has nothing left to do. Anything else fails as it
-        happened: its transaction is gone.
+    def give(self, conn: psycopg.Connection[Any]) -> None:
+        """Hand ``conn`` back; the pool replaces one the server dropped."""
+        self._pool.putconn(conn)
+
+    def run(self, fn: Callable[[psycopg.Connection[Any]], Any], *, again: bool,
+            keep: bool) -> tuple[psycopg.Connection[Any] | None, Any]:
+        """``fn`` on a pooled connection: (the connection when ``keep``, else None; its result).
+
+        With ``again``, a statement that met a connection the server dropped (a restart)
+        runs again on the next one, until the timeout: only what cannot run twice is given
+        ``again`` (a transaction's BEGIN, a read outside a transaction).
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            conn = self.take()
+            try:
+                result = fn(conn)
+            except psycopg.Error as exc:
+                dropped = _broken(conn)
+                self.give(conn)
+                if again and dropped and time.monotonic() < deadline:
+                    continue
+                raise pg_error(exc) from None
+            except BaseException:
+                self.give(conn)
+                raise
+            if keep:
+                return conn, result
+            self.give(conn)
+            return None, result
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()
+
+
+class PgConnection:
+    """One thread's handle on a :class:`PgPool` that takes the ledger's sqlite3-style SQL.
+
+    It holds a pooled connection from ``BEGIN`` to ``COMMIT`` or ``ROLLBACK``; a statement
+    outside a transaction borrows one for itself (its rows read before it goes back).
+    """
+
+    pg = True  # what :func:`dltui.ledger._db.is_pg` asks
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self._held: psycopg.Connection[Any] | None = None
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """Run one statement; a cursor (``fetchone``, ``fetchall``, ``rowcount``, rows).
+
+        After a server restart, what cannot run twice runs on a new connection (see
+        :meth:`PgPool.run`); a ``ROLLBACK`` of a transaction the server dropped has nothing
+        left to do. Anything else fails as it happened: its transaction is gone.
         """
         word = sql.lstrip().split(None, 1)[0].upper()
-        if word == "ROLLBACK" and self.broken:
-            self._in_tx = False
-            return None
-        again = word == "BEGIN" or (word == "SELECT" and not self._in_tx)
-        if again and self.broken:
-            self._reopen(None)
-        try:
-            cur = self._conn.execute(translate(sql), params)
-        except psycopg.Error as exc:
-            if not (again and self.broken):
+        query = translate(sql)
+        held = self._held
+        if held is None:
+            if word in ("ROLLBACK", "COMMIT"):
+                return None  # no transaction here: its connection went with an error
+            if word == "BEGIN":
+                self._held, cur = self._pool.run(lambda c: c.execute(query, params),
+                                                 again=True, keep=True)
+                return cur
+            _, result = self._pool.run(lambda c: _materialized(c.execute(query, params)),
+                                       again=word == "SELECT", keep=False)
+            return result
+        if word in ("COMMIT", "ROLLBACK"):
+            self._held = None
+            try:
+                if word == "ROLLBACK" and _broken(held):
+                    return None
+                return held.execute(query)
+            except psycopg.Error as exc:
                 raise pg_error(exc) from None
-            self._reopen(exc)
-            try:
-                cur = self._conn.execute(translate(sql), params)
-            except psycopg.Error as retry:
-                raise pg_error(retry) from None
-        if word == "BEGIN":
-            self._in_tx = True
-        elif word in ("COMMIT", "ROLLBACK"):
-            self._in_tx = False
-        return cur
-
-    def _reopen(self, cause: psycopg.Error | None) -> None:
-        """A new connection, retried with backoff until the connect timeout runs out."""
-        deadline = time.monotonic() + self._timeout
-        delay = 0.1
-        while True:
-            try:
-                self._conn = self._open()
-                return
-            except PgError as failed:
-                if time.monotonic() + delay > deadline:
-                    raise (failed if cause is None else pg_error(cause)) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            finally:
+                self._pool.give(held)
+        try:
+            return held.execute(query, params)
+        except psycopg.Error as exc:
+            raise pg_error(exc) from None
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
         """Run one statement for each parameter set; the cursor (``rowcount`` is the total)."""
-        cur = self._conn.cursor()
-        try:
-            cur.executemany(translate(sql), list(seq))
-        except psycopg.Error as exc:
-            raise pg_error(exc) from None
-        return cur
+        query, rows = translate(sql), list(seq)
 
-    @property
-    def broken(self) -> bool:
-        """True once the server went away (a restart, a dropped network): reconnect."""
-        return bool(self._conn.broken or self._conn.closed)
+        def many(conn: psycopg.Connection[Any]) -> Any:
+            cur = conn.cursor()
+            cur.executemany(query, rows)
+            return cur
+
+        if self._held is not None:
+            try:
+                return many(self._held)
+            except psycopg.Error as exc:
+                raise pg_error(exc) from None
+        return self._pool.run(many, again=False, keep=False)[1]
 
     @property
     def in_transaction(self) -> bool:
-        """True inside an explicit transaction (as sqlite3's attribute)."""
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        """True between BEGIN and its end (as sqlite3's attribute)."""
+        return self._held is not None
 
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Give back a connection still held (its transaction rolled back)."""
+        if self._held is not None:
+            self.execute("ROLLBACK")
