@@ -173,7 +173,7 @@ def main() -> None:
     print(f"| add {args.jobs:,} jobs (one batch) | {add:.2f} s ({args.jobs / add:,.0f} jobs/s) |")
     print(f"| lease + finish {args.lease_jobs:,} jobs, {args.threads} threads | {lease:.2f} s "
           f"({args.lease_jobs / lease:,.0f} jobs/s) |")
-    print(f"| poll 'changed since rev N', {args.jobs:,} jobs, 50 changed | "
+    print(f"| poll the changes since the last read, {args.jobs:,} jobs, 50 changed | "
           f"{poll_med * 1e3:.2f} ms median ({poll_min * 1e3:.2f} ms min) |")
     print(f"| TUI hears of a commit on PostgreSQL (LISTEN/NOTIFY) | {notify_med * 1e3:.1f} ms "
           f"median ({notify_max * 1e3:.1f} ms max; SQLite: the poll interval, 0.5 s) |")
