@@ -170,3 +170,35 @@ def test_a_pool_in_use_too_long_says_so(home: Path, pg_url: str,
         holder.join(10)
     assert jobs.counts(led)[JobState.PLANNED] == 0  # free again
     led.close()
+
+
+def test_a_takeover_passes_over_a_job_its_late_owner_is_still_writing(
+        led: Ledger, home: Path, dest: Path) -> None:
+    from dltui.ledger import leases
+
+    job_id = add_job(led, dest, "http://example.com/late")
+    gone = "elsewhere:1:1:t"  # a host that looks dead from here: its lease ran out
+    leased = leases.lease_next(led, gone, ttl=0.01)
+    assert leased is not None and leased.id == job_id
+    time.sleep(0.05)
+    holding, release = threading.Event(), threading.Event()
+
+    def late_write() -> None:  # the owner's last checkpoint, still open
+        with led.write(shared=True) as conn:
+            conn.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (job_id,))
+            holding.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=late_write)
+    writer.start()
+    other = Ledger(home, busy_timeout=2)
+    try:
+        assert holding.wait(10)
+        assert leases.lease_next(other, leases.owner_id(), ttl=60) is None  # skipped, no wait
+        release.set()
+        writer.join(10)
+        taken = leases.lease_next(other, leases.owner_id(), ttl=60)
+        assert taken is not None and taken.id == job_id  # once free, taken over
+    finally:
+        release.set()
+        other.close()
