@@ -42,6 +42,14 @@ def ledger_location(home: Path) -> str:
     return str(ledger_path(home))
 
 
+def ledger_shown(home: Path) -> Path | str:
+    """The ledger of ``home`` as messages name it: its file, or its URL without a password."""
+    from dltui.urls import redact
+
+    where = ledger_location(home)
+    return redact(where) if is_ledger_url(where) else Path(where)
+
+
 def reserve_path(home: Path) -> Path:
     """Ballast kept beside the ledger: deleted when the disk fills, so the ledger can still
     record the failures (see ``Ledger.release_reserve``)."""

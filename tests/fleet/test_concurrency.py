@@ -163,7 +163,8 @@ def test_a_pool_in_use_too_long_says_so(home: Path, pg_url: str,
     try:
         assert holding.wait(10)
         with pytest.raises(LedgerError, match="all 1 ledger connections of this process "
-                                              "stayed in use for 1 s"), ledger_errors(led.path):
+                                              "stayed in use for 1 s; more: setting "
+                                              "ledger_connections"), ledger_errors(led.path):
             jobs.counts(led)
     finally:
         release.set()

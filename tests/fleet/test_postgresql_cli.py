@@ -54,3 +54,23 @@ def test_a_wrong_ledger_url_is_one_line_and_exit_2(tmp_path, pg_cluster) -> None
     # A read-only command finds no ledger in an empty database and says so.
     empty = dltui(home, "--ledger", pg_cluster.database(empty=True), "status")
     assert empty.returncode == 2 and "holds no dltui ledger yet" in empty.stderr
+
+
+def test_a_read_only_database_is_one_line_and_exit_2(tmp_path, pg_cluster, origin) -> None:
+    import psycopg
+
+    home = tmp_path / "home"
+    url = pg_cluster.database()
+    assert dltui(home, "--ledger", url, "add", origin.add("/r.bin", b"r"),
+                 "-d", str(tmp_path / "dl")).returncode == 0
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    # A standby, or a database made read-only: writes refused, reads still work.
+    done = dltui(home, "--ledger", url, "pause", "1")
+    assert done.returncode == 2, done.stderr
+    assert "is read-only" in done.stderr and "primary server" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    status = dltui(home, "--ledger", url, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout.splitlines()[0])["control"] == "run"

@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DltuiError as exc:
             return _report(prog, exc)
         except sqlite3.Error as exc:
-            _report(prog, db_error(paths.ledger_path(home.expanduser()), exc))
+            _report(prog, db_error(paths.ledger_shown(home.expanduser()), exc))
             return EXIT_FAILURE
     home = home.expanduser()
     try:
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DltuiError as exc:
         return _report(prog, exc)
     except sqlite3.Error as exc:
-        return _report(prog, db_error(paths.ledger_path(home), exc))
+        return _report(prog, db_error(paths.ledger_shown(home), exc))
     except BrokenPipeError:
         # `dltui status | head`: the reader left; say nothing more.
         with contextlib.suppress(OSError):

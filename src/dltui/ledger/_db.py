@@ -51,18 +51,27 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
 
 
 def db_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
-    """An SQLite failure worded for the operator: which file, what happened, what to do."""
+    """A ledger failure worded for the operator: which ledger (a file, or a PostgreSQL server),
+    what happened, what to do."""
     detail = str(exc) or type(exc).__name__
     kind = sqlite_error_kind(exc)
+    server = isinstance(path, str) and "://" in path
     if kind in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
         return LedgerDamaged(path, detail)
     if kind == "SQLITE_FULL":
-        return LedgerError(f"no space for the ledger {path} ({detail}); free space on that "
-                           "filesystem, then retry the failed jobs")
+        where = "the database server's disk" if server else "that filesystem"
+        return LedgerError(f"no space for the ledger {path} ({detail}); free space on {where}, "
+                           "then retry the failed jobs")
     if kind in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        if server:
+            return LedgerError(f"ledger {path} is busy ({detail}); try again (a long action "
+                               "elsewhere in the fleet may hold the write lock)")
         return LedgerError(f"ledger {path} is busy ({detail}); another dltui holds its write "
                            "lock - try again")
     if kind == "SQLITE_READONLY":
+        if server:
+            return LedgerError(f"ledger {path} is read-only ({detail}); point the ledger at the "
+                               "primary server, or have the database made writable")
         return LedgerError(f"ledger {path} is read-only ({detail}); check its permissions "
                            "and that the file was not moved or deleted")
     return LedgerError(f"ledger {path}: {detail}")

@@ -197,7 +197,7 @@ class PgPool:
         # Say why: the server refuses (its words), or every connection is in use.
         self._direct().close()
         busy = PgError(f"all {self.size} ledger connections of this process stayed in use "
-                       f"for {self._timeout:g} s")
+                       f"for {self._timeout:g} s; more: setting ledger_connections")
         busy.sqlite_errorname = "SQLITE_BUSY"
         raise busy
 

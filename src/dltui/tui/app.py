@@ -201,7 +201,7 @@ class DltuiApp(App[None]):
     @work(thread=True, exclusive=True, group="poll")
     def _poll_loop(self) -> None:
         try:
-            with ledger_errors(self.home):
+            with ledger_errors(self.display_path):
                 ledger = Ledger(self.home)
         except DltuiError as exc:
             problem = str(exc)
@@ -358,7 +358,7 @@ class DltuiApp(App[None]):
     def _boot_pool(self, count: int) -> None:
         """Start the in-process workers (their start-up reconcile writes to the ledger)."""
         try:
-            with ledger_errors(self.home):
+            with ledger_errors(self.display_path):
                 self._start_pool(count)
         except DltuiError as exc:
             self.post_message(Notice(f"workers not started: {exc}", "error"))
