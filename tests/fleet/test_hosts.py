@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from dltui import paths
 from dltui.ledger import Ledger, actions, jobs, leases, reconcile
 from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live, owner_id
@@ -202,3 +204,34 @@ def test_a_one_host_ledger_keeps_its_parts_when_the_host_is_renamed(
         done = jobs.get(led, job.id)
         assert done.state is JobState.FINALIZED
         assert not (done.decision_reason or "").startswith("part_on_host")
+
+
+def test_a_server_that_stays_gone_fails_once_per_timeout_then_fast(tmp_path,
+                                                                     pg_cluster) -> None:
+    import threading
+    import time
+
+    from dltui.errors import LedgerError
+    from dltui.ledger import ledger_errors
+
+    url = pg_cluster.database()
+    with Ledger(tmp_path / "home", location=url, busy_timeout=2) as led:
+        jobs.add(led, [jobs.JobSpec("https://e.example/a", tmp_path)])
+        stopped = threading.Event()
+        t = threading.Thread(target=lambda: pg_cluster.restart(pause=6.0, stopped=stopped))
+        t.start()
+        try:
+            assert stopped.wait(30)
+            t0 = time.monotonic()
+            with pytest.raises(LedgerError, match="Connection refused"), ledger_errors(led.path):
+                jobs.counts(led)  # waits out the timeout for the server, then says why
+            assert time.monotonic() - t0 >= 1.5
+            # A process stopping on that error releases leases and says goodbye: each of those
+            # steps fails at once while the server stays gone, not after another timeout.
+            t1 = time.monotonic()
+            with pytest.raises(LedgerError, match="Connection refused"), ledger_errors(led.path):
+                jobs.add(led, [jobs.JobSpec("https://e.example/b", tmp_path)])
+            assert time.monotonic() - t1 < 1.0
+        finally:
+            t.join(60)
+        assert jobs.counts(led)[JobState.PLANNED] == 1  # back: the same ledger carries on
