@@ -218,7 +218,7 @@ def test_a_server_that_stays_gone_fails_once_per_timeout_then_fast(tmp_path,
     with Ledger(tmp_path / "home", location=url, busy_timeout=2) as led:
         jobs.add(led, [jobs.JobSpec("https://e.example/a", tmp_path)])
         stopped = threading.Event()
-        t = threading.Thread(target=lambda: pg_cluster.restart(pause=6.0, stopped=stopped))
+        t = threading.Thread(target=lambda: pg_cluster.restart(pause=3.5, stopped=stopped))
         t.start()
         try:
             assert stopped.wait(30)
@@ -234,4 +234,6 @@ def test_a_server_that_stays_gone_fails_once_per_timeout_then_fast(tmp_path,
             assert time.monotonic() - t1 < 1.0
         finally:
             t.join(60)
-        assert jobs.counts(led)[JobState.PLANNED] == 1  # back: the same ledger carries on
+        # Back: the same ledger carries on at once, though its pool's own reconnection may be
+        # waiting out a backoff that grew during the outage.
+        assert jobs.counts(led)[JobState.PLANNED] == 1

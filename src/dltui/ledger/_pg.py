@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -172,9 +173,14 @@ class PgPool:
         self._direct().close()
         self.size = size
         self._down = False  # the server was found gone: see take()
-        self._pool = ConnectionPool(url, min_size=1, max_size=size, kwargs=self._kwargs,
-                                    configure=self._configure, timeout=timeout, open=True,
-                                    name="dltui-ledger")
+        self._lock = threading.Lock()
+        self._lent: dict[int, ConnectionPool] = {}  # id(connection) -> the pool it came from
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ConnectionPool:
+        return ConnectionPool(self._url, min_size=1, max_size=self.size, kwargs=self._kwargs,
+                              configure=self._configure, timeout=self._timeout, open=True,
+                              name="dltui-ledger")
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         for statement in self._setup:
@@ -188,6 +194,25 @@ class PgPool:
             raise pg_error(exc) from None
         return conn
 
+    def _lend(self) -> psycopg.Connection[Any] | None:
+        pool = self._pool
+        try:
+            conn = pool.getconn()
+        except PoolTimeout:
+            return None
+        with self._lock:
+            self._lent[id(conn)] = pool
+        return conn
+
+    def _renew(self, seen: ConnectionPool) -> None:
+        """A fresh pool in place of ``seen``, which after an outage may wait out a growing
+        reconnect backoff (psycopg_pool doubles it each try) while the server is back."""
+        with self._lock:
+            if self._pool is not seen:
+                return  # another thread renewed it
+            self._pool = self._new_pool()
+        seen.close(timeout=1.0)  # connections still lent close as they come back
+
     def take(self) -> psycopg.Connection[Any]:
         """A connection for this thread, waiting up to the timeout for a free one (or for
         the server, after a restart).
@@ -199,24 +224,35 @@ class PgPool:
         if self._down:
             self._direct().close()  # raises while the server is still gone
             self._down = False
-        try:
-            return self._pool.getconn()
-        except PoolTimeout:
-            pass
+            self._renew(self._pool)
+        pool = self._pool
+        conn = self._lend()
+        if conn is not None:
+            return conn
         # Say why: the server refuses (its words), or every connection is in use.
         try:
             self._direct().close()
         except PgError:
             self._down = True
             raise
+        with self._lock:
+            in_use = sum(1 for origin in self._lent.values() if origin is pool)
+        if in_use < self.size:  # room for more, yet none came: backing off, not busy
+            self._renew(pool)
+            conn = self._lend()
+            if conn is not None:
+                return conn
         busy = PgError(f"all {self.size} ledger connections of this process stayed in use "
                        f"for {self._timeout:g} s; more: setting ledger_connections")
         busy.sqlite_errorname = "SQLITE_BUSY"
         raise busy
 
     def give(self, conn: psycopg.Connection[Any]) -> None:
-        """Hand ``conn`` back; the pool replaces one the server dropped."""
-        self._pool.putconn(conn)
+        """Hand ``conn`` back to the pool it came from, which replaces one the server
+        dropped (or, closed since, closes it)."""
+        with self._lock:
+            origin = self._lent.pop(id(conn), self._pool)
+        origin.putconn(conn)
 
     def run(self, fn: Callable[[psycopg.Connection[Any]], Any], *, again: bool,
             keep: bool) -> tuple[psycopg.Connection[Any] | None, Any]:
@@ -248,6 +284,7 @@ class PgPool:
     def close(self) -> None:
         """Close every connection of the pool."""
         self._pool.close()
+        self._lent.clear()
 
 
 class PgConnection:
