@@ -208,21 +208,13 @@ class Ledger:
     def _connect(self) -> sqlite3.Connection:
         if self.pg:
             try:
-                from dltui.ledger._pg import PgConnection, PgPool
+                from dltui.ledger._pg import PgConnection
             except ImportError:
                 raise LedgerError(f"ledger {self.path} is a PostgreSQL database, but psycopg is "
                                   "not installed; install dltui[postgresql]") from None
             with self._all_lock:
                 if self._pool is None:
-                    try:
-                        # Waits for a row or the write lock end after busy_timeout, as
-                        # SQLite's do; the server's pg_stat_activity names host and process.
-                        self._pool = PgPool(
-                            self.location, size=pool_size(), timeout=self.busy_timeout,
-                            setup=[f"SET lock_timeout = {int(self.busy_timeout * 1000)}"],
-                            application_name=f"dltui {hostname()} {os.getpid()}"[:63])
-                    except sqlite3.Error as exc:
-                        raise db_error(self.path, exc) from None
+                    self._pool = _share_pool(self.location, self.busy_timeout, self.path)
                 pg = PgConnection(self._pool)
                 self._all.append(pg)  # type: ignore[arg-type]
             # The ledger's modules use the sqlite3 subset PgConnection provides.
@@ -342,7 +334,7 @@ class Ledger:
         for conn in conns:
             conn.close()
         if pool is not None:
-            pool.close()
+            _unshare_pool(pool)
         self._local = threading.local()
 
     def __enter__(self) -> Ledger:
@@ -350,6 +342,46 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: PostgreSQL pools by (process, location, timeout), with how many Ledger objects use each:
+#: the ledgers a process opens (the TUI opens several) share one pool, so a process keeps at
+#: most ``ledger_connections`` connections. The pid keeps a forked child off its parent's.
+_POOLS: dict[tuple[int, str, float], tuple[PgPool, int]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _share_pool(location: str, timeout: float, shown: Path | str) -> PgPool:
+    """This process's pool for ``location`` (made on first use, worded errors)."""
+    from dltui.ledger._pg import PgPool
+
+    key = (os.getpid(), location, timeout)
+    with _POOLS_LOCK:
+        pool, users = _POOLS.get(key) or (None, 0)
+        if pool is None:
+            try:
+                # Waits for a row or the write lock end after busy_timeout, as SQLite's do;
+                # the server's pg_stat_activity names host and process.
+                pool = PgPool(location, size=pool_size(), timeout=timeout,
+                              setup=[f"SET lock_timeout = {int(timeout * 1000)}"],
+                              application_name=f"dltui {hostname()} {os.getpid()}"[:63])
+            except sqlite3.Error as exc:
+                raise db_error(shown, exc) from None
+        _POOLS[key] = (pool, users + 1)
+        return pool
+
+
+def _unshare_pool(pool: PgPool) -> None:
+    """One user fewer; the last closes the pool."""
+    with _POOLS_LOCK:
+        for key, (known, users) in list(_POOLS.items()):
+            if known is pool:
+                if users > 1:
+                    _POOLS[key] = (known, users - 1)
+                    return
+                del _POOLS[key]
+                break
+    pool.close()
 
 
 def is_pg(conn: sqlite3.Connection) -> bool:

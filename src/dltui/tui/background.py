@@ -31,7 +31,8 @@ class LedgerRunner:
     def __init__(self, app: App[Any], home: Path,
                  on_error: Callable[[str], None]) -> None:
         self._app = app
-        self._ledger = Ledger(home, migrate=False)  # a connection per thread, as always
+        # A connection per thread (on PostgreSQL, a handle on the process's pool).
+        self._ledger = Ledger(home, migrate=False)
         self._on_error = on_error
         self._reads: set[threading.Thread] = set()
         self._reads_lock = threading.Lock()
@@ -61,7 +62,7 @@ class LedgerRunner:
             self._call(fn, done)
         finally:
             # Each read has a thread, so a connection, of its own: closed with the thread, or
-            # every cursor move would leave one open (a server connection on PostgreSQL).
+            # every cursor move would leave one open.
             self._ledger.release()
             with self._reads_lock:
                 self._reads.discard(threading.current_thread())
