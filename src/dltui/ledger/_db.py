@@ -1,4 +1,5 @@
-"""Opening the ledger: a SQLite connection per thread, WAL, busy timeout, explicit transactions."""
+"""Opening the ledger: a SQLite connection per thread (WAL, busy timeout, explicit transactions),
+or handles on a shared PostgreSQL pool; shared and exclusive write transactions."""
 
 from __future__ import annotations
 
@@ -117,9 +118,10 @@ class Ledger:
     """The ledger of a dltui home: its SQLite file, or a PostgreSQL database shared by a fleet.
 
     Each thread gets its own connection (connections must not be shared across threads
-    mid-transaction). Connections run in autocommit mode; :meth:`write` opens ``BEGIN IMMEDIATE``
-    (on PostgreSQL: ``BEGIN`` and the fleet's write lock) so writers queue instead of failing
-    on upgrade. ``location`` is a ``postgresql://`` URL or a SQLite path; by default
+    mid-transaction; on PostgreSQL a handle that borrows from the process's pool). Connections
+    run in autocommit mode; :meth:`write` opens ``BEGIN IMMEDIATE`` (on PostgreSQL: ``BEGIN``
+    and the fleet's write lock, shared or alone) so writers queue instead of failing on
+    upgrade. ``location`` is a ``postgresql://`` URL or a SQLite path; by default
     :func:`dltui.paths.ledger_location` (``$DLTUI_LEDGER``, else ``<home>/ledger.db``).
     """
 
