@@ -74,3 +74,22 @@ def test_a_read_only_database_is_one_line_and_exit_2(tmp_path, pg_cluster, origi
     status = dltui(home, "--ledger", url, "status", "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout.splitlines()[0])["control"] == "run"
+
+
+def test_a_server_out_of_connections_is_one_line_and_exit_2(tmp_path, pg_cluster) -> None:
+    import psycopg
+
+    home = tmp_path / "home"
+    owner_url = pg_cluster.database()
+    # A role of its own with one connection allowed (limits do not bind superusers).
+    role = "r_" + owner_url.rsplit("_", 1)[1]
+    with psycopg.connect(owner_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    url = owner_url.replace("//dltui@", f"//{role}@")
+    assert dltui(home, "--ledger", url, "status").returncode == 0
+    with psycopg.connect(url):  # its one slot, taken (another host, say)
+        done = dltui(home, "--ledger", url, "status")
+    assert done.returncode == 2, done.stderr
+    assert "too many connections" in done.stderr and "ledger_connections" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr

@@ -59,6 +59,10 @@ def db_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
     server = isinstance(path, str) and "://" in path
     if kind in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
         return LedgerDamaged(path, detail)
+    if getattr(exc, "sqlstate", "") == "53300":  # every connection slot of the server taken
+        return LedgerError(f"ledger {path} refused a connection ({detail}); lower "
+                           "ledger_connections on the hosts, or raise the server's "
+                           "max_connections (or the database's connection limit)")
     if kind == "SQLITE_FULL":
         where = "the database server's disk" if server else "that filesystem"
         return LedgerError(f"no space for the ledger {path} ({detail}); free space on {where}, "

@@ -32,18 +32,27 @@ logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 class PgError(sqlite3.OperationalError):
     """A PostgreSQL failure, classified as the SQLite result code of the same meaning."""
 
+    #: PostgreSQL's own code (SQLSTATE), "" when there was none (a connection that failed).
+    sqlstate = ""
+
 
 #: SQLSTATE (or its class, the first two characters) -> the SQLite result code name.
-_KINDS = {"53100": "SQLITE_FULL", "53": "SQLITE_FULL", "40001": "SQLITE_BUSY",
+_KINDS = {"53100": "SQLITE_FULL", "53300": "SQLITE_CANTOPEN", "40001": "SQLITE_BUSY",
           "40P01": "SQLITE_BUSY", "55P03": "SQLITE_BUSY", "57014": "SQLITE_BUSY",
           "25006": "SQLITE_READONLY", "XX001": "SQLITE_CORRUPT", "XX002": "SQLITE_CORRUPT",
           "08": "SQLITE_CANTOPEN", "57P01": "SQLITE_CANTOPEN", "3D000": "SQLITE_CANTOPEN",
           "28": "SQLITE_AUTH"}
 
 
+#: How a server words a connection refused for want of a slot (too_many_connections).
+_NO_SLOT = ("too many connections", "too many clients", "connection slots are reserved")
+
+
 def pg_error(exc: psycopg.Error) -> PgError:
     """``exc`` as a :class:`PgError` with its message and kind."""
     state = exc.sqlstate or ""
+    if not state and any(words in str(exc) for words in _NO_SLOT):
+        state = "53300"  # refused at connect time, when libpq passes on no SQLSTATE
     kind = _KINDS.get(state) or _KINDS.get(state[:2]) or \
         ("SQLITE_CANTOPEN" if isinstance(exc, psycopg.OperationalError) and not state
          else "SQLITE_ERROR")
@@ -51,6 +60,7 @@ def pg_error(exc: psycopg.Error) -> PgError:
               else str(exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
     out = PgError(detail)
     out.sqlite_errorname = kind  # as sqlite3 sets it
+    out.sqlstate = state
     return out
 
 
