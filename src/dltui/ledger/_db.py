@@ -288,11 +288,10 @@ class Ledger:
         # the server, where shared writers pass each other.
         with contextlib.nullcontext() if self.pg else self._write_lock:
             if self.pg:
-                conn.execute("BEGIN")
-                # The notification is queued now and delivered at commit (never on rollback),
-                # in the same round trip as the lock: listeners (TUIs) poll at once.
+                # One round trip: BEGIN, the lock, and the notification, which is queued now
+                # and delivered at commit (never on rollback): listeners (TUIs) poll at once.
                 lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-                conn.execute(f"SELECT {lock}(?), pg_notify('dltui', '')", (PG_WRITE_LOCK,))
+                conn.execute(f"BEGIN; SELECT {lock}({PG_WRITE_LOCK}), pg_notify('dltui', '')")
             else:
                 conn.execute("BEGIN IMMEDIATE")
             self._local.depth, self._local.shared = 1, shared

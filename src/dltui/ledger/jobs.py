@@ -23,7 +23,7 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import events, segments
-from dltui.ledger._db import for_update, next_revs
+from dltui.ledger._db import for_update, is_pg, next_revs
 from dltui.ledger.clock import now
 from dltui.model import (
     ACTIVE_STATES,
@@ -292,12 +292,16 @@ def write_row(
         sets = {**sets, "error": redact_text(str(sets["error"]))}
     cols = list(sets)
     assignments = ", ".join(f"{c} = ?" for c in cols)
-    sql = (
-        f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} "
-        f"RETURNING {_COLUMNS}"
-    )
+    if is_pg(conn):  # the sequence inside the statement: one round trip fewer per write
+        row = conn.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ?, rev = nextval('jobs_rev') "
+            f"WHERE id = ? {where} RETURNING {_COLUMNS}",
+            [*sets.values(), now(), job_id, *params]).fetchone()
+        return Job.from_row(row) if row else None
     [rev] = next_revs(conn)
-    row = conn.execute(sql, [*sets.values(), now(), rev, job_id, *params]).fetchone()
+    row = conn.execute(
+        f"UPDATE jobs SET {assignments}, updated_at = ?, rev = ? WHERE id = ? {where} "
+        f"RETURNING {_COLUMNS}", [*sets.values(), now(), rev, job_id, *params]).fetchone()
     return Job.from_row(row) if row else None
 
 
