@@ -237,3 +237,58 @@ def test_a_server_that_stays_gone_fails_once_per_timeout_then_fast(tmp_path,
         # Back: the same ledger carries on at once, though its pool's own reconnection may be
         # waiting out a backoff that grew during the outage.
         assert jobs.counts(led)[JobState.PLANNED] == 1
+
+
+def test_a_running_pool_rides_out_transactions_cut_off_mid_way(monkeypatch, tmp_path, settings,
+                                                                origin, pg_cluster) -> None:
+    # A server restart or a failover drops connections in the middle of a worker's
+    # transaction. Each is rolled back: the job goes back to the queue and resumes from its
+    # last checkpoint, and the pool carries on rather than stopping every download.
+    import os
+    import threading
+    import time
+
+    import psycopg
+
+    from dltui.origin import Resource
+    from dltui.worker import WorkerPool
+    from tests.engine.helpers import blob
+
+    url = pg_cluster.database()
+    monkeypatch.setenv(paths.LEDGER_ENV, url)
+    monkeypatch.setenv(HOST_NAME_ENV, "cut-host")
+    me = f"dltui cut-host {os.getpid()}"
+    bodies = [blob(1 << 20, seed=90 + i) for i in range(2)]
+    urls = [origin.add(f"/cut{i}.bin", Resource(data=body, rate=640 * 1024))
+            for i, body in enumerate(bodies)]
+    hits: list[int] = []
+    stop = threading.Event()
+
+    def cut() -> None:  # terminate our backends caught between two statements of a transaction
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+            while not stop.is_set() and len(hits) < 3:
+                row = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND state = 'idle in transaction'",
+                    (me,)).fetchone()
+                if row and row[0]:
+                    hits.append(int(row[0]))
+                    time.sleep(0.2)  # let the pool get going again between cuts
+                time.sleep(0.001)
+
+    with Ledger(tmp_path / "home") as led:
+        jobs.add(led, [jobs.JobSpec(u, tmp_path / "dl") for u in urls])
+        pool = WorkerPool(led, settings.replace(checkpoint_interval=0.01), workers=2)
+        cutter = threading.Thread(target=cut)
+        cutter.start()
+        try:
+            pool.run_until_idle()
+        finally:
+            stop.set()
+            cutter.join(10)
+        assert pool.fatal is None
+        assert hits, "no transaction was caught mid-way"
+        done = jobs.list_jobs(led)
+        assert {j.state for j in done} == {JobState.FINALIZED}
+    for i, body in enumerate(bodies):
+        assert (tmp_path / "dl" / f"cut{i}.bin").read_bytes() == body

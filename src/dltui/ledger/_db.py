@@ -46,6 +46,15 @@ def sqlite_error_kind(exc: sqlite3.Error) -> str:
     return "_".join(parts[:2]) if len(parts) > 1 else name
 
 
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when a PostgreSQL server dropped a connection mid-transaction (a restart, a
+    failover, an administrator's terminate) but was not found gone: the transaction was rolled
+    back, and the next one may go on. Never true on SQLite."""
+    return (isinstance(exc, sqlite3.Error) and getattr(exc, "sqlstate", None) is not None
+            and sqlite_error_kind(exc) == "SQLITE_CANTOPEN"
+            and not getattr(exc, "server_gone", False))
+
+
 def is_disk_full(exc: sqlite3.Error) -> bool:
     """True when SQLite could not write because its filesystem is full."""
     return sqlite_error_kind(exc) == "SQLITE_FULL"

@@ -35,6 +35,8 @@ class PgError(sqlite3.OperationalError):
 
     #: PostgreSQL's own code (SQLSTATE), "" when there was none (a connection that failed).
     sqlstate = ""
+    #: True when the server could not be reached at all (not merely a connection dropped).
+    server_gone = False
 
 
 #: SQLSTATE (or its class, the first two characters) -> the SQLite result code name.
@@ -221,6 +223,14 @@ class PgPool:
             raise pg_error(exc) from None
         return conn
 
+    def _probe(self) -> None:
+        """Reach the server with a connection of our own, or raise why not (server_gone)."""
+        try:
+            self._direct().close()
+        except PgError as exc:
+            exc.server_gone = True
+            raise
+
     def _lend(self) -> psycopg.Connection[Any] | None:
         pool = self._pool
         try:
@@ -249,7 +259,7 @@ class PgPool:
         saying goodbye) is not held for another timeout at each step.
         """
         if self._down:
-            self._direct().close()  # raises while the server is still gone
+            self._probe()  # raises while the server is still gone
             self._down = False
             self._renew(self._pool)
         pool = self._pool
@@ -258,7 +268,7 @@ class PgPool:
             return conn
         # Say why: the server refuses (its words), or every connection is in use.
         try:
-            self._direct().close()
+            self._probe()
         except PgError:
             self._down = True
             raise

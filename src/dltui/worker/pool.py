@@ -23,6 +23,7 @@ from dltui.ledger import (
     flags,
     fleet,
     hosts,
+    is_connection_lost,
     is_disk_full,
     jobs,
     leases,
@@ -185,6 +186,9 @@ class WorkerPool:
                                             only=self.only,
                                             affinity_grace=self.settings.affinity_grace)
             except (sqlite3.Error, LedgerError) as exc:
+                if is_connection_lost(exc):
+                    self._stop.wait(0.1)  # rolled back: lease again (a gone server stops us)
+                    continue
                 self._ledger_failed(exc)
                 return
             except DltuiError:
@@ -212,6 +216,11 @@ class WorkerPool:
                     self._carry(run, handed)
                     self._done(run)
             except (sqlite3.Error, LedgerError) as exc:
+                if is_connection_lost(exc):
+                    self._interrupted(runs)
+                    if not self._stop.is_set():
+                        continue
+                    return
                 self._ledger_failed(exc)
                 return
             finally:
@@ -227,6 +236,23 @@ class WorkerPool:
         except Exception as exc:  # JobRun settles its own failures; this is a bug in that
             with contextlib.suppress(Exception):
                 run.fail(exc, prefix="internal error: ")
+
+    def _interrupted(self, runs: list[JobRun]) -> None:
+        """The server dropped a transaction of these runs mid-way (a restart, a failover): it
+        was rolled back, so the ledger holds what the last commit said. Their leases go back
+        at once (a run that gave its own back is skipped), and the jobs resume from their
+        checkpoints like after a crash; the thread leases again. Should the server stay gone,
+        that release or the next lease says so and the pool stops."""
+        for run in runs:
+            if run.released:
+                continue
+            try:
+                leases.release(self.ledger, run.job.id, run.owner)
+            except (sqlite3.Error, LedgerError) as exc:
+                if not is_connection_lost(exc):
+                    self._ledger_failed(exc)
+                    return
+            run.released = True
 
     def _ledger_failed(self, exc: Exception) -> None:
         """The ledger cannot be read or written: stop everything, keep the reason to report."""
@@ -264,6 +290,8 @@ class WorkerPool:
                     # The disk filled under a heartbeat: the ballast makes room for the jobs
                     # to record their failures (as a JobRun does), and the keeper carries on.
                     continue
+                if is_connection_lost(exc):
+                    continue  # a heartbeat cut off by a server restart: the next one goes on
                 self._ledger_failed(exc)
                 return
             except Exception as exc:  # a bug: heartbeats must go on, so record it and continue
