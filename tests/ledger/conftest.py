@@ -18,7 +18,7 @@ from dltui.ledger import Ledger
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "postgresql":
         cluster = request.getfixturevalue("pg_cluster")
-        monkeypatch.setenv(paths.LEDGER_ENV, cluster.database())
+        monkeypatch.setenv(paths.LEDGER_ENV, cluster.reused())
     else:
         monkeypatch.delenv(paths.LEDGER_ENV, raising=False)
     return str(request.param)
