@@ -489,7 +489,7 @@ async def test_the_screen_answers_while_another_process_holds_the_ledger(home, d
     async with app.run_test() as pilot:
         await until(pilot, lambda: len(app.book.jobs) == 2)
         holder = subprocess.Popen(
-            [sys.executable, "-m", "tests.tui.lock_holder", str(paths.ledger_path(home)), "5"],
+            [sys.executable, "-m", "tests.tui.lock_holder", str(paths.ledger_path(home)), "3.5"],
             stdout=subprocess.PIPE, text=True)
         try:
             assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
@@ -505,8 +505,8 @@ async def test_the_screen_answers_while_another_process_holds_the_ledger(home, d
             assert holder.poll() is None, "the lock was released before the keys were done"
         finally:
             holder.wait(timeout=30)
-        # Each key showed its effect at once, the 5 s lock notwithstanding: a screen that
-        # waited for SQLite would take the whole 5 s. Typically 0.06-0.1 s here (pilot and
+        # Each key showed its effect at once, the 3.5 s lock notwithstanding: a screen that
+        # waited for SQLite would take the whole 3.5 s. Typically 0.06-0.1 s here (pilot and
         # polling included); opening a dialog costs Textual itself about 0.3 s of layout.
         quick = sorted(took[k] for k in ("enter", "plus", "down", "escape"))
         assert quick[len(quick) // 2] < 0.2 and quick[-1] < 1.0, took
