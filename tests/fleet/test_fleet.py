@@ -36,7 +36,7 @@ def test_three_hosts_one_queue_one_killed(tmp_path, origin, pg_url) -> None:
         urls_shared.append(origin.add(f"/s/{i:03d}.bin", data))
         expected[f"{i:03d}.bin"] = data
     for i in range(LARGE):  # slow enough to be mid-stream when a host dies
-        data = blob(3 << 20, seed=2000 + i)
+        data = blob(2 << 20, seed=2000 + i)
         urls_shared.append(origin.add(f"/l/big{i}.iso", Resource(data=data, rate=1 << 20)))
         expected[f"big{i}.iso"] = data
     for i in range(PINNED):
