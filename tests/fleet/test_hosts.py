@@ -92,8 +92,7 @@ def test_a_host_dying_between_link_and_commit_leaves_one_file(
     import dataclasses
 
     from dltui.ledger import ops
-    from dltui.worker import WorkerPool
-    from tests.engine.helpers import blob, sha
+    from tests.engine.helpers import blob, run_pool, sha
 
     data = blob(300_000, seed=77)
     digest = sha(data)
@@ -114,12 +113,7 @@ def test_a_host_dying_between_link_and_commit_leaves_one_file(
             ops.start_in(conn, ops.link_key(job.id, digest, shared), job_id=job.id,
                          kind=ops.OpKind.LINK,
                          args={"sha256": digest, "dest": str(shared / "report.pdf")})
-        pool = WorkerPool(led, dataclasses.replace(settings, affinity_grace=0.0), workers=1)
-        pool.start()
-        try:
-            pool.run_until_idle()
-        finally:
-            pool.stop()
+        run_pool(led, dataclasses.replace(settings, affinity_grace=0.0), workers=1)
         done = jobs.get(led, job.id)
         assert done.state is JobState.FINALIZED, (done.state, done.error)
         assert done.final_path == str(shared / "report.pdf")
@@ -182,8 +176,7 @@ def test_a_one_host_ledger_keeps_its_parts_when_the_host_is_renamed(
         monkeypatch, tmp_path, settings, origin) -> None:
     # A SQLite ledger's parts are in its home, whatever the machine is called now (a container
     # gets a new hostname each run): nothing waits for the old name, nothing is discarded.
-    from dltui.worker import WorkerPool
-    from tests.engine.helpers import blob
+    from tests.engine.helpers import blob, run_pool
 
     monkeypatch.delenv(paths.LEDGER_ENV, raising=False)
     monkeypatch.setenv(HOST_NAME_ENV, "container-2")
@@ -195,12 +188,7 @@ def test_a_one_host_ledger_keeps_its_parts_when_the_host_is_renamed(
         taken = leases.lease_next(led, owner_id("w0"), ttl=30)  # at once, no affinity wait
         assert taken is not None and taken.id == job.id
         leases.release(led, job.id, taken.lease_owner)
-        pool = WorkerPool(led, settings, workers=1)
-        pool.start()
-        try:
-            pool.run_until_idle()
-        finally:
-            pool.stop()
+        run_pool(led, settings, workers=1)
         done = jobs.get(led, job.id)
         assert done.state is JobState.FINALIZED
         assert not (done.decision_reason or "").startswith("part_on_host")

@@ -62,11 +62,10 @@ def check_streaming(directory: Path, settings: Settings, reserve: Path | None = 
         raise no_space(directory, need)
 
 
-def needed(remaining: int | None, settings: Settings, at_least: int | None = None) -> int:
+def needed(remaining: int | None, settings: Settings, at_least: int) -> int:
     """Bytes that must be free: the remaining download times the margin, at least
-    ``at_least`` (default :func:`floor`)."""
-    low = floor(settings) if at_least is None else at_least
-    return max(low, int((remaining or 0) * settings.free_margin))
+    ``at_least`` (the filesystem's :func:`floor_at`)."""
+    return max(at_least, int((remaining or 0) * settings.free_margin))
 
 
 def check_free_space(directories: list[Path], remaining: int | None, settings: Settings,
