@@ -87,6 +87,8 @@ class LaneResult:
     released: list[JobRun] = field(default_factory=list)
     #: The lane stopped midway: the ledger is ahead of what the runs in ``left`` last read.
     stale: bool = False
+    #: The digests of the jobs it finished (their objects may now go back to the disk).
+    digests: set[str] = field(default_factory=set)
 
 
 def carry(pool: WorkerPool, runs: list[JobRun]) -> LaneResult:
@@ -281,7 +283,9 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     if not items:
         return
 
-    promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync) for i in items]
+    recorded = objects.get_many(ledger, (i.sha for i in items))
+    promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync,
+                                 keep=recorded.get(i.sha)) for i in items]
     link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
     with ledger.write(shared=True) as conn:
         ops.finish_many_in(conn, [(k, as_record(p))
@@ -307,7 +311,8 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
             [(i.job_id, {"final_path": p.dest, "sha256": i.sha, "error": None,
                          "bytes_committed": i.body.result.size, "boot_id": boot,
                          "bytes_durable": i.body.result.size if sync else 0,
-                         **jobs.CLEAR_LEASE, **jobs.dest_fields(p.dest_identity)})
+                         **jobs.CLEAR_LEASE,
+                         **jobs.dest_fields(p.dest_identity, adopted=p.adopted)})
              for i, p in zip(items, placed, strict=True)],
             owner=owner, reason="finished",
             last_data=[{"dest": p.dest, "how": p.how} for p in placed],
@@ -315,6 +320,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     for item in items:
         settled.add(item.job_id)
         result.finished.append(item.run)
+        result.digests.add(item.sha)
 
 
 def _complete(item: _Item, sync: bool, boot: str | None) -> dict[str, Any]:

@@ -146,8 +146,14 @@ class Settings:
                "way.")
     link_mode: LinkMode = _s(  # noqa: RUF009 (a str Literal: immutable)
         "auto", "How a finished file reaches its destination from the store: `reflink` (a "
-                "copy-on-write clone, btrfs/XFS), `hardlink` (shares the store's read-only "
-                "inode), `copy`, or `auto` (reflink, else hardlink, else copy).")
+                "copy-on-write clone, btrfs/XFS), `hardlink` (shares the store object's "
+                "inode; one file per object), `copy`, or `auto` (reflink, else hardlink, "
+                "else copy).")
+    store_size: int = _s(
+        0, "Bytes the store may keep of files it alone holds, as a cache for later downloads "
+           "of the same URL or bytes (least recently used go first). 0: a finished file "
+           "exists once on disk; the store keeps an object only while it costs nothing (it "
+           "shares the file's inode or extents).", "bytes")
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR from the "
               "environment.")

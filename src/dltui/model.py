@@ -94,6 +94,7 @@ REASONS: dict[str, str] = {
     "range_not_satisfiable": "the server says the part already holds every byte",
     "part_missing": "the part file is shorter than the ledger records",
     "part_on_host": "the part is on another host",
+    "object_collected": "the stored copy was given back to the disk meanwhile; downloading",
 }
 
 
@@ -247,6 +248,15 @@ class Job:
     host: str | None = None
     #: The host whose disk holds the job's part (its bytes_committed are there, not here).
     part_host: str | None = None
+    #: With ``final_dev``/``final_ino``/``final_mtime_ns``: the placed file's size and ctime
+    #: right after this job placed it (ctime moves on any link, chmod or rename of the inode).
+    final_size: int | None = None
+    final_ctime_ns: int | None = None
+    #: The file at ``final_path`` held the bytes before this job finished: it was the user's
+    #: (or another home's) and it never becomes dltui's to delete or replace.
+    adopted: bool = False
+    #: When the reconciler found the finished file removed by someone (and left it gone).
+    final_removed_at: float | None = None
 
     @property
     def request_options(self) -> RequestOptions:
@@ -265,6 +275,7 @@ class Job:
         values[_CONTROL_AT] = _CONTROLS[cast(str, values[_CONTROL_AT])]
         if values[_RANGES_AT] is not None:
             values[_RANGES_AT] = bool(values[_RANGES_AT])
+        values[_ADOPTED_AT] = bool(values[_ADOPTED_AT])
         return cls(*values)  # type: ignore[arg-type]  # the columns in field order, unchecked
 
     @property
@@ -298,6 +309,7 @@ class Job:
 #: The jobs columns in Job's field order; SELECT them in this order for Job.from_row.
 JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 _STATE_AT = JOB_FIELDS.index("state")
+_ADOPTED_AT = JOB_FIELDS.index("adopted")
 _CONTROL_AT = JOB_FIELDS.index("control")
 _RANGES_AT = JOB_FIELDS.index("accept_ranges")
 _STATES = {s.value: s for s in JobState}
@@ -362,6 +374,9 @@ class Placed:
     dest_identity: FileIdentity | None = None  # what was placed: proof it is dltui's
     identity: FileIdentity | None = None  # the store object's, after the link
     verified: bool = False  # settled by the reconciler from what it found on disk
+    #: ``dest`` already held the bytes and this job did not put them there: the user's file
+    #: (or another home's), never dltui's to delete or replace.
+    adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,12 @@ import hashlib
 import os
 import shutil
 import stat
+import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,10 +28,25 @@ Materialized = Literal["reflink", "hardlink", "copy", "present"]
 _FICLONE = 0x40049409  # ioctl: share the source's extents copy-on-write (btrfs, XFS, bcachefs)
 _NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
                errno.EPERM)
-# Read once while start-up is single-threaded: os.umask can only be read by setting it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-OBJECT_MODE = 0o444  # store objects are read-only: an edit must be deliberate
+OBJECT_MODE = 0o444  # an object no destination shares is read-only: an edit must be deliberate
+_UMASK_LOCK = threading.Lock()
+#: An interrupted copy's temp file beside a destination: ``.<name>.dltui-<12 hex>.tmp``.
+_TEMP_INFIX = ".dltui-"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (4.7 and later)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere it can only be read by setting it, and set back at once
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def file_identity(path: Path) -> FileIdentity | None:
@@ -43,8 +61,9 @@ def file_identity(path: Path) -> FileIdentity | None:
 
 
 def user_mode(fd: int) -> None:
-    """Give a file the mode a new file of the user's would have (0666 less the umask)."""
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    """Give a file the mode a new file of the user's would have (0666 less the umask), as
+    curl, wget and aria2c do."""
+    os.fchmod(fd, 0o666 & ~current_umask())
 
 
 def sha256_file(path: Path) -> str:
@@ -120,7 +139,7 @@ def fsync_dir(path: Path) -> None:
 def _temp_beside(path: Path) -> Path:
     # Cut by bytes: 200 non-ASCII characters can be 800 bytes, past every filesystem's 255.
     stem = path.name.encode()[:200].decode("utf-8", errors="ignore")
-    return path.with_name(f".{stem}.dltui-{uuid.uuid4().hex[:12]}.tmp")
+    return path.with_name(f".{stem}{_TEMP_INFIX}{uuid.uuid4().hex[:12]}.tmp")
 
 
 class Store:
@@ -141,15 +160,22 @@ class Store:
         """The object's identity now, or None when it is absent."""
         return file_identity(self.object_path(sha256))
 
-    def promote(self, src: Path, sha256: str, *, fsync: bool = True) -> bool:
-        """Move a verified file into the store; True if new, False if it replaced an object
-        with the same name (``src`` is then the object).
+    def promote(self, src: Path, sha256: str, *, fsync: bool = True,
+                keep: FileIdentity | None = None) -> bool:
+        """Move a verified file into the store; True if new, False if an object with that
+        name was already there (kept, or replaced by ``src``).
 
-        The caller has already checked ``src`` hashes to ``sha256``. A file already stored
-        under the name is *replaced*, never trusted: it may be a user's edited hard link. The
-        object is made read-only.
+        The caller has already checked ``src`` hashes to ``sha256``. An object already stored
+        under the name is kept only while it is exactly ``keep``, the identity recorded when
+        dltui last vouched for its bytes (``src`` is then dropped); anything else is
+        *replaced*, never trusted: it may be a user's edited hard link. Keeping it also keeps
+        the ctime of a destination that shares its inode, which is that file's proof of
+        being dltui's. A new object is made read-only.
         """
         target = self.object_path(sha256)
+        if keep is not None and file_identity(target) == keep:
+            src.unlink(missing_ok=True)
+            return False
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(src, OBJECT_MODE)
         existed = os.path.lexists(target)
@@ -190,6 +216,99 @@ class Store:
         os.replace(self.object_path(sha256), moved)
         return moved
 
+    def scan(self) -> Iterator[StoredObject]:
+        """Every object in the store now (the quarantine left out), in no set order."""
+        try:
+            shards = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                continue
+            try:
+                entries = list(os.scandir(shard.path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if not _is_digest(entry.name) or entry.name[:2] != shard.name:
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    yield StoredObject(entry.name, st.st_size, st.st_nlink,
+                                       alone_bytes(Path(entry.path), st), st.st_mtime)
+
+    def stat_object(self, sha256: str) -> StoredObject | None:
+        """One object as :meth:`scan` would show it, or None when it is absent."""
+        path = self.object_path(sha256)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return StoredObject(sha256, st.st_size, st.st_nlink, alone_bytes(path, st), st.st_mtime)
+
+    def drop_quarantined(self, path: str) -> bool:
+        """Delete a quarantined file (only a file directly inside the quarantine)."""
+        p = Path(path)
+        if p.parent != self.root / "quarantine":
+            return False
+        p.unlink(missing_ok=True)
+        return True
+
+    def quarantined(self) -> list[tuple[Path, int]]:
+        """The quarantined files with the bytes each holds alone (0 while a user's file
+        shares its inode)."""
+        qdir = self.root / "quarantine"
+        out: list[tuple[Path, int]] = []
+        try:
+            entries = list(os.scandir(qdir))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append((Path(entry.path), alone_bytes(Path(entry.path), st)))
+        return out
+
+    def discard(self, sha256: str) -> int | None:
+        """Delete the object if it still costs bytes of its own and no one is linking it;
+        the bytes freed, or None when it was kept (shared, in use, or gone).
+
+        The check and the unlink happen under an exclusive flock on the object: a placement
+        in another process (which links under the same lock) cannot take it meanwhile.
+        """
+        path = self.object_path(sha256)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except (FileNotFoundError, OSError):
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None  # being linked right now
+            st = os.fstat(fd)
+            if st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
+                return None
+            freed = alone_bytes(path, st, fd=fd)
+            try:
+                now = os.lstat(path)
+            except FileNotFoundError:
+                return None
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                return None  # promoted anew under the name meanwhile
+            os.unlink(path)
+            return freed
+        finally:
+            os.close(fd)
+
     def is_materialized(self, sha256: str, dest: Path) -> bool:
         """True when ``dest`` holds this object: the same inode, or the same bytes."""
         return holds(dest, sha256, self.object_path(sha256))
@@ -209,6 +328,79 @@ class Store:
         if how == "taken":
             raise FileExistsError(f"{dest} exists with other content")
         return how
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as the store's directory shows it."""
+
+    sha256: str
+    size: int
+    nlink: int
+    #: Bytes only the store holds: 0 while a destination shares the inode (a hard link) or
+    #: every extent (a reflink), else what the object occupies.
+    cost: int
+    mtime: float
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+_FS_IOC_FIEMAP = 0xC020660B
+_FIEMAP_HEADER = struct.Struct("=QQIIII")  # start, length, flags, mapped, count, reserved
+_FIEMAP_EXTENT = struct.Struct("=QQQQQIIII")  # logical, physical, length, 2 reserved, flags, 3
+_FIEMAP_EXTENT_LAST = 0x1
+_FIEMAP_EXTENT_SHARED = 0x2000
+_FIEMAP_BATCH = 64
+
+
+def unshared_bytes(fd: int) -> int | None:
+    """Bytes of the file's extents that no other file shares (FIEMAP), or None where the
+    filesystem cannot say (tmpfs, NFS, …)."""
+    start, alone = 0, 0
+    while True:
+        buf = bytearray(_FIEMAP_HEADER.size + _FIEMAP_BATCH * _FIEMAP_EXTENT.size)
+        _FIEMAP_HEADER.pack_into(buf, 0, start, 0xFFFFFFFFFFFFFFFF, 0, 0, _FIEMAP_BATCH, 0)
+        try:
+            fcntl.ioctl(fd, _FS_IOC_FIEMAP, buf)
+        except OSError:
+            return None
+        mapped = _FIEMAP_HEADER.unpack_from(buf, 0)[3]
+        if mapped == 0:
+            return alone
+        last = False
+        for i in range(mapped):
+            logical, _, length, _, _, flags, *_ = _FIEMAP_EXTENT.unpack_from(
+                buf, _FIEMAP_HEADER.size + i * _FIEMAP_EXTENT.size)
+            if not flags & _FIEMAP_EXTENT_SHARED:
+                alone += length
+            start = logical + length
+            last = last or bool(flags & _FIEMAP_EXTENT_LAST)
+        if last:
+            return alone
+
+
+def alone_bytes(path: Path, st: os.stat_result | None = None, *, fd: int | None = None) -> int:
+    """Bytes that deleting this name would give back to its filesystem."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return 0
+    if st.st_nlink > 1:
+        return 0
+    allocated = min(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
+    try:
+        own = fd if fd is not None else os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return allocated
+    try:
+        alone = unshared_bytes(own)
+    finally:
+        if fd is None:
+            os.close(own)
+    return allocated if alone is None else min(alone, allocated)
 
 
 def holds(dest: Path, sha256: str, source: Path | None = None) -> bool:
@@ -297,7 +489,14 @@ def _link_object(source: Path, dest: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_nlink > 1:
             return False
-        os.link(source, dest)
+        # The inode becomes the user's file: their mode, writable. The object's recorded
+        # identity (refreshed after the link) still catches an edit before any reuse.
+        user_mode(fd)
+        try:
+            os.link(source, dest)
+        except OSError:
+            os.fchmod(fd, OBJECT_MODE)
+            raise
         return True
     finally:
         os.close(fd)  # releases the lock
@@ -327,6 +526,40 @@ def _materialize(source: Path, dest: Path, *, keep_source: bool, mode: LinkMode,
     return _via_temp(source, dest, reflink=False, copy=True, fsync=fsync) or "copy"
 
 
+def placed_earlier(source: Path, dest: Path) -> Materialized | None:
+    """How an interrupted earlier run of a placement put ``dest`` there, when it provably
+    did: it is ``source``'s own inode (a hard link, or the part itself), or it shares its
+    inode with one of dltui's temp files for that name (the copy was linked into place,
+    the temp not yet removed, which this removes now)."""
+    try:
+        d = os.lstat(dest)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(d.st_mode):
+        return None
+    try:
+        s = os.stat(source)
+    except FileNotFoundError:
+        s = None
+    if s is not None and (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino):
+        return "hardlink"
+    if d.st_nlink < 2:  # a temp still linked to it would make two
+        return None
+    prefix = _temp_beside(dest).name.rsplit(_TEMP_INFIX, 1)[0] + _TEMP_INFIX
+    with os.scandir(dest.parent) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            try:
+                t = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if (t.st_dev, t.st_ino) == (d.st_dev, d.st_ino):
+                os.unlink(entry.path)
+                return "copy"
+    return None
+
+
 def place(
     source: Path, dest: Path, sha256: str, *, keep_source: bool, fsync: bool = True,
     mode: LinkMode = "auto",
@@ -337,15 +570,20 @@ def place(
     copies; ``hardlink`` links, but the store keeps at most one hard link per object, so
     further destinations get copies; ``auto`` tries reflink, then hardlink, then copy.
     Copies go through a temp file; the final step is always ``link(2)``, which fails on an
-    existing name. Returns ``present`` when ``dest`` already holds the bytes, ``taken`` when
-    it holds something else (or is not a regular file). Without ``keep_source`` (the part
-    itself moves into place) the source is removed once ``dest`` holds the bytes.
+    existing name. A placed file has the user's mode (0666 less the umask). Returns
+    ``present`` when ``dest`` already holds the bytes and was not placed by an earlier run of
+    this placement, ``taken`` when it holds something else (or is not a regular file).
+    Without ``keep_source`` (the part itself moves into place) the source is removed once
+    ``dest`` holds the bytes.
     """
     if os.path.lexists(dest):
-        if holds(dest, sha256, source):
+        earlier = placed_earlier(source, dest)
+        if earlier is not None or holds(dest, sha256, source):
+            # Placed by an earlier run of this effect, or found holding the bytes already
+            # ("present": the caller adopts it, and it never becomes dltui's to delete).
             if not keep_source:
                 source.unlink(missing_ok=True)
-            return "present"
+            return earlier or "present"
         return "taken"
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not keep_source:

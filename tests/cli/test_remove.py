@@ -74,7 +74,7 @@ def test_delete_files_only_removes_what_dltui_placed(tmp_path, origin) -> None:
     assert not (dest / "ok.bin").exists()
     assert edited.read_bytes() == b"the user's own words"
     assert f"kept {edited}" in done.stdout
-    assert done.stdout.endswith("removed 3 jobs, deleted 1 file, kept 1\n")
+    assert "removed 3 jobs, deleted 1 file, kept 1; freed " in done.stdout
 
 
 def test_recent_jobs_are_not_older_than_a_day(tmp_path, origin) -> None:

@@ -104,22 +104,45 @@ def test_started_ops_are_verified_or_reset(ledger, home, dest) -> None:
     assert ops.started(ledger) == []
 
 
-def test_vanished_destination_is_relinked(ledger, home, dest) -> None:
+def test_a_removed_file_stays_removed(ledger, home, dest) -> None:
+    """A finished file gone without a reboot was removed by someone: recorded once, never
+    re-made (the reconciler used to put it back from the store)."""
     job_id, final = _finalized(ledger, home, dest, "a.bin", b"hello world")
     final.unlink()
     report = reconcile(ledger)
+    assert report.counts["dest_removed"] == 1 and report.counts["relinked"] == 0
+    assert not final.exists()
+    job = jobs.get(ledger, job_id)
+    assert job.state is JobState.FINALIZED and job.final_removed_at is not None
+    assert events.for_job(ledger, job_id)[-1].kind == "dest_removed"
+    assert reconcile(ledger).total == 0  # recorded once
+    assert not final.exists()
+
+
+def test_a_file_lost_in_a_reboot_is_relinked(ledger, home, dest) -> None:
+    """After a reboot, a file finished without fsync that is gone may be the crash's doing:
+    it is made again from the store."""
+    job_id, final = _finalized(ledger, home, dest, "a.bin", b"hello world")
+    final.unlink()
+    force_state(ledger, job_id, JobState.FINALIZED, boot_id="an-earlier-boot",
+                bytes_durable=0)
+    report = reconcile(ledger)
     assert report.counts["relinked"] == 1
     assert final.read_bytes() == b"hello world"
-    assert jobs.get(ledger, job_id).state is JobState.FINALIZED
+    job = jobs.get(ledger, job_id)
+    assert job.state is JobState.FINALIZED and job.bytes_durable == job.bytes_committed
     assert events.for_job(ledger, job_id)[-1].kind == "relinked"
+    assert reconcile(ledger).total == 0
 
 
-def test_vanished_destination_and_object_requeues(ledger, home, dest) -> None:
+def test_a_file_lost_in_a_reboot_without_its_object_requeues(ledger, home, dest) -> None:
     job_id, final = _finalized(ledger, home, dest, "b.bin", b"bytes")
     key = ops.op_key("FINALIZE", job_id)
     ops.run_effect(ledger, key, lambda: {"ok": True}, job_id=job_id, kind="FINALIZE")
     final.unlink()
     Store(paths.store_dir(home)).object_path(jobs.get(ledger, job_id).sha256).unlink()
+    force_state(ledger, job_id, JobState.FINALIZED, boot_id="an-earlier-boot",
+                bytes_durable=0)
     report = reconcile(ledger)
     assert report.counts["requeued"] == 1
     job = jobs.get(ledger, job_id)

@@ -143,6 +143,8 @@ def test_a_ledger_deleted_or_replaced_under_a_run_stops_it(tmp_path, origin, how
 
 def test_check_reports_problems_and_changes_nothing(ledger, home, dest, origin, settings,
                                                     run) -> None:
+    """A removed download is a note (``file_removed``: the user's deletion stands), no
+    longer the problem ``file_missing``; the damaged object is still a problem."""
     from tests.conftest import dump
     from tests.engine.helpers import fetch_one
 
@@ -157,10 +159,11 @@ def test_check_reports_problems_and_changes_nothing(ledger, home, dest, origin, 
         fh.write(b"rot")
     before = dump(paths.ledger_path(home))
     code, out, _ = run("check")
-    assert code == 1 and "file_missing" in out and "object_changed" in out
+    assert code == 1 and "note: file_removed" in out and "object_changed" in out
+    assert "1 problem(s), 1 note" in out
     code, out, _ = run("check", "--deep", "--json")
-    kinds = {json.loads(line)["kind"] for line in out.splitlines()}
-    assert code == 1 and {"file_missing", "object_corrupt"} <= kinds
+    found = {json.loads(line)["kind"]: json.loads(line)["note"] for line in out.splitlines()}
+    assert code == 1 and found["file_removed"] is True and found["object_corrupt"] is False
     assert dump(paths.ledger_path(home)) == before
     assert obj.exists() and not Path(job.final_path).exists()
 

@@ -39,7 +39,10 @@ def test_edit_does_not_poison_a_later_download_of_the_same_url(ledger, home, des
     first = fetch_one(ledger, dest, settings, url)
     mine = Path(first.final_path)
     obj = Store(paths.store_dir(home)).object_path(sha(data))
-    assert stat.S_IMODE(obj.stat().st_mode) == 0o444  # store objects are read-only
+    # The object is the user's file (one inode, the user's writable mode), so an edit
+    # reaches it: the recorded identity must catch that before any reuse.
+    assert obj.stat().st_ino == mine.stat().st_ino
+    assert stat.S_IMODE(mine.stat().st_mode) & 0o200
     edited = _edit_in_place(mine)
 
     second = fetch_one(ledger, tmp_path / "other", settings, url)
@@ -101,7 +104,9 @@ def test_an_untouched_object_is_reused_without_reading_it_twice(ledger, home, de
 
 def test_copy_mode_keeps_destinations_independent_of_the_store(ledger, home, dest, origin,
                                                                settings, tmp_path) -> None:
-    settings = settings.replace(link_mode="copy")
+    """A copy costs its own bytes, so only a store budget keeps the object (with the
+    default ``store_size`` 0 it is given back once the file is placed)."""
+    settings = settings.replace(link_mode="copy", store_size=1 << 20)
     data = blob(100_000, seed=26)
     url = origin.add("/c.bin", data)
     first = fetch_one(ledger, dest, settings, url)

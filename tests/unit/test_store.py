@@ -27,6 +27,9 @@ def test_sharded_layout_and_dedupe(tmp_path) -> None:
 
 
 def test_materialize_hardlinks_once_and_is_idempotent(tmp_path) -> None:
+    """Placing again where the object's own inode already is reports ``hardlink`` (placed by
+    an earlier run, so provably dltui's), no longer ``present``, which now means a file
+    found holding the bytes that the job adopts."""
     store = Store(tmp_path / "store")
     sha = _put(store, tmp_path, b"payload")
     a, b = tmp_path / "out" / "a.bin", tmp_path / "out" / "b.bin"
@@ -34,7 +37,10 @@ def test_materialize_hardlinks_once_and_is_idempotent(tmp_path) -> None:
     # One destination shares the object's inode at most: an edit of one copy never
     # reaches another.
     assert store.materialize(sha, b, mode="hardlink") == "copy"
-    assert store.materialize(sha, a, mode="hardlink") == "present"
+    assert store.materialize(sha, a, mode="hardlink") == "hardlink"
+    theirs = tmp_path / "out" / "theirs.bin"
+    theirs.write_bytes(b"payload")  # the user fetched the same bytes themselves
+    assert store.materialize(sha, theirs, mode="hardlink") == "present"
     assert os.stat(a).st_ino == os.stat(store.object_path(sha)).st_ino != os.stat(b).st_ino
     assert store.is_materialized(sha, a)
     assert not list((tmp_path / "out").glob(".*tmp"))

@@ -25,6 +25,7 @@ from dltui.cli.commands import (
     cmd_reconcile,
     cmd_remove,
     cmd_status,
+    cmd_store,
 )
 from dltui.cli.common import (
     _CREATING,
@@ -161,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also delete finished files that are provably the ones dltui placed "
                         "(never an edited or replaced file)")
     p.set_defaults(func=cmd_remove)
+
+    p = command("store", help="what the store holds on disk; `store gc` gives back what "
+                              "nothing keeps")
+    p.add_argument("store_action", nargs="?", choices=["gc"], metavar="gc",
+                   help="delete every object no finished file shares and the store_size "
+                        "budget does not keep")
+    p.add_argument("--dry-run", action="store_true", help="gc: list what would be deleted")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.set_defaults(func=cmd_store)
 
     p = command("run", help="download queued jobs headless (the worker pool)")
     p.add_argument("-w", "--workers", type=int, metavar="N",

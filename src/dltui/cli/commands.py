@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dltui import files, paths, requests
+from dltui import paths, requests
 from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -36,7 +36,7 @@ from dltui.errors import (
 from dltui.ledger import Ledger, actions, flags, jobs, reconcile, removal, segments
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, JobState
-from dltui.store import Store, file_identity
+from dltui.store import Store
 from dltui.urls import redact
 
 
@@ -238,18 +238,22 @@ def cmd_check(args: argparse.Namespace, home: Path, out: TextIO) -> int:
 
     with Ledger(home, create=False, migrate=False) as ledger:
         problems = check.check(ledger, deep=args.deep)
+        wrong = [p for p in problems if not p.note]
         if args.json:
             for p in problems:
                 out.write(json.dumps({"kind": p.kind, "job_id": p.job_id, "detail": p.detail,
-                                      "remedy": p.remedy}) + "\n")
+                                      "remedy": p.remedy, "note": p.note}) + "\n")
         else:
             for p in problems:
                 target = f"job {p.job_id}" if p.job_id is not None else "-"
-                out.write(f"{p.kind:<20} {target:<10} {p.detail}{_REMEDIES.get(p.remedy, '')}\n")
+                kind = f"note: {p.kind}" if p.note else p.kind
+                out.write(f"{kind:<20} {target:<10} {p.detail}{_REMEDIES.get(p.remedy, '')}\n")
             what = "ledger and store" if args.deep else "ledger"
-            out.write(f"check: {len(problems)} problem(s) in {ledger.path}\n" if problems
-                      else f"check: {what} OK ({ledger.path})\n")
-    return EXIT_FAILURE if problems else EXIT_OK
+            notes = len(problems) - len(wrong)
+            noted = f", {notes} note{'s' if notes != 1 else ''}" if notes else ""
+            out.write(f"check: {len(wrong)} problem(s){noted} in {ledger.path}\n" if wrong
+                      else f"check: {what} OK{noted} ({ledger.path})\n")
+    return EXIT_FAILURE if wrong else EXIT_OK
 
 
 def cmd_flags(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
@@ -310,27 +314,68 @@ def cmd_remove(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             time.time() - parse_age(args.older_than)
         ids = removal.select(ledger, states, finished_before=before)
     gone = removal.remove(ledger, ids, by="cli")
-    deleted = kept = 0
+    if not args.delete_files:
+        out.write(f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}\n")
+        return EXIT_OK
+    report = removal.delete_files(ledger, gone, Store(paths.store_dir(ledger.home)))
+    for path, why in report.kept:
+        out.write(f"kept {path}: {why}\n")
+    summary = (f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}, deleted "
+               f"{report.files} file{'s' if report.files != 1 else ''}")
+    if report.kept:
+        summary += f", kept {len(report.kept)}"
+    out.write(f"{summary}; freed {_human_bytes(report.freed)}\n")
+    return EXIT_OK
+
+
+# -- store -------------------------------------------------------------------------------------
+def cmd_store(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
+    """Show what the store holds, or (``gc``) give back what nothing keeps."""
+    from dltui.ledger import storegc
+
+    budget = _settings(args).store_size
     store = Store(paths.store_dir(ledger.home))
-    for job in gone:
-        if args.delete_files and job.state is JobState.FINALIZED and job.final_path:
-            dest = Path(job.final_path)
-            ident = file_identity(dest)
-            row = {"final_dev": job.final_dev, "final_ino": job.final_ino,
-                   "final_mtime_ns": job.final_mtime_ns, "sha256": job.sha256}
-            if ident is not None and reconcile.placed_by_us(row, dest, store) and \
-                    files.remove_placed(dest, ident):
-                deleted += 1
-            elif dest.exists() or dest.is_symlink():
-                kept += 1
-                out.write(f"kept {dest}: not provably the file dltui placed (edited, replaced "
-                          "or not a plain file)\n")
-    summary = f"removed {len(gone)} job{'s' if len(gone) != 1 else ''}"
-    if args.delete_files:
-        summary += f", deleted {deleted} file{'s' if deleted != 1 else ''}"
-        if kept:
-            summary += f", kept {kept}"
-    out.write(summary + "\n")
+    if args.store_action != "gc":
+        if args.dry_run:
+            raise UsageError("--dry-run goes with gc: dltui store gc --dry-run")
+        s = storegc.survey(ledger, store, budget=budget)
+        if args.json:
+            out.write(json.dumps({"path": str(store.root), "objects": s.objects,
+                                  "bytes": s.bytes, "alone_bytes": s.alone,
+                                  "alone_objects": s.alone_objects, "held": s.held,
+                                  "budget": s.budget, "quarantined": s.quarantined,
+                                  "quarantined_bytes": s.quarantined_bytes}) + "\n")
+            return EXIT_OK
+        out.write(f"store        {store.root}\n"
+                  f"objects      {s.objects} ({_human_bytes(s.bytes)})\n"
+                  f"store only   {_human_bytes(s.alone)} in {s.alone_objects} object"
+                  f"{'s' if s.alone_objects != 1 else ''} (the rest share a finished file's "
+                  "inode or extents)\n"
+                  f"in use       {s.held} object{'s' if s.held != 1 else ''} of unfinished "
+                  "jobs\n"
+                  f"budget       {_human_bytes(s.budget)} (setting store_size)\n")
+        if s.quarantined:
+            out.write(f"quarantine   {s.quarantined} file{'s' if s.quarantined != 1 else ''} "
+                      f"({_human_bytes(s.quarantined_bytes)}), kept "
+                      f"{storegc.QUARANTINE_DAYS} days\n")
+        return EXIT_OK
+    report = storegc.collect(ledger, store, budget=budget, dry_run=args.dry_run, by="cli")
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.json:
+        out.write(json.dumps({"dry_run": args.dry_run, "objects": len(report.deleted),
+                              "quarantined": len(report.quarantine), "freed": report.freed,
+                              "kept_by_budget": report.kept,
+                              "digests": [sha for sha, _ in report.deleted]}) + "\n")
+        return EXIT_OK
+    for sha, n in report.deleted:
+        out.write(f"{verb} {sha} ({_human_bytes(n)})\n")
+    for path, n in report.quarantine:
+        out.write(f"{verb} {path} ({_human_bytes(n)}, quarantined)\n")
+    kept = f"; the budget keeps {report.kept}" if report.kept else ""
+    n = len(report.deleted) + len(report.quarantine)
+    out.write(f"store gc: {verb} {n} object{'s' if n != 1 else ''}, "
+              f"{'would free' if args.dry_run else 'freed'} {_human_bytes(report.freed)}"
+              f"{kept}\n")
     return EXIT_OK
 
 

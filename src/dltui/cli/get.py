@@ -8,6 +8,7 @@ The worker pool leases only this command's jobs, so a shared ledger's queue is l
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -55,13 +56,23 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     specs = requests.from_arguments(args.urls, args.dir, args.name, None,
                                     checksum=args.checksum, sent=_request_defaults(args))
     results = jobs.add(ledger, specs, by="get")
-    ids = [r.job.id for r in results]
+    ids, there = [], []
     for result in results:  # a job from an earlier get (or add) is taken up again
         job = result.job
-        if job.state is JobState.FAILED:
+        if job.state is JobState.FINALIZED:
+            if job.final_path and os.path.lexists(job.final_path):
+                there.append(job.id)  # done before, and the file is where it was put
+                continue
+            # Finished earlier and its file is gone: removed on purpose, but asked for again.
+            actions.download_again(ledger, job.id, reason="asked for again; its file was "
+                                                          "removed", by="get")
+        elif job.state is JobState.FAILED:
             actions.retry(ledger, job.id, by="get")
         elif job.state is JobState.PAUSED:
             actions.resume(ledger, job.id, by="get")
+        ids.append(job.id)
+    if not ids:
+        return _summary(ledger, there, 0.0, interrupted=False, out=out, there=set(there))
     reconcile.reconcile(ledger, by="get", link_mode=settings.link_mode)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
@@ -97,17 +108,20 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             signal.signal(sig, handler)
     if pool.fatal is not None:
         raise pool.fatal
-    return _summary(ledger, ids, time.monotonic() - began, interrupted=stop.is_set(), out=out)
+    return _summary(ledger, sorted([*ids, *there]), time.monotonic() - began,
+                    interrupted=stop.is_set(), out=out, there=set(there))
 
 
 def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: bool,
-             out: TextIO) -> int:
+             out: TextIO, there: set[int] | None = None) -> int:
     """aria2c's "Download Results": one line per job, then what to do about the rest."""
     final = batched.get_many(ledger.conn, ids)
     out.write("Download Results:\n")
     for job in final:
         if job.state is JobState.FINALIZED:
-            out.write(f"OK   #{job.id}  {_human_bytes(job.bytes_total)}  {job.final_path}\n")
+            done = " (already downloaded)" if there and job.id in there else ""
+            out.write(f"OK   #{job.id}  {_human_bytes(job.bytes_total)}  {job.final_path}"
+                      f"{done}\n")
         elif job.state is JobState.FAILED:
             out.write(f"ERR  #{job.id}  {redact(job.url)}: {job.error}\n")
         else:

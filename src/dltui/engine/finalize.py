@@ -15,7 +15,7 @@ from pathlib import Path
 from dltui import names
 from dltui.engine.headers import filename_from_url
 from dltui.errors import IntegrityError
-from dltui.model import LinkMode, Placed, Promoted
+from dltui.model import FileIdentity, LinkMode, Placed, Promoted
 from dltui.store import Store, file_identity, fsync_dir, holds, place
 
 MAX_NAME_TRIES = 10_000
@@ -58,11 +58,13 @@ def verify_checksum(path: Path, checksum: str | None) -> None:
         raise IntegrityError(f"{algo} mismatch: got {digest.hexdigest()}, expected {want}")
 
 
-def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> Promoted:
+def promote(store: Store, part: Path, sha256: str, *, fsync: bool,
+            keep: FileIdentity | None = None) -> Promoted:
     """FINALIZE effect: move the verified part into the store (or drop it as a duplicate).
 
     ``applied`` says whether this run created the store object; a replay after a crash, or a
-    part whose bytes were already stored, reports False.
+    part whose bytes were already stored, reports False. ``keep`` is the object's recorded
+    identity: a stored object still exactly that is kept and the part dropped.
     """
     if not part.exists():
         ident = store.identity(sha256)
@@ -72,7 +74,7 @@ def promote(store: Store, part: Path, sha256: str, *, fsync: bool) -> Promoted:
     if fsync:
         with open(part, "rb+") as fh:
             os.fsync(fh.fileno())
-    created = store.promote(part, sha256, fsync=fsync)
+    created = store.promote(part, sha256, fsync=fsync, keep=keep)
     return Promoted(str(store.object_path(sha256)), sha256, applied=created,
                     deduped=not created, identity=store.identity(sha256))
 
@@ -96,7 +98,7 @@ def _place_first_free(source: Path, sha256: str, dest_dir: Path, name: str, *,
         how = place(source, candidate, sha256, keep_source=keep_source, fsync=fsync, mode=mode)
         if how != "taken":
             return Placed(str(candidate), how, sha256, applied=how != "present",
-                          dest_identity=file_identity(candidate))
+                          dest_identity=file_identity(candidate), adopted=how == "present")
     raise IntegrityError(f"no free file name for {name!r} in {dest_dir}")
 
 
@@ -123,7 +125,9 @@ def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
             if not os.path.lexists(candidate):
                 break
             if holds(candidate, sha256):  # by content: a name may hold someone else's file
+                # Moved into place by an interrupted earlier run, or someone's: nothing
+                # proves which, so it is adopted (kept whatever happens to the job).
                 return Placed(str(candidate), "present", sha256,
-                              dest_identity=file_identity(candidate))
+                              dest_identity=file_identity(candidate), adopted=True)
         raise IntegrityError(f"part file {part} vanished before it reached {dest_dir}")
     return _place_first_free(part, sha256, dest_dir, name, keep_source=False, fsync=fsync)

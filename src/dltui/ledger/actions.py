@@ -13,14 +13,15 @@ from dltui import files
 from dltui.errors import NotApplicable
 from dltui.ledger import events
 from dltui.ledger.clock import now
-from dltui.ledger.jobs import CLEAR_LEASE, _current, transition_in, write_row
+from dltui.ledger.jobs import CLEAR_LEASE, _current, dest_fields, transition_in, write_row
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTION_STATES, ACTIVE_STATES, Control, Job, JobState
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
-__all__ = ["NotApplicable", "cancel", "check_action", "pause", "resume", "retry"]
+__all__ = ["NotApplicable", "cancel", "check_action", "download_again", "pause", "resume",
+           "retry"]
 
 
 def _lease_live(row: sqlite3.Row, at: float) -> bool:
@@ -102,3 +103,30 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
                       fields={"control": Control.CANCEL.value, **CLEAR_LEASE}, by=by)
     files.delete_parts(ledger.home, job_id)
     return "cancelled"
+
+
+def download_again_in(conn: sqlite3.Connection, job_id: int, *, reason: str,
+                      by: str) -> bool:
+    """Inside the caller's transaction: a FINALIZED job goes back to the queue as a fresh
+    download (its file is gone); False when it is not FINALIZED any more."""
+    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or row[0] != JobState.FINALIZED.value:
+        return False
+    transition_in(
+        conn, job_id, JobState.PLANNED, reason=reason,
+        fields={"sha256": None, "final_path": None, "bytes_committed": 0,
+                "prefix_hash": None, "decision": None, "decision_reason": None,
+                "error": None, "control": Control.RUN.value, "failed_tries": 0,
+                **dest_fields(None)},
+        by=by,
+    )
+    # The done ops describe effects that are gone; the next run must redo them.
+    conn.execute("UPDATE ops SET status = 'failed', error = 'effect vanished; requeued' "
+                 "WHERE job_id = ? AND status = 'done'", (job_id,))
+    return True
+
+
+def download_again(ledger: Ledger, job_id: int, *, reason: str, by: str = "cli") -> bool:
+    """:func:`download_again_in` in a transaction of its own."""
+    with ledger.write() as conn:
+        return download_again_in(conn, job_id, reason=reason, by=by)

@@ -33,6 +33,9 @@ class Problem:
     detail: str
     #: What heals it: "reconcile", "deep" (a deep check decides), or None (the operator).
     remedy: str | None = None
+    #: Worth knowing, not wrong: a user's change to their own files (a removed or edited
+    #: download) that dltui leaves as it is.
+    note: bool = False
 
 
 def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
@@ -54,7 +57,8 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
     states: dict[int, str] = {}
     store = Store(paths.store_dir(ledger.home))
     for r in conn.execute("SELECT id, state, lease_owner, sha256, final_path, final_dev, "
-                          "final_ino, final_mtime_ns FROM jobs"):
+                          "final_ino, final_mtime_ns, final_size, final_ctime_ns, adopted, "
+                          "final_removed_at FROM jobs"):
         job_id, state = r["id"], r["state"]
         states[job_id] = state
         if state in active and r["lease_owner"] is None:
@@ -68,12 +72,17 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
                 out.append(Problem("finalized_incomplete", job_id,
                                    "FINALIZED without a digest or a file path"))
             elif not os.path.lexists(r["final_path"]):
-                out.append(Problem("file_missing", job_id, f"{r['final_path']} is gone",
-                                   "reconcile"))
-            elif r["final_ino"] is not None and not placed_by_us(r, Path(r["final_path"]),
-                                                                 store):
+                # The user's deletion stands: a note, not a problem (after a reboot that may
+                # have cost the file, the reconciler makes it again).
+                out.append(Problem("file_removed", job_id, f"{r['final_path']} was removed; "
+                                   "`dltui get` of its URL downloads it again", note=True))
+            elif r["adopted"]:
+                pass  # the user's file, found holding the bytes: nothing to prove
+            elif r["final_ino"] is not None and not placed_by_us(ledger, r,
+                                                                 Path(r["final_path"]), store):
                 out.append(Problem("file_changed", job_id, f"{r['final_path']} is not the "
-                                   "file dltui placed (edited or replaced by someone else)"))
+                                   "file dltui placed (edited or replaced by someone else)",
+                                   note=True))
     for r in conn.execute("SELECT key, job_id, kind FROM ops WHERE status = 'started'"):
         if states.get(r["job_id"]) not in active:
             out.append(Problem("op_open", r["job_id"], f"{r['kind']} op still started for a "

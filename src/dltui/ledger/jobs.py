@@ -57,15 +57,21 @@ WRITABLE = frozenset(
         "bytes_total", "prefix_hash", "decision", "decision_reason", "sha256", "final_path",
         "error", "finished_at", "not_before", "bytes_durable", "boot_id",
         "final_dev", "final_ino", "final_mtime_ns", "failed_tries", "rate", "part_host",
+        "final_size", "final_ctime_ns", "adopted", "final_removed_at",
     }
 )
 
 
-def dest_fields(ident: FileIdentity | None) -> dict[str, Any]:
-    """The job columns that prove what dltui placed at ``final_path``."""
-    if ident is None:
-        return {"final_dev": None, "final_ino": None, "final_mtime_ns": None}
-    return {"final_dev": ident.dev, "final_ino": ident.ino, "final_mtime_ns": ident.mtime_ns}
+def dest_fields(ident: FileIdentity | None, *, adopted: bool = False) -> dict[str, Any]:
+    """The job columns that prove what dltui placed at ``final_path`` (none for a file the
+    job adopted: it was there already, so nothing may ever prove it dltui's)."""
+    if ident is None or adopted:
+        return {"final_dev": None, "final_ino": None, "final_mtime_ns": None,
+                "final_size": None, "final_ctime_ns": None, "adopted": int(adopted),
+                "final_removed_at": None}
+    return {"final_dev": ident.dev, "final_ino": ident.ino, "final_mtime_ns": ident.mtime_ns,
+            "final_size": ident.size, "final_ctime_ns": ident.ctime_ns, "adopted": 0,
+            "final_removed_at": None}
 
 
 class DigestConflict(UsageError):
@@ -256,6 +262,25 @@ def stored_digests(ledger: Ledger, canonicals: Iterable[str]) -> dict[str, set[s
     ).fetchall()
     for row in rows:
         out.setdefault(row["canonical_url"], set()).add(row["sha256"])
+    return out
+
+
+def claimed_inodes(ledger: Ledger, inodes: Iterable[tuple[int, int]], *,
+                   besides: Iterable[int] = ()) -> set[tuple[int, int]]:
+    """Of these (device, inode) pairs, those a job other than ``besides`` records as the
+    file it placed: an inode two jobs claim is provably neither's."""
+    wanted = set(inodes)
+    skip = set(besides)
+    inos = sorted({ino for _, ino in wanted})
+    out: set[tuple[int, int]] = set()
+    for at in range(0, len(inos), 500):
+        chunk = inos[at:at + 500]
+        for row in ledger.conn.execute(
+                "SELECT id, final_dev, final_ino FROM jobs WHERE adopted = 0 AND final_ino IN "
+                f"({','.join('?' * len(chunk))})", chunk):
+            pair = (row[1], row[2])
+            if pair in wanted and row[0] not in skip:
+                out.add(pair)
     return out
 
 

@@ -204,6 +204,20 @@ def _m014_rev_sequence(db: sqlite_utils.Database) -> None:
     del db
 
 
+def _m015_placement(db: sqlite_utils.Database) -> None:
+    # The proof that a finished file is the one this job placed covers its size and ctime too
+    # (a reused inode with the same mtime passes a dev/ino/mtime check); a file found already
+    # holding the bytes is adopted, never dltui's to delete; a finished file its user removed
+    # is recorded once and left gone. Objects remember when they were last used, for the
+    # store's budget (least recently used first).
+    jobs = db.table("jobs")
+    jobs.add_column("final_size", int)
+    jobs.add_column("final_ctime_ns", int)
+    jobs.add_column("adopted", int, not_null_default=0)
+    jobs.add_column("final_removed_at", float)
+    db.table("objects").add_column("used_at", float)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -220,6 +234,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("fleet", _m012_fleet),
     ("processes", _m013_processes),
     ("rev_sequence", _m014_rev_sequence),
+    ("placement", _m015_placement),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -301,6 +316,13 @@ PG_MIGRATIONS: list[tuple[str, list[str]]] = [
         "'BEGIN NEW.txid := pg_current_xact_id(); RETURN NEW; END'",
         "CREATE TRIGGER jobs_txid BEFORE UPDATE ON jobs FOR EACH ROW "
         "EXECUTE FUNCTION dltui_stamp_txid()",
+    ]),
+    ("placement", [
+        "ALTER TABLE jobs ADD COLUMN final_size BIGINT",
+        "ALTER TABLE jobs ADD COLUMN final_ctime_ns BIGINT",
+        "ALTER TABLE jobs ADD COLUMN adopted BIGINT NOT NULL DEFAULT 0",
+        f"ALTER TABLE jobs ADD COLUMN final_removed_at {_PG_TIME}",
+        f"ALTER TABLE objects ADD COLUMN used_at {_PG_TIME}",
     ]),
 ]
 

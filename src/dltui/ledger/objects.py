@@ -16,18 +16,20 @@ if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
 _UPSERT = (
-    "INSERT INTO objects (sha256, size, dev, ino, mtime_ns, ctime_ns, recorded_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, "
+    "INSERT INTO objects (sha256, size, dev, ino, mtime_ns, ctime_ns, recorded_at, used_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, "
     "dev = excluded.dev, ino = excluded.ino, mtime_ns = excluded.mtime_ns, "
-    "ctime_ns = excluded.ctime_ns, recorded_at = excluded.recorded_at"
+    "ctime_ns = excluded.ctime_ns, recorded_at = excluded.recorded_at, "
+    "used_at = excluded.used_at"
 )
 
 
 def record_in(conn: sqlite3.Connection, items: Iterable[tuple[str, FileIdentity]]) -> None:
-    """Record (or refresh) objects' identities inside the caller's transaction."""
+    """Record (or refresh) objects' identities inside the caller's transaction; each counts
+    as used now (the store's budget keeps the most recently used)."""
     at = now()
     # In digest order: two shared writers recording the same objects lock them alike.
-    conn.executemany(_UPSERT, [(sha, i.size, i.dev, i.ino, i.mtime_ns, i.ctime_ns, at)
+    conn.executemany(_UPSERT, [(sha, i.size, i.dev, i.ino, i.mtime_ns, i.ctime_ns, at, at)
                                for sha, i in sorted(items, key=lambda item: item[0])])
 
 
@@ -43,6 +45,18 @@ def get(ledger: Ledger, sha256: str) -> FileIdentity | None:
         "SELECT size, dev, ino, mtime_ns, ctime_ns FROM objects WHERE sha256 = ?", (sha256,)
     ).fetchone()
     return FileIdentity(*row) if row else None
+
+
+def get_many(ledger: Ledger, digests: Iterable[str]) -> dict[str, FileIdentity]:
+    """:func:`get` for many objects at once (those with no record are left out)."""
+    wanted = sorted(set(digests))
+    out: dict[str, FileIdentity] = {}
+    for at in range(0, len(wanted), 500):
+        chunk = wanted[at:at + 500]
+        out.update((r[0], FileIdentity(*r[1:])) for r in ledger.conn.execute(
+            "SELECT sha256, size, dev, ino, mtime_ns, ctime_ns FROM objects "
+            f"WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
+    return out
 
 
 def forget(ledger: Ledger, sha256: str) -> None:

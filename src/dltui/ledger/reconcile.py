@@ -9,17 +9,20 @@ Actions, by ``kind``:
 - ``paused`` / ``cancelled``  the same, when the operator had asked for pause / cancel
 - ``op_completed``  op left ``started`` whose effect is verifiably on disk -> done
 - ``op_reset``      op left ``started`` without a verifiable effect -> failed, runs again
-- ``relinked``      FINALIZED job whose file vanished, re-made from a verified store object
-- ``requeued``      FINALIZED job whose file vanished and whose store object is gone or bad
+- ``relinked``      after a reboot, a file finished without fsync is gone: re-made from a
+                    verified store object
+- ``requeued``      the same, with no usable store object -> PLANNED (downloaded again)
 - ``reverified``    after a reboot, a file finished without fsync still has its SHA-256
 - ``corrupt``       after a reboot, a file dltui placed without fsync lost bytes -> PLANNED
-- ``dest_changed``  a finished file was edited, replaced or turned into something else by
-                    someone else: left alone, recorded, never deleted or re-downloaded over
+- ``dest_changed``  after a reboot, a file finished without fsync was edited, replaced or
+                    turned into something else by someone else: left alone, recorded, never
+                    deleted or re-downloaded over
+- ``dest_removed``  a finished file is gone and no reboot can have cost it: someone removed
+                    it. Recorded once and left gone (the user's deletion stands)
 - ``part_deleted``  part file with no job, or whose job is finished or cancelled
 
-Nothing at a destination is removed unless it is provably the file dltui placed there: the
-inode, device and mtime recorded when it was placed, or (for jobs finished before those were
-recorded) the store object's own inode.
+Nothing at a destination is removed unless it is provably the file dltui placed there (see
+:func:`dltui.files.placed_by_us`), and never a file a job adopted.
 """
 
 from __future__ import annotations
@@ -31,19 +34,20 @@ from typing import TYPE_CHECKING, Any
 
 from dltui import files, paths
 from dltui.durability import boot_id
-from dltui.ledger import events, jobs, objects, ops
+from dltui.ledger import actions, events, jobs, objects, ops
 from dltui.ledger.clock import now
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, FINAL_STATES, Control, JobState, LinkMode, Placed, Promoted
 from dltui.records import as_record
-from dltui.store import Store, file_identity, sha256_file
+from dltui.store import Store, file_identity, placed_earlier, sha256_file
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
 
 ACTION_KINDS = (
     "lease_expired", "paused", "cancelled", "op_completed", "op_reset",
-    "relinked", "requeued", "reverified", "corrupt", "dest_changed", "part_deleted",
+    "relinked", "requeued", "reverified", "corrupt", "dest_changed", "dest_removed",
+    "part_deleted",
 )
 #: What healing expired leases takes (setting ``auto_reconcile``): jobs no live worker holds
 #: go back to the queue (or to the pause or cancel asked for) and their interrupted ops are
@@ -91,22 +95,26 @@ def _verify_op(store: Store, op: ops.Op) -> tuple[bool, Any]:
     if op.kind == ops.OpKind.LINK and sha and op.args.get("dest"):
         dest = Path(op.args["dest"])
         if store.has(sha) and store.is_materialized(sha, dest):
-            return True, as_record(Placed(str(dest), "present", sha, verified=True))
+            # Provably placed by that op only when it is the object's inode or a temp of
+            # dltui's still shares it; else it may be the user's: adopted.
+            how = placed_earlier(store.object_path(sha), dest)
+            return True, as_record(Placed(str(dest), how or "present", sha, verified=True,
+                                          dest_identity=file_identity(dest),
+                                          adopted=how is None))
     return False, None
 
 
-def placed_by_us(row: Any, dest: Path, store: Store) -> bool:
-    """True when ``dest`` is provably the file dltui placed for this job (``row`` has
-    ``sha256`` and the ``final_*`` columns): the recorded device, inode and mtime, or for a
-    job finished before those were recorded, the store object's inode."""
-    ident = file_identity(dest)  # None for a symlink, a directory, anything not a plain file
-    if ident is None:
-        return False
-    if row["final_ino"] is not None:
-        return (ident.dev, ident.ino, ident.mtime_ns) == (
-            row["final_dev"], row["final_ino"], row["final_mtime_ns"])
-    obj = store.identity(row["sha256"]) if row["sha256"] else None
-    return obj is not None and (obj.dev, obj.ino) == (ident.dev, ident.ino)
+def _claimed(ledger: Ledger, job_id: int, proof: files.Proof) -> bool:
+    """True when another job records the same device and inode as placed by it."""
+    inode = proof.inode
+    return inode is not None and bool(jobs.claimed_inodes(ledger, [inode], besides=[job_id]))
+
+
+def placed_by_us(ledger: Ledger, row: Any, dest: Path, store: Store) -> bool:
+    """True when ``dest`` is provably the file this job placed (:func:`files.placed_by_us`)
+    and no other job of the ledger claims its inode."""
+    proof = files.Proof.of(row)
+    return files.placed_by_us(dest, proof, store) and not _claimed(ledger, row["id"], proof)
 
 
 def plan(ledger: Ledger) -> list[Action]:
@@ -153,20 +161,24 @@ def plan(ledger: Ledger) -> list[Action]:
     this_boot = boot_id()
     for row in ledger.conn.execute(
         "SELECT id, sha256, final_path, boot_id, bytes_durable, bytes_committed, final_dev, "
-        "final_ino, final_mtime_ns FROM jobs WHERE state = 'FINALIZED' AND final_path IS NOT NULL"
+        "final_ino, final_mtime_ns, final_size, final_ctime_ns, adopted, final_removed_at "
+        "FROM jobs WHERE state = 'FINALIZED' AND final_path IS NOT NULL"
     ):
         dest = Path(row["final_path"])
+        # Finished without fsync, then the host went down: the page cache may have died with
+        # the bytes. (An adopted file was never dltui's to write.)
+        lost = (this_boot is not None and row["boot_id"] not in (None, this_boot)
+                and (row["bytes_durable"] or 0) < row["bytes_committed"]
+                and not row["adopted"])
         if os.path.lexists(dest):
-            if (this_boot is not None and row["boot_id"] not in (None, this_boot)
-                    and (row["bytes_durable"] or 0) < row["bytes_committed"]):
-                # Finished without fsync, then the host went down: the page cache may have
-                # died with the bytes. Whatever the file holds now is on disk: check it.
+            if lost:
+                # Whatever the file holds now is on disk: check it.
                 regular = file_identity(dest) is not None
                 if regular and row["sha256"] and sha256_file(dest) == row["sha256"]:
                     actions.append(Action("reverified", row["id"],
                                           f"{dest} survived the reboot intact",
                                           {"size": row["bytes_committed"]}))
-                elif placed_by_us(row, dest, store):
+                elif placed_by_us(ledger, row, dest, store):
                     end_state[row["id"]] = JobState.PLANNED
                     actions.append(Action("corrupt", row["id"],
                                           f"{dest} lost bytes in a reboot; downloading again",
@@ -182,14 +194,22 @@ def plan(ledger: Ledger) -> list[Action]:
                                           {"dest": str(dest)}))
             continue
         sha = row["sha256"]
-        if sha and store.has(sha):
-            actions.append(Action("relinked", row["id"], f"{dest} re-made from the store",
-                                  {"sha256": sha, "dest": str(dest)}))
+        if not lost:
+            # Gone without a reboot that could have cost it: someone removed it. That stands.
+            if row["final_removed_at"] is None:
+                actions.append(Action("dest_removed", row["id"],
+                                      f"{dest} was removed by someone; left gone",
+                                      {"dest": str(dest), "sha256": sha}))
+        elif sha and store.has(sha):
+            actions.append(Action("relinked", row["id"],
+                                  f"{dest} was lost in a reboot; re-made from the store",
+                                  {"sha256": sha, "dest": str(dest),
+                                   "size": row["bytes_committed"]}))
         else:
             end_state[row["id"]] = JobState.PLANNED
             actions.append(Action("requeued", row["id"],
-                                  f"{dest} and its store object are gone; downloading again",
-                                  {"dest": str(dest)}))
+                                  f"{dest} was lost in a reboot and is not stored; "
+                                  "downloading again", {"dest": str(dest)}))
 
     parts_dir = paths.parts_dir(ledger.home)
     if parts_dir.is_dir():
@@ -247,10 +267,13 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
             return _apply(ledger, store, Action("requeued", job_id, action.detail), by)
         how = files.remake(store, sha, dest, link_mode)
         if how is None:
-            return False  # someone put a file there meanwhile: theirs
+            return False  # someone put a file there meanwhile (theirs), or the object went
         placed = file_identity(dest)
         with ledger.write() as conn:
-            jobs.write_row(conn, job_id, jobs.dest_fields(placed), "AND state = 'FINALIZED'", ())
+            # materialize fsyncs the file and its directory: it is durable in this boot.
+            jobs.write_row(conn, job_id, {**jobs.dest_fields(placed), "boot_id": boot_id(),
+                                          "bytes_durable": action.data.get("size")},
+                           "AND state = 'FINALIZED'", ())
             after = store.identity(sha)
             if after is not None:
                 objects.record_in(conn, [(sha, after)])
@@ -258,24 +281,20 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
         return True
     if kind == "requeued":
         assert job_id is not None
+        return actions.download_again(ledger, job_id, reason="reconciler: file lost",
+                                      by=by)
+    if kind == "dest_removed":
+        assert job_id is not None
         with ledger.write() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None or row[0] != JobState.FINALIZED.value:
+            row = conn.execute("SELECT state, final_path FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+            if row is None or row[0] != JobState.FINALIZED.value or \
+                    row[1] != action.data["dest"] or os.path.lexists(action.data["dest"]):
                 return False
-            jobs.transition_in(
-                conn, job_id, JobState.PLANNED, reason="reconciler: file and object vanished",
-                fields={"sha256": None, "final_path": None, "bytes_committed": 0,
-                        "prefix_hash": None, "decision": None, "decision_reason": None,
-                        "error": None, "control": Control.RUN.value, "failed_tries": 0,
-                        **jobs.dest_fields(None)},
-                by=by,
-            )
-            # The done ops describe effects that are gone; the next run must redo them.
-            conn.execute(
-                "UPDATE ops SET status = 'failed', error = 'effect vanished; requeued' "
-                "WHERE job_id = ? AND status = 'done'",
-                (job_id,),
-            )
+            jobs.write_row(conn, job_id, {"final_removed_at": now()},
+                           "AND state = 'FINALIZED'", ())
+            events.append(conn, "dest_removed", job_id, dest=action.data["dest"], by=by,
+                          detail="the finished file was removed by someone; left gone")
         return True
     if kind == "reverified":
         assert job_id is not None

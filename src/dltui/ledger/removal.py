@@ -8,14 +8,18 @@ nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from dltui import files
 from dltui.errors import NotApplicable, UnknownJob
-from dltui.ledger import events
+from dltui.ledger import events, jobs, storegc
 from dltui.ledger.jobs import _COLUMNS
 from dltui.model import Job, JobState
+from dltui.store import Store, alone_bytes, file_identity
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -70,6 +74,50 @@ def remove(ledger: Ledger, ids: Sequence[int], *, by: str = "cli") -> list[Job]:
     for job in removed:  # after the commit: a crash before this leaves orphans, which the
         files.delete_parts(ledger.home, job.id)  # reconciler clears; never a dangling row
     return removed
+
+
+@dataclass(slots=True)
+class FilesReport:
+    """What ``remove --delete-files`` gave back."""
+
+    files: int = 0
+    freed: int = 0  #: bytes given back: the files, their store objects
+    kept: list[tuple[str, str]] = field(default_factory=list)  #: (path, why)
+
+
+def delete_files(ledger: Ledger, removed: Sequence[Job], store: Store) -> FilesReport:
+    """After :func:`remove`: delete each finished job's file where provably the one it
+    placed, then the store objects no remaining job keeps (the budget does not keep them:
+    the operator asked for the bytes back). Adopted files and files not provably dltui's
+    are kept and named."""
+    report = FilesReport()
+    finished = [j for j in removed if j.state is JobState.FINALIZED and j.final_path]
+    proofs = {j.id: files.Proof.of(j) for j in finished}
+    # An inode a job still in the ledger claims is not provably the removed job's.
+    claimed = jobs.claimed_inodes(ledger, [p.inode for p in proofs.values()
+                                           if p.inode is not None])
+    for job in finished:
+        dest, proof = Path(cast(str, job.final_path)), proofs[job.id]
+        if not os.path.lexists(dest):
+            continue
+        if proof.adopted:
+            report.kept.append((str(dest), "it was there before the job finished (adopted), "
+                                           "so it is not dltui's to delete"))
+            continue
+        ident = file_identity(dest)
+        if ident is not None and proof.inode not in claimed and \
+                files.placed_by_us(dest, proof, store):
+            freed = alone_bytes(dest)
+            if files.remove_placed(dest, ident):
+                report.files += 1
+                report.freed += freed
+                continue
+        report.kept.append((str(dest), "not provably the file dltui placed (edited, replaced "
+                                       "or not a plain file)"))
+    digests = {j.sha256 for j in removed if j.sha256}
+    if digests:
+        report.freed += storegc.collect(ledger, store, only=digests, by="remove").freed
+    return report
 
 
 def removed_since(ledger: Ledger, after: int) -> tuple[list[int], int]:

@@ -42,7 +42,8 @@ class Finishing(RunBase):
             self._prestarted.discard(finalize_key)
             ops.run_effect(
                 self.ledger, finalize_key,
-                lambda: as_record(finalize.promote(store, part, sha, fsync=fsync)),
+                lambda: as_record(finalize.promote(store, part, sha, fsync=fsync,
+                                                   keep=objects.get(self.ledger, sha))),
                 job_id=job.id, kind=ops.OpKind.FINALIZE, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha},
                 verify=lambda r: store.has(sha) and not part.exists(),
@@ -87,7 +88,8 @@ class Finishing(RunBase):
                     "boot_id": durability.boot_id(),
                     "bytes_durable": (self.job.bytes_total or self.job.bytes_committed)
                     if self.sync_finished else 0,
-                    **jobs.CLEAR_LEASE, **jobs.dest_fields(placed.dest_identity)},
+                    **jobs.CLEAR_LEASE,
+                    **jobs.dest_fields(placed.dest_identity, adopted=placed.adopted)},
             dest=placed.dest, how=placed.how,
         )
         self.segmented = False  # the transition cleared the rows

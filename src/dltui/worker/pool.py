@@ -28,6 +28,7 @@ from dltui.ledger import (
     jobs,
     leases,
     objects,
+    storegc,
 )
 from dltui.ledger.liveness import hostname
 from dltui.store import Store
@@ -78,6 +79,9 @@ class WorkerPool:
         #: This process in the fleet's ``processes`` table: its leases' owner without a thread.
         self.process = leases.owner_id("").rstrip(":")
         self._published: dict[str, tuple[object, ...]] = {}
+        #: Digests of jobs that finished since the keeper last collected the store.
+        self._finished_digests: set[str] = set()
+        self._collected_at = -1e9
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,6 +108,9 @@ class WorkerPool:
             self._keeper.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         self.client.close()
+        if self.fatal is None:
+            with contextlib.suppress(DltuiError, sqlite3.Error, OSError):
+                self._collect(final=True)  # a short `get` leaves nothing behind either
         if self._last_beat > 0 and self.fatal is None:  # leave the fleet's list, if on it
             with contextlib.suppress(DltuiError, sqlite3.Error):
                 fleet.leave(self.ledger, self.process)
@@ -205,6 +212,8 @@ class WorkerPool:
                 todo: list[tuple[JobRun, DltuiError | None]] = [(run, None) for run in runs]
                 if len(runs) > 1:
                     lane = batch.carry(self, runs)
+                    with self._lock:
+                        self._finished_digests.update(lane.digests)
                     for run in lane.finished:
                         run.finished_in_lane()
                         self._done(run)
@@ -277,8 +286,31 @@ class WorkerPool:
 
     def _done(self, run: JobRun) -> None:
         with self._lock:
-            self._active.pop(run.job.id, None)
+            if self._active.pop(run.job.id, None) is not None and run.job.sha256:
+                self._finished_digests.add(run.job.sha256)
         self._settled.set()
+
+    #: With a budget the whole store is weighed, at most this often (seconds).
+    FULL_COLLECT_EVERY = 10.0
+
+    def _collect(self, *, final: bool = False) -> None:
+        """Give back the store's bytes that nothing keeps (see ``ledger.storegc``): at the
+        pool's first heartbeat the whole store, then the objects of jobs that finished."""
+        with self._lock:
+            digests, self._finished_digests = self._finished_digests, set()
+        budget = self.settings.store_size
+        now = time.monotonic()
+        first = self._collected_at < 0
+        if not first and not digests:
+            return
+        every = self.FULL_COLLECT_EVERY if budget > 0 else 1.0
+        if not first and not final and now - self._collected_at < every:
+            with self._lock:
+                self._finished_digests |= digests  # weighed at the next full collection
+            return
+        self._collected_at = now
+        storegc.collect(self.ledger, self.store, budget=budget,
+                        only=None if first else digests, by="worker")
 
     def _keep(self) -> None:
         while not self._stop.wait(self.settings.control_poll):
@@ -322,6 +354,10 @@ class WorkerPool:
                 # Only shown to the fleet: on a full disk, the jobs' own records come first.
                 if not is_disk_full(exc):
                     raise
+        try:
+            self._collect()
+        except OSError as exc:  # a store that cannot be read or changed: said once a pass
+            events.record(self.ledger, "store_gc_failed", None, error=str(exc))
         runs = self.active()
         if not runs:
             return

@@ -241,12 +241,21 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         if decision.mode is resume.Mode.CACHED and cached_sha is not None:
             finalize.verify_checksum(pool.store.object_path(cached_sha), job.checksum)
             with self.ledger.write(shared=True) as conn:
-                self._advance_in(conn, JobState.PRECHECKED, **fields)
+                # The job's digest holds the object: the store's collector, which decides
+                # under the ledger's write lock, keeps every object an unfinished job names.
+                self._advance_in(conn, JobState.PRECHECKED, **fields, sha256=cached_sha)
                 self._record_decision_in(conn, decision)
                 if self.state is JobState.STREAMING:  # a retry found the object stored
                     self._advance_in(conn, JobState.FINALIZING, sha256=cached_sha)
-            self._link_and_finish(cached_sha, name)
-            return
+            if pool.store.has(cached_sha):
+                self._link_and_finish(cached_sha, name)
+                return
+            # Collected between the check and the hold: download it after all.
+            if self.state is not JobState.PRECHECKED:
+                raise TransportError("the stored copy was collected meanwhile; downloading "
+                                     "it again")
+            decision = resume.ResumeDecision(resume.Mode.FRESH, 0, "object_collected")
+            fields["sha256"] = None
         if decision.mode is not resume.Mode.RESUME:
             self.part.unlink(missing_ok=True)
             if job.bytes_committed:
