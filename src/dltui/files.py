@@ -14,7 +14,10 @@ from typing import Any
 
 from dltui import paths
 from dltui.model import FileIdentity, LinkMode
-from dltui.store import Materialized, Store, file_identity
+from dltui.store import Materialized, Store, file_identity, sweep_temps
+
+__all__ = ["Proof", "delete_orphan_part", "delete_parts", "placed_by_us", "remake",
+           "remove_placed", "sweep_temps"]
 
 
 def delete_parts(home: Path, job_id: int) -> None:

@@ -428,31 +428,28 @@ _NO_CLONE: set[int] = set()
 _LINK_FALLBACK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 
 
-def _clone_or_copy(source: Path, tmp: Path, *, reflink: bool, copy: bool,
+def _clone_or_copy(source: Path, fd: int, *, reflink: bool, copy: bool,
                    fsync: bool) -> Materialized | None:
-    """Write ``source``'s bytes to the new file ``tmp``: a reflink when ``reflink`` and the
-    filesystem can, else (with ``copy``) a copy; None when neither was done."""
+    """Write ``source``'s bytes to the new, empty file open as ``fd``: a reflink when
+    ``reflink`` and the filesystem can, else (with ``copy``) a copy; None when neither was
+    done."""
     with open(source, "rb") as src:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            how: Materialized | None = None
-            if reflink:
-                try:
-                    fcntl.ioctl(fd, _FICLONE, src.fileno())
-                    how = "reflink"
-                except OSError as exc:
-                    if exc.errno not in _NO_REFLINK:
-                        raise
-                    if exc.errno != errno.EXDEV:  # this filesystem never clones
-                        _NO_CLONE.add(os.fstat(src.fileno()).st_dev)
-            if how is None and copy:
-                with open(fd, "wb", closefd=False) as out:
-                    shutil.copyfileobj(src, out, HASH_CHUNK)
-                how = "copy"
-            if how is not None and fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        how: Materialized | None = None
+        if reflink:
+            try:
+                fcntl.ioctl(fd, _FICLONE, src.fileno())
+                how = "reflink"
+            except OSError as exc:
+                if exc.errno not in _NO_REFLINK:
+                    raise
+                if exc.errno != errno.EXDEV:  # this filesystem never clones
+                    _NO_CLONE.add(os.fstat(src.fileno()).st_dev)
+        if how is None and copy:
+            with open(fd, "wb", closefd=False) as out:
+                shutil.copyfileobj(src, out, HASH_CHUNK)
+            how = "copy"
+        if how is not None and fsync:
+            os.fsync(fd)
     return how
 
 
@@ -461,20 +458,65 @@ def _via_temp(source: Path, dest: Path, *, reflink: bool, copy: bool,
     """Clone (or copy) ``source`` to a temp file beside ``dest``, then link that into place.
 
     None when ``reflink`` failed and ``copy`` is off; FileExistsError when ``dest`` was taken
-    meanwhile.
+    meanwhile. The temp is flocked from its creation until it is gone, so
+    :func:`sweep_temps` never takes one that is being written.
     """
     if reflink and not copy:
         dev = os.stat(source).st_dev
         if dev in _NO_CLONE or os.stat(dest.parent).st_dev != dev:
             return None  # no clone possible here: skip making and removing a temp file
     tmp = _temp_beside(dest)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
-        how = _clone_or_copy(source, tmp, reflink=reflink, copy=copy, fsync=fsync)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        how = _clone_or_copy(source, fd, reflink=reflink, copy=copy, fsync=fsync)
         if how is not None:
             os.link(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
     return how
+
+
+#: A temp file this old that no one holds was left by a placement that died.
+STALE_TEMP_SECONDS = 60.0
+
+
+def sweep_temps(directory: Path) -> int:
+    """Delete dltui's temp files in ``directory`` left by placements that died before
+    linking them (named ``.<name>.dltui-<12 hex>.tmp``, not flocked, over a minute old,
+    linked nowhere else); the bytes freed."""
+    freed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp") and _TEMP_INFIX in name):
+            continue
+        tag = name[:-4].rpartition(_TEMP_INFIX)[2]
+        if len(tag) != 12 or any(c not in "0123456789abcdef" for c in tag):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a placement is writing it
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_mtime > cutoff:
+                continue
+            size = alone_bytes(Path(entry.path), st, fd=fd)
+            os.unlink(entry.path)
+            freed += size
+        finally:
+            os.close(fd)
+    return freed
 
 
 def _link_object(source: Path, dest: Path) -> bool:

@@ -245,3 +245,22 @@ def test_file_damaged_by_a_reboot_is_downloaded_again(ledger, home, dest) -> Non
     assert job.state is JobState.PLANNED and job.sha256 is None
     assert not final.exists()
     assert not Store(paths.store_dir(home)).has(sha)  # the damaged object is gone too
+
+
+def test_a_link_that_died_mid_copy_leaves_no_temp_file(ledger, home, dest) -> None:
+    import os
+    import time
+
+    job_id = add_job(ledger, dest, "http://example.com/big.iso")
+    sha = _stored(home, b"the object")
+    force_state(ledger, job_id, JobState.FINALIZING, sha256=sha, **FOREIGN_EXPIRED)
+    temp = dest / ".big.iso.dltui-0123456789ab.tmp"  # the copy's temp, never linked
+    temp.write_bytes(b"half a copy")
+    os.utime(temp, (time.time() - 3600,) * 2)
+    with ledger.write() as conn:
+        conn.execute("INSERT INTO ops (key, job_id, kind, status, runs, args) "
+                     "VALUES ('lnk', ?, 'LINK', 'started', 1, ?)",
+                     (job_id, f'{{"sha256": "{sha}", "dest": "{dest / "big.iso"}"}}'))
+    report = reconcile(ledger)
+    assert report.counts["op_reset"] == 1
+    assert not temp.exists()

@@ -147,3 +147,35 @@ def test_directory_fsyncs_are_group_committed(tmp_path, monkeypatch) -> None:
     # Everyone is covered by an fsync that started after they asked; far fewer than 16 ran.
     assert 1 <= len(calls) <= 3
     assert max(returned) >= calls[-1]
+
+
+def test_sweep_takes_only_dead_placements_temp_files(tmp_path) -> None:
+    import fcntl
+    import time
+
+    from dltui.store import sweep_temps
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = time.time() - 3600
+    dead = out / ".big.iso.dltui-0123456789ab.tmp"  # a copy killed before its link
+    dead.write_bytes(b"x" * 10_000)
+    busy = out / ".other.bin.dltui-abcdef012345.tmp"  # a copy being written right now
+    busy.write_bytes(b"y" * 100)
+    fresh = out / ".new.bin.dltui-00000000aaaa.tmp"  # just created, not locked yet
+    fresh.write_bytes(b"z")
+    linked = out / ".kept.bin.dltui-bbbbbbbbbbbb.tmp"  # linked into place: the file's
+    linked.write_bytes(b"k")
+    os.link(linked, out / "kept.bin")
+    users = out / ".notes.dltui-backup.tmp"  # not dltui's pattern
+    users.write_bytes(b"u")
+    for p in (dead, busy, linked, users):
+        os.utime(p, (old, old))
+    fd = os.open(busy, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert sweep_temps(out) >= 10_000
+    finally:
+        os.close(fd)
+    assert not dead.exists()
+    assert busy.exists() and fresh.exists() and linked.exists() and users.exists()

@@ -156,7 +156,8 @@ def plan(ledger: Ledger) -> list[Action]:
                                   {"key": op.key, "result": result}))
         else:
             actions.append(Action("op_reset", op.job_id, f"{op.kind} interrupted; will run again",
-                                  {"key": op.key}))
+                                  {"key": op.key, "dest": op.args.get("dest")
+                                   if op.kind == ops.OpKind.LINK else None}))
 
     this_boot = boot_id()
     for row in ledger.conn.execute(
@@ -256,6 +257,8 @@ def _apply(ledger: Ledger, store: Store, action: Action, by: str,
     if kind == "op_reset":
         ops.settle(ledger, action.data["key"], done=False,
                    error="interrupted; reset by the reconciler")
+        if action.data.get("dest"):  # a LINK that died mid-copy leaves a hidden temp file
+            files.sweep_temps(Path(action.data["dest"]).parent)
         return True
     if kind == "relinked":
         assert job_id is not None

@@ -10,6 +10,7 @@ from dltui.engine import finalize
 from dltui.ledger import jobs, objects, ops
 from dltui.model import JobState, Placed, Promoted
 from dltui.records import as_record, decode
+from dltui.store import sweep_temps
 from dltui.worker.base import RunBase
 
 
@@ -51,6 +52,8 @@ class Finishing(RunBase):
             )
             link_started = link_key in self._prestarted
             self._prestarted.discard(link_key)
+            if not link_started:
+                self._sweep_if_rerun(link_key, dest_dir)
             record = ops.run_effect(
                 self.ledger, link_key,
                 lambda: as_record(finalize.link(store, sha, dest_dir, name, fsync=fsync,
@@ -63,6 +66,7 @@ class Finishing(RunBase):
             )
         else:
             part = self.part
+            self._sweep_if_rerun(ops.link_key(job.id, sha, dest_dir), dest_dir)
             record = ops.run_effect(
                 self.ledger, ops.link_key(job.id, sha, dest_dir),
                 lambda: as_record(finalize.place_part(part, sha, dest_dir, name, fsync=fsync)),
@@ -75,6 +79,13 @@ class Finishing(RunBase):
                 self._finalized(conn, sha, decode(Placed, record))
         self.part.unlink(missing_ok=True)
         pool.stats.finished += 1
+
+    def _sweep_if_rerun(self, link_key: str, dest_dir: Path) -> None:
+        """A LINK that started before and did not finish may have died mid-copy: its temp
+        file (hidden beside the destination) goes before the placement runs again."""
+        prior = ops.get(self.ledger, link_key)
+        if prior is not None and prior.status != ops.OpStatus.DONE:
+            sweep_temps(dest_dir)
 
     def _finalized(self, conn: Any, sha: str, placed: Placed) -> None:
         """LINK done: the job is FINALIZED in the same transaction, its lease cleared."""
