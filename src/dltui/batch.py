@@ -227,7 +227,7 @@ def _fetch(pool: WorkerPool, lane: list[JobRun],
 def _check_space(pool: WorkerPool, items: list[_Item]) -> None:
     dirs = [paths.parts_dir(pool.ledger.home), *{i.dest_dir for i in items}]
     quota.check_free_space(dirs, sum(len(i.body.data) for i in items), pool.settings,
-                           paths.reserve_path(pool.ledger.home))
+                           paths.reserve_path(pool.ledger.home), pool.ledger.home)
 
 
 def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,

@@ -8,6 +8,7 @@ never when the job adopted it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,33 @@ from dltui import paths
 from dltui.model import FileIdentity, LinkMode
 from dltui.store import Materialized, Store, file_identity, sweep_temps
 
-__all__ = ["Proof", "delete_orphan_part", "delete_parts", "placed_by_us", "remake",
-           "remove_placed", "sweep_temps"]
+__all__ = ["Proof", "delete_orphan_part", "delete_parts", "part_bytes", "placed_by_us",
+           "remake", "remove_placed", "sweep_temps"]
 
 
 def delete_parts(home: Path, job_id: int) -> None:
     """Delete a job's part file(s): ``<home>/parts/<job>.part*`` (a cancelled job's)."""
     for part in paths.parts_dir(home).glob(f"{job_id}.part*"):
         part.unlink(missing_ok=True)
+
+
+def part_bytes(home: Path) -> dict[int, int]:
+    """What each job's part files occupy on disk now (allocated bytes, by job id)."""
+    out: dict[int, int] = {}
+    try:
+        entries = list(os.scandir(paths.parts_dir(home)))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for entry in entries:
+        job_id = paths.part_job_id(entry.name)
+        if job_id is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        out[job_id] = out.get(job_id, 0) + (st.st_blocks * 512 if st.st_blocks else 0)
+    return out
 
 
 def delete_orphan_part(home: Path, path: Path) -> bool:

@@ -381,3 +381,39 @@ def test_gc_racing_running_jobs_with_sigkills_loses_nothing(mount, origin) -> No
     assert _store(home)["objects"] == 0
     assert not list(paths.parts_dir(home).iterdir())
     assert _used(a) - before_a < SLACK
+
+
+def test_what_dltui_holds_is_in_sight(mount, origin) -> None:
+    """The free-space error, `status`, `status --json` and the disk survey (the TUI's
+    header and hosts screen) all count dltui's own bytes: parts and store objects."""
+    from dltui.disk import survey
+
+    a, b = mount("a"), mount("b")
+    home, dest = a / "home", b / "dl"
+    env = {"DLTUI_STORE_SIZE": "32M", "DLTUI_RETRIES": "1"}
+    cached = blob(8 * MiB, seed=300)
+    _ok(_dltui(home, "get", origin.add("/kept.bin", cached), "-d", str(dest), **env))
+    half = blob(6 * MiB, seed=301)  # cut off after 3 MiB, every time: a part stays
+    cut = origin.add("/cut.bin", Resource(data=half, drop_after=3 * MiB, drop_times=99))
+    assert _dltui(home, "get", cut, "-d", str(dest), "-x", "1", **env).returncode == 1
+    part = _job(home, 2)
+    assert part.state is JobState.FAILED and part.bytes_committed > 0
+
+    status = _ok(_dltui(home, "status"))
+    assert "parts: 1 unfinished job hold " in status and str(paths.parts_dir(home)) in status
+    rows = {r["id"]: r for r in map(json.loads, _ok(_dltui(home, "status", "--json"))
+                                    .splitlines())}
+    assert rows[2]["part_bytes"] >= part.bytes_committed and rows[1]["part_bytes"] == 0
+
+    [home_fs] = [d for d in survey(home, [(str(dest), 1)]) if d.home]
+    assert home_fs.mount == str(a) and home_fs.held.store >= len(cached)
+    assert home_fs.held.parts >= part.bytes_committed
+    assert abs(home_fs.free - os.statvfs(a).f_bavail * os.statvfs(a).f_frsize) < MiB
+
+    # A download that cannot fit names the filesystem and what dltui holds there.
+    huge = origin.add("/huge.bin", bytes(60 * MiB))
+    failed = _dltui(home, "get", huge, "-d", str(a / "dl"), **env)
+    assert failed.returncode == 1
+    error = _job(home, 3).error
+    assert error.startswith(f"not enough free space on {a}:"), error
+    assert "dltui holds" in error and "store 8.0 MiB" in error and "`dltui store gc`" in error

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dltui.disk import DiskUse, Held
 from dltui.ledger import Ledger, flags, fleet, jobs, ops, segments
 from dltui.ledger.ops import op_key
 from dltui.model import plan_segments
@@ -116,10 +117,19 @@ def build_ledger(home: Path, *, empty: bool = False) -> None:
     led.close()
 
 
+#: The disks as snapshots see them: the home's filesystem and the downloads' own.
+DISKS = (
+    DiskUse("/", 41 << 30, 200 << 30, Held(parts=1229 << 20, store=0), 0, True),
+    DiskUse("/srv", 12 << 30, 500 << 30, Held(), 3, False),
+)
+
+
 def make_app(home: Path) -> DltuiApp:
-    """The app as snapshots see it: frozen data, no workers, a fixed clock and path."""
-    return DltuiApp(home, workers=0, poll_interval=None, clock=lambda: NOW,
-                    display_path=SHOWN_PATH, theme="dltui-dark", default_dir="/srv/downloads")
+    """The app as snapshots see it: frozen data, no workers, a fixed clock, path and disks."""
+    app = DltuiApp(home, workers=0, poll_interval=None, clock=lambda: NOW,
+                   display_path=SHOWN_PATH, theme="dltui-dark", default_dir="/srv/downloads")
+    app.disk_reader = lambda ledger: DISKS
+    return app
 
 
 @dataclass(frozen=True)

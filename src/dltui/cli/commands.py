@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from dltui import paths, requests
+from dltui import files, paths, requests
 from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -113,11 +113,13 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         selected = jobs.list_jobs(ledger, states)
     at = time.time()
     dead: dict[str, bool] = {}  # one liveness answer per owner for the whole listing
+    held = files.part_bytes(ledger.home)
     if args.json:
         segs = segments.by_job(ledger)
         for job in selected:
             out.write(json.dumps(_status_dict(job, segs.get(job.id), secrets=args.show_secrets,
-                                              at=at, dead=dead)) + "\n")
+                                              at=at, dead=dead,
+                                              part_bytes=held.get(job.id))) + "\n")
         return EXIT_OK
     if not selected:
         out.write("no jobs\n" if states is None else "no jobs in that state\n")
@@ -139,6 +141,10 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         if job.error:
             line += f"  [{job.error}]"
         out.write(line + "\n")
+    if held:
+        n = len(held)
+        out.write(f"parts: {n} unfinished job{'s' if n != 1 else ''} hold "
+                  f"{_human_bytes(sum(held.values()))} in {paths.parts_dir(ledger.home)}\n")
     return EXIT_OK
 
 

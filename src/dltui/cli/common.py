@@ -59,7 +59,8 @@ def _progress(job: Job) -> str:
 
 def _status_dict(job: Job, segs: list[Segment] | None = None, *,
                  secrets: bool = False, at: float | None = None,
-                 dead: dict[str, bool] | None = None) -> dict[str, object]:
+                 dead: dict[str, bool] | None = None,
+                 part_bytes: int | None = None) -> dict[str, object]:
     at = time.time() if at is None else at
     return {
         "id": job.id,
@@ -94,6 +95,12 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
+        # Disk this host's part of the job occupies now (allocated, preallocation included).
+        "part_bytes": part_bytes or 0,
+        # The file was there already, holding the bytes: the user's, never deleted by dltui.
+        "adopted": job.adopted,
+        # The finished file was removed by someone, and stays removed.
+        "removed": job.final_removed_at is not None,
         # Only while a segmented download runs: each range and its written / fsynced bytes.
         **({"segments": [{"index": s.index, "start": s.start, "end": s.end, "done": s.done,
                           "fsynced": s.durable} for s in segs]} if segs else {}),

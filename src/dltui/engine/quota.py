@@ -7,31 +7,22 @@ import shutil
 from pathlib import Path
 
 from dltui.config import RESERVE_BYTES, Settings, format_size
+from dltui.disk import existing, held_on, mount_point
 from dltui.errors import QuotaError
 
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+__all__ = ["check_free_space", "check_streaming", "floor", "floor_at", "mount_point",
+           "needed", "no_space"]
 
 
-def mount_point(path: Path) -> Path:
-    """The mount point of the filesystem holding ``path`` (what `df` would name)."""
-    path = _existing(Path(os.path.abspath(path)))
-    dev = os.stat(path).st_dev
-    while path != path.parent and os.stat(path.parent).st_dev == dev:
-        path = path.parent
-    return path
-
-
-def no_space(directory: Path, need: int | None) -> QuotaError:
-    """The error for a full filesystem: which one, what was needed, what is left."""
+def no_space(directory: Path, need: int | None, home: Path | None = None) -> QuotaError:
+    """The error for a full filesystem: which one, what was needed, what is left, and what
+    dltui itself holds there (``home``: the dltui home whose parts and store count)."""
     where = mount_point(directory)
     have = shutil.disk_usage(where).free
     wanted = "more" if need is None else f"{need} bytes"
-    return QuotaError(f"no space on {where}: need {wanted}, have {have} bytes free; free "
-                      "space there, then retry the job (it resumes)")
+    held = held_on(home, where).describe() if home is not None else ""
+    return QuotaError(f"no space on {where}: need {wanted}, have {have} bytes free{held}; "
+                      "free space there, then retry the job (it resumes)")
 
 
 def floor(settings: Settings) -> int:
@@ -47,19 +38,20 @@ def floor_at(where: Path, settings: Settings, reserve: Path | None = None) -> in
     if reserve is None or reserve.exists():
         return base
     try:
-        same = os.stat(_existing(reserve.parent)).st_dev == os.stat(_existing(where)).st_dev
+        same = os.stat(existing(reserve.parent)).st_dev == os.stat(existing(where)).st_dev
     except OSError:
         return base
     return base + RESERVE_BYTES if same else base
 
 
-def check_streaming(directory: Path, settings: Settings, reserve: Path | None = None) -> None:
+def check_streaming(directory: Path, settings: Settings, reserve: Path | None = None,
+                    home: Path | None = None) -> None:
     """While a body streams in: stop before free space on its filesystem falls under
     :func:`floor_at` (the ledger, the store and everything else there need room too)."""
-    free = shutil.disk_usage(_existing(directory)).free
+    free = shutil.disk_usage(existing(directory)).free
     need = floor_at(directory, settings, reserve)
     if free < need:
-        raise no_space(directory, need)
+        raise no_space(directory, need, home)
 
 
 def needed(remaining: int | None, settings: Settings, at_least: int) -> int:
@@ -69,12 +61,13 @@ def needed(remaining: int | None, settings: Settings, at_least: int) -> int:
 
 
 def check_free_space(directories: list[Path], remaining: int | None, settings: Settings,
-                     reserve: Path | None = None) -> None:
+                     reserve: Path | None = None, home: Path | None = None) -> None:
     """Raise QuotaError naming the numbers when any filesystem involved lacks the space
-    (``reserve``: the ledger's ballast file, see :func:`floor_at`)."""
+    (``reserve``: the ledger's ballast file, see :func:`floor_at`; ``home``: whose parts
+    and store the error counts)."""
     seen: set[int] = set()
     for directory in directories:
-        where = _existing(directory)
+        where = existing(directory)
         dev = os.stat(where).st_dev
         if dev in seen:
             continue
@@ -84,8 +77,9 @@ def check_free_space(directories: list[Path], remaining: int | None, settings: S
         free = shutil.disk_usage(where).free
         if free < need:
             todo = "unknown size" if remaining is None else f"{format_size(remaining)} to go"
+            held = held_on(home, where).describe() if home is not None else ""
             raise QuotaError(
-                f"not enough free space on {where}: {free} bytes free, {need} needed "
-                f"({todo} x {settings.free_margin}, minimum {format_size(low)}); "
+                f"not enough free space on {mount_point(where)}: {free} bytes free, {need} "
+                f"needed ({todo} x {settings.free_margin}, minimum {format_size(low)}){held}; "
                 "free space or lower min_free"
             )

@@ -265,6 +265,14 @@ def stored_digests(ledger: Ledger, canonicals: Iterable[str]) -> dict[str, set[s
     return out
 
 
+def active_destinations(ledger: Ledger) -> list[tuple[str, int]]:
+    """Each destination directory of an active job, with how many active jobs write there."""
+    active = [s.value for s in ACTIVE_STATES]
+    return [(r[0], int(r[1])) for r in ledger.conn.execute(
+        f"SELECT dest_dir, COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(active))}) "
+        "GROUP BY dest_dir", active)]
+
+
 def claimed_inodes(ledger: Ledger, inodes: Iterable[tuple[int, int]], *,
                    besides: Iterable[int] = ()) -> set[tuple[int, int]]:
     """Of these (device, inode) pairs, those a job other than ``besides`` records as the

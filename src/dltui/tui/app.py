@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from dltui import paths
 from dltui.config import Settings, format_size
+from dltui.disk import DiskUse
 from dltui.errors import DltuiError
 from dltui.ledger import (
     Ledger,
@@ -43,7 +44,14 @@ from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import ACTION_STATES, JobState
 from dltui.requests import DownloadRequest
 from dltui.tui.background import LedgerRunner
-from dltui.tui.messages import JobDetail, Notice, Polled, read_detail, read_poll
+from dltui.tui.messages import (
+    JobDetail,
+    Notice,
+    Polled,
+    read_detail,
+    read_disks,
+    read_poll,
+)
 from dltui.tui.model import JobBook, SideTables, SortKey
 from dltui.tui.model import Tab as BookTab
 from dltui.tui.screens.add import AddScreen
@@ -128,6 +136,10 @@ class DltuiApp(App[None]):
         self.pool: WorkerPool | None = None
         self.runner: LedgerRunner | None = None
         self.side = SideTables()
+        #: How the poll thread surveys the disks (snapshots give a fixed one).
+        self.disk_reader: Callable[[Ledger], tuple[DiskUse, ...]] = read_disks
+        self._disks: tuple[DiskUse, ...] = ()
+        self._disks_at = -1e9
         self._ledger_problem = ""
         #: The global bandwidth last read from the ledger or set by +/- (None: the setting),
         #: and how many of those +/- writes are still on their way.
@@ -188,9 +200,18 @@ class DltuiApp(App[None]):
             self._poll_loop()
 
     # -- the poll ---------------------------------------------------------------------------
+    #: Seconds between two surveys of the disks (each stats the store: not every poll).
+    DISK_EVERY = 5.0
+
     def _read(self, ledger: Ledger, cursor: jobs.Cursor | None, detail_job: int | None,
               event_id: int | None) -> Polled:
-        return read_poll(ledger, cursor, detail_job, self.clock(), event_id)
+        now = time.monotonic()
+        if now - self._disks_at >= self.DISK_EVERY:
+            self._disks_at = now
+            # A filesystem that cannot be read now: the last survey stays.
+            with contextlib.suppress(OSError):
+                self._disks = self.disk_reader(ledger)
+        return read_poll(ledger, cursor, detail_job, self.clock(), event_id, self._disks)
 
     def _poll_once(self) -> None:
         assert self.ledger is not None
@@ -265,7 +286,8 @@ class DltuiApp(App[None]):
                     widget.label = label
         elif book.rates_active():
             self.table.refresh()  # rates and ETAs move even when no row changed
-        self.summary.update_from(book, self._own_workers(), self._limit())
+        self.summary.update_from(book, self._own_workers(), self._limit(),
+                                 disk=self.side.tightest)
         self._show_detail(message.detail)
         if tick:
             self._watch_stale(message.now)
@@ -302,7 +324,8 @@ class DltuiApp(App[None]):
 
     def _theme_changed(self, theme: object) -> None:
         # The header and detail hold text styled with the old theme's state colours.
-        self.summary.update_from(self.book, self._own_workers(), self._limit())
+        self.summary.update_from(self.book, self._own_workers(), self._limit(),
+                                 disk=self.side.tightest)
         self._show_detail(self._detail_shown)
 
     def _show_detail(self, detail: JobDetail | None) -> None:
@@ -544,7 +567,8 @@ class DltuiApp(App[None]):
         new = step_bandwidth(current, direction)
         self._bandwidth = new
         self._bandwidth_pending += 1
-        self.summary.update_from(self.book, self._own_workers(), self._limit())
+        self.summary.update_from(self.book, self._own_workers(), self._limit(),
+                                 disk=self.side.tightest)
 
         def saved(_: object) -> None:
             self._bandwidth_pending -= 1

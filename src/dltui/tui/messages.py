@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
+from dltui.disk import DiskUse, survey
 from dltui.ledger import Ledger, events, flags, fleet, hosts, jobs, ops, removal, segments
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
@@ -55,13 +56,20 @@ class Notice(Message):
 
 
 def read_poll(ledger: Ledger, cursor: jobs.Cursor | None, detail_job: int | None, now: float,
-              event_id: int | None = None) -> Polled:
+              event_id: int | None = None,
+              disks: tuple[DiskUse, ...] = ()) -> Polled:
     """One poll: the jobs changed since ``cursor`` and those removed since ``event_id`` (None:
-    the first poll, which reads every row), the selected job's detail, the side tables."""
+    the first poll, which reads every row), the selected job's detail, the side tables
+    (``disks`` as the caller last surveyed them)."""
     removed, newest = removal.removed_since(ledger, event_id if event_id is not None
                                             else 1 << 62)
     changed, cursor = jobs.changes(ledger, cursor)
     detail = None if detail_job is None else read_detail(ledger, detail_job)
     side = SideTables(tuple(flags.all_flags(ledger)), hosts.limits(ledger),
-                      hosts.statuses(ledger), tuple(fleet.processes(ledger)))
+                      hosts.statuses(ledger), tuple(fleet.processes(ledger)), disks)
     return Polled(changed, now, detail, cursor, side, removed, newest)
+
+
+def read_disks(ledger: Ledger) -> tuple[DiskUse, ...]:
+    """Free space where the home is and where active jobs write, and dltui's share of it."""
+    return survey(ledger.home, jobs.active_destinations(ledger))

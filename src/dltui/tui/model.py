@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dltui.disk import DiskUse
 from dltui.ledger.flags import FlagState
 from dltui.ledger.fleet import Process
 from dltui.ledger.hosts import GLOBAL, HostLimitRow, HostStatus
@@ -34,6 +35,14 @@ class SideTables:
     statuses: Mapping[str, HostStatus] = field(default_factory=dict)
     #: The fleet's worker processes and their heartbeats.
     processes: tuple[Process, ...] = ()
+    #: Free space of the home's filesystem and of each one active jobs write to, with
+    #: what dltui holds there (read every few seconds, not every poll).
+    disks: tuple[DiskUse, ...] = ()
+
+    @property
+    def tightest(self) -> DiskUse | None:
+        """The filesystem with the least free space (the one to watch), if any is known."""
+        return min(self.disks, key=lambda d: d.free, default=None)
 
     @property
     def global_bandwidth(self) -> int | None:

@@ -34,7 +34,7 @@ class StreamHooks(RunBase):
             self._record_checkpoint(conn, fields, cp.segments)
         # After the record: what is on disk so far stays resumable when the disk fills up.
         quota.check_streaming(self.part.parent, self.pool.settings,
-                              paths.reserve_path(self.ledger.home))
+                              paths.reserve_path(self.ledger.home), self.ledger.home)
 
     def _record_checkpoint(self, conn: Any, fields: dict[str, Any],
                            segs: tuple[Segment, ...] | None) -> None:
@@ -58,4 +58,5 @@ class StreamHooks(RunBase):
     def before_body(self, total: int | None) -> None:
         # The quota check with the length the GET announced (HEAD may have been skipped).
         quota.check_free_space([self.part.parent, Path(self.job.dest_dir)], total,
-                               self.pool.settings, paths.reserve_path(self.ledger.home))
+                               self.pool.settings, paths.reserve_path(self.ledger.home),
+                               self.ledger.home)

@@ -105,7 +105,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                     if self.part.stat().st_size > self.job.bytes_committed:
                         os.truncate(self.part, self.job.bytes_committed)
             remaining = None if self.total is None else self.total - self.bytes_now
-            return quota.no_space(where.parent if where == self.part else where, remaining)
+            return quota.no_space(where.parent if where == self.part else where, remaining,
+                                  self.ledger.home)
         return DltuiError(f"cannot write {where}: {exc.strerror or exc}")
 
     @property
@@ -263,7 +264,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         remaining = None if server.length is None else server.length - decision.offset
         try:
             quota.check_free_space([self.part.parent, Path(job.dest_dir)], remaining,
-                                   pool.settings, paths.reserve_path(self.ledger.home))
+                                   pool.settings, paths.reserve_path(self.ledger.home),
+                                   self.ledger.home)
         except QuotaError:
             self._advance(JobState.PRECHECKED, **fields)
             self._record_decision(decision)

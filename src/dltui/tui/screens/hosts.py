@@ -1,4 +1,5 @@
-"""The hosts screen: limits, current use, breaker state and Retry-After per host; edit limits."""
+"""The hosts screen: disks, then limits, current use, breaker state and Retry-After per host;
+edit limits."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -15,12 +17,14 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from dltui.config import Settings, format_size, parse_size
+from dltui.disk import DiskUse
 from dltui.errors import ConfigError
 from dltui.ledger import hosts
 from dltui.model import ACTIVE_STATES
 from dltui.tui import format as fmt
 from dltui.tui.background import LedgerRunner
 from dltui.tui.model import JobBook, SideTables
+from dltui.tui.widgets.summary import LOW_FREE
 
 #: The steps `+` and `-` move the global bandwidth limit through (0 = unlimited, the top).
 BANDWIDTH_STEPS = [256 << 10, 512 << 10, 1 << 20, 2 << 20, 5 << 20, 10 << 20, 20 << 20,
@@ -41,6 +45,27 @@ def _limit(value: float | None, default: float, size: bool) -> str:
     shown = default if value is None else value
     text = "none" if not shown else (f"{format_size(int(shown))}/s" if size else f"{shown:g}/s")
     return text + ("" if value is None else " *")
+
+
+def disks_text(disks: tuple[DiskUse, ...]) -> Text:
+    """One line per filesystem: free of total, active jobs writing there, and what dltui
+    holds on the home's (parts of unfinished jobs, store objects no file shares)."""
+    out = Text()
+    for disk in disks:
+        if out:
+            out.append("\n")
+        out.append("Disk ")
+        out.append(disk.mount, "bold")
+        out.append(": ")
+        low = disk.total and disk.free < disk.total * LOW_FREE
+        out.append(f"{fmt.size(disk.free)} free", "bold reverse" if low else "bold")
+        out.append(f" of {fmt.size(disk.total)}")
+        if disk.jobs:
+            out.append(f" · {disk.jobs} active job{'s' if disk.jobs != 1 else ''}")
+        if disk.home:
+            out.append(f" · home: parts {fmt.size(disk.held.parts)}, store only "
+                       f"{fmt.size(disk.held.store)}")
+    return out
 
 
 class LimitScreen(ModalScreen[tuple[float | None, int | None] | None]):
@@ -116,6 +141,7 @@ class HostsScreen(ModalScreen[None]):
         with Vertical(classes="dialog", id="hosts-dialog"):
             yield Static("Hosts", classes="dialog-title")
             yield Static(id="hosts-global")
+            yield Static(id="hosts-disks")
             yield self.table
             # The highlighted host's last error gets a line of its own, wrapped: in a column
             # it would be cut to a few letters at 80 columns.
@@ -151,6 +177,7 @@ class HostsScreen(ModalScreen[None]):
         self.query_one("#hosts-global", Static).update(
             f"Global bandwidth: [b]{'none' if not gbw else format_size(gbw) + '/s'}[/]   "
             f"total now: [b]{fmt.rate(self.book.total_rate)}[/]")
+        self.query_one("#hosts-disks", Static).update(disks_text(side.disks))
         names = sorted((set(active) | set(stored) | set(status)) - {hosts.GLOBAL})
         current = None
         if table.row_count and table.cursor_row < table.row_count:

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from dltui.disk import DiskUse
 from dltui.model import JobState
 from dltui.tui import format as fmt
 from dltui.tui.model import JobBook
@@ -18,14 +19,17 @@ SHORT = {JobState.PLANNED: "plan", JobState.LEASED: "lease", JobState.PRECHECKED
          JobState.FAILED: "fail", JobState.PAUSED: "pause", JobState.CANCELLED: "canc"}
 #: Below this width the sparkline gives its room to the counts: the rate is on line one.
 SPARK_MIN_WIDTH = 100
+#: Free space under this share of a filesystem is shown as a warning.
+LOW_FREE = 0.1
 
 
 class Summary(Horizontal):
     """Two lines of facts and a sparkline of total throughput.
 
     Line one leads with what an operator must always see, whatever the width: the total rate,
-    the global limit, the workers here and elsewhere and the stale jobs; the ledger path comes
-    last and is the part that is cut. Line two counts the jobs per state.
+    the global limit, the workers here and elsewhere, the stale jobs and the free space of the
+    fullest filesystem dltui works on; the ledger path comes last and is the part that is
+    cut. Line two counts the jobs per state.
     """
 
     DEFAULT_CSS = """
@@ -45,7 +49,7 @@ class Summary(Horizontal):
         self.line1 = Static(id="summary-line1")
         self.line2 = Static(id="summary-line2")
         self.spark = Sparkline([0.0], id="summary-spark")
-        self._shown: tuple[JobBook, int, int] | None = None
+        self._shown: tuple[JobBook, int, int, DiskUse | None] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -56,11 +60,14 @@ class Summary(Horizontal):
     def on_resize(self) -> None:
         self.spark.display = self.size.width >= SPARK_MIN_WIDTH
         if self._shown is not None:  # the counts may fit in full now, or no longer
-            self.update_from(*self._shown)
+            book, workers, limit, disk = self._shown
+            self.update_from(book, workers, limit, disk=disk)
 
-    def update_from(self, book: JobBook, own_workers: int, limit: int = 0) -> None:
-        """Redraw from the book; ``limit`` is the global bandwidth limit (0: none)."""
-        self._shown = (book, own_workers, limit)
+    def update_from(self, book: JobBook, own_workers: int, limit: int = 0, *,
+                    disk: DiskUse | None = None) -> None:
+        """Redraw from the book; ``limit`` is the global bandwidth limit (0: none); ``disk``
+        the filesystem with the least free space among those dltui works on."""
+        self._shown = (book, own_workers, limit, disk)
         owners = book.live_owners()
         here = {o for o in owners if o.split(":")[1:2] == [self.own_pid]}
         others = owners - here
@@ -84,6 +91,11 @@ class Summary(Horizontal):
             line1.append("  ")
             line1.append(f"stale {len(book.stale)}", warn)
             line1.append(" (R heals)")
+        if disk is not None:
+            line1.append("  free ")
+            low = disk.total and disk.free < disk.total * LOW_FREE
+            line1.append(f"{fmt.size(disk.free)}", warn if low else "bold")
+            line1.append(f" {disk.mount}")
         line1.append("  ")
         line1.append(self.path, "italic")
         counts = book.counts()
