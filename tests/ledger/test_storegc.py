@@ -81,3 +81,20 @@ def test_a_placement_under_way_is_never_collected(ledger, home, dest) -> None:
     finally:
         os.close(fd)
     assert len(storegc.collect(ledger, store).deleted) == 1
+
+
+def test_a_collection_cut_short_leaves_a_record_the_next_drops(ledger, home, dest) -> None:
+    """As if killed between its unlink and its commit: the record outlives the file."""
+    from dltui.ledger import check
+
+    store, digest = _stored(home, blob(20_000, seed=4))
+    with ledger.write() as conn:
+        objects.record_in(conn, [(digest, file_identity(store.object_path(digest)))])
+    store.object_path(digest).unlink()
+    [problem] = [p for p in check.check(ledger) if p.kind == "object_missing"]
+    assert problem.note  # no job needs it: worth knowing, nothing wrong
+    storegc.collect(ledger, store, only=[digest])
+    assert objects.get(ledger, digest) is not None  # a targeted collection weighs files only
+    storegc.collect(ledger, store)
+    assert objects.get(ledger, digest) is None
+    assert not [p for p in check.check(ledger) if p.kind == "object_missing"]

@@ -96,10 +96,16 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
                 out.append(Problem("orphan_part", owner, f"{part} belongs to no running job",
                                    "reconcile"))
     recorded = objects.all_records(ledger)
+    needed = {r[0] for r in conn.execute(
+        "SELECT DISTINCT sha256 FROM jobs WHERE sha256 IS NOT NULL "
+        "AND state NOT IN ('FINALIZED', 'CANCELLED')")}
     for sha, ident in sorted(recorded.items()):
         now_ident = store.identity(sha)
         if now_ident is None:
-            out.append(Problem("object_missing", None, f"store object {sha} is gone"))
+            # Only a problem while an unfinished job needs it; else a stale record (a
+            # collection cut short) that the next collection drops.
+            out.append(Problem("object_missing", None, f"store object {sha} is gone",
+                               note=sha not in needed))
         elif not now_ident.same_file(ident) and not deep:
             out.append(Problem("object_changed", None, f"store object {sha} changed since it "
                                "was recorded", "deep"))

@@ -11,7 +11,7 @@ in a write of its own, so either that write came first and the object stays, or 
 finds the object gone after it and downloads instead. Each deletion is ``Store.discard``,
 which re-checks the link count under the object's flock; the object's record goes in the
 same transaction. A crash after an unlink and before the commit leaves a record without a
-file, which every reader already treats as "not stored".
+file, which every reader treats as "not stored" and the next whole-store collection drops.
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ def _held(ledger: Ledger, digests: Collection[str] | None) -> set[str]:
     return out
 
 
+def _recorded(ledger: Ledger) -> list[str]:
+    return [r[0] for r in ledger.conn.execute("SELECT sha256 FROM objects")]
+
+
 def _used_at(ledger: Ledger) -> dict[str, float]:
     return {r[0]: r[1] or r[2] or 0.0 for r in ledger.conn.execute(
         "SELECT sha256, used_at, recorded_at FROM objects")}
@@ -138,7 +142,7 @@ def collect(ledger: Ledger, store: Store | None = None, *, budget: int = 0,
     report = GcReport(dry_run=dry_run)
     objs = _objects(store, only)
     old = _old_quarantine(store) if only is None else []
-    if not objs and not old:
+    if not objs and not old and (only is not None or not _recorded(ledger)):
         return report
     if dry_run:
         doomed, report.kept = _plan(ledger, objs, _held(ledger, only), budget)
@@ -152,6 +156,11 @@ def collect(ledger: Ledger, store: Store | None = None, *, budget: int = 0,
             if freed is not None:
                 report.deleted.append((obj.sha256, freed))
         gone = [sha for sha, _ in report.deleted]
+        if only is None:
+            # Records of objects that are gone (a collection killed between its unlink and
+            # its commit, a hand-made deletion): nothing to verify any more.
+            present = {o.sha256 for o in objs}
+            gone += [sha for sha in _recorded(ledger) if sha not in present]
         for at in range(0, len(gone), _CHUNK):
             chunk = gone[at:at + _CHUNK]
             conn.execute(f"DELETE FROM objects WHERE sha256 IN ({','.join('?' * len(chunk))})",
