@@ -49,13 +49,19 @@ def current_umask() -> int:
     return mask
 
 
-def file_identity(path: Path) -> FileIdentity | None:
-    """``stat`` of a regular file (not following a symlink), or None."""
+def _regular(path: Path) -> os.stat_result | None:
+    """``lstat`` of a regular file (not following a symlink), or None."""
     try:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if not stat.S_ISREG(st.st_mode):
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """``stat`` of a regular file (not following a symlink), or None."""
+    st = _regular(path)
+    if st is None:
         return None
     return FileIdentity(st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -243,11 +249,8 @@ class Store:
     def stat_object(self, sha256: str) -> StoredObject | None:
         """One object as :meth:`scan` would show it, or None when it is absent."""
         path = self.object_path(sha256)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not stat.S_ISREG(st.st_mode):
+        st = _regular(path)
+        if st is None:
             return None
         return StoredObject(sha256, st.st_size, st.st_nlink, alone_bytes(path, st), st.st_mtime)
 

@@ -278,20 +278,21 @@ def test_inode_reuse_never_passes_for_proof(mount, origin) -> None:
     mine = Path(second.final_path)
     assert mine == dest / "a.bin"
     st = mine.stat()
-    with Ledger(home) as led:
-        # Job 1 recorded an earlier holder of the same inode: everything but the ctime
-        # agrees (the store hands the inode on with its mtime; any link moves the ctime).
-        force_state(led, 1, JobState.FINALIZED, final_path=str(mine), final_dev=st.st_dev,
-                    final_ino=st.st_ino, final_mtime_ns=st.st_mtime_ns,
-                    final_size=st.st_size, final_ctime_ns=st.st_ctime_ns - 1)
+
+    def claim(job_id: int, ctime_ns: int) -> None:
+        with Ledger(home) as led:
+            force_state(led, job_id, JobState.FINALIZED, final_path=str(mine),
+                        final_dev=st.st_dev, final_ino=st.st_ino, final_size=st.st_size,
+                        final_mtime_ns=st.st_mtime_ns, final_ctime_ns=ctime_ns)
+
+    # Job 1 recorded an earlier holder of the same inode: everything but the ctime agrees
+    # (the store hands the inode on with its mtime; any link moves the ctime).
+    claim(1, st.st_ctime_ns - 1)
     out = _ok(_dltui(home, "remove", "--delete-files", "1"))
     assert f"kept {mine}" in out and mine.read_bytes() == data
     # Even an identical record is no proof while another job claims the inode.
     _ok(_dltui(home, "get", origin.add("/same.bin?x=3", data), "-d", str(dest), "-o", "c.bin"))
-    with Ledger(home) as led:
-        force_state(led, 3, JobState.FINALIZED, final_path=str(mine), final_dev=st.st_dev,
-                    final_ino=st.st_ino, final_mtime_ns=st.st_mtime_ns,
-                    final_size=st.st_size, final_ctime_ns=mine.stat().st_ctime_ns)
+    claim(3, mine.stat().st_ctime_ns)
     out = _ok(_dltui(home, "remove", "--delete-files", "3"))
     assert f"kept {mine}" in out and mine.read_bytes() == data
     out = _ok(_dltui(home, "remove", "--delete-files", "2"))
