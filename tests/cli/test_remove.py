@@ -65,6 +65,8 @@ def test_remove_refuses_active_or_unknown_jobs_and_changes_nothing(tmp_path, ori
 
 
 def test_delete_files_only_removes_what_dltui_placed(tmp_path, origin) -> None:
+    """The summary now ends with the bytes given back (``; freed …``): the files and the
+    store objects of the removed jobs."""
     home, dest, ids = _setup(tmp_path, origin)
     edited = dest / "edited.bin"
     edited.write_bytes(b"the user's own words")  # same name, not dltui's bytes any more

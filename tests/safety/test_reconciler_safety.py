@@ -66,6 +66,9 @@ def test_a_file_edited_in_place_is_never_deleted(ledger, home, dest, origin, set
 
 
 def test_our_file_damaged_by_a_reboot_is_replaced(ledger, home, dest, origin, settings) -> None:
+    """The proof of placement now includes the ctime, which the simulated damage (a write)
+    moves and no call can set back: the record takes the file's ctime, as a real crash that
+    loses data pages leaves the journalled inode's."""
     data = blob(200_000, seed=33)
     job = fetch_one(ledger, dest, settings, origin.add("/z.bin", data))
     final = Path(job.final_path)

@@ -34,6 +34,8 @@ def _tampered_events(ledger) -> list:
 
 def test_edit_does_not_poison_a_later_download_of_the_same_url(ledger, home, dest, origin,
                                                                settings, tmp_path) -> None:
+    """A hard-linked store object is now the user's file, writable with the user's mode (it
+    was read-only, 0444): the recorded identity, not the mode, keeps an edit from reuse."""
     data = blob(300_000, seed=21)
     url = origin.add("/d.iso", data)
     first = fetch_one(ledger, dest, settings, url)
