@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +79,27 @@ def held_on(home: Path, where: Path) -> Held:
     sdir = paths.store_dir(home)
     with contextlib.suppress(OSError):
         if os.stat(sdir).st_dev == dev:
-            kept = sum(o.cost for o in Store(sdir).scan())
+            kept = store_bytes(sdir)
     return Held(parts, kept)
+
+
+#: A store is weighed at most this often (seconds): a store of many small files takes an
+#: ``lstat`` each, and the TUI surveys the disks every few seconds.
+STORE_EVERY = 30.0
+_weighed: dict[str, tuple[float, int]] = {}
+
+
+def store_bytes(root: Path) -> int:
+    """Bytes only the store at ``root`` holds (its objects' costs), weighed at most every
+    :data:`STORE_EVERY` seconds per process."""
+    key = os.fspath(root)
+    now = time.monotonic()
+    last = _weighed.get(key)
+    if last is not None and now - last[0] < STORE_EVERY:
+        return last[1]
+    total = sum(o.cost for o in Store(root).scan())
+    _weighed[key] = (now, total)
+    return total
 
 
 @dataclass(frozen=True, slots=True)
