@@ -95,6 +95,8 @@ REASONS: dict[str, str] = {
     "part_missing": "the part file is shorter than the ledger records",
     "part_on_host": "the part is on another host",
     "object_collected": "the stored copy was given back to the disk meanwhile; downloading",
+    "etag_changed": "the server answered a range with another ETag: the object changed, so "
+                    "the part was discarded and the new version is downloaded whole",
 }
 
 

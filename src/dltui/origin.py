@@ -39,6 +39,11 @@ class Resource:
     claim_ranges: bool = False
     #: Answer a Range request with 206 but a different start byte.
     wrong_range_start: int | None = None
+    #: Answer a Range request with a 206 of the current content whatever ``If-Range`` says,
+    #: as S3 and S3-compatible servers do (they honour ``If-Match`` instead).
+    ignore_if_range: bool = False
+    #: Serve whatever ``If-Match`` says (a server that checks no precondition at all).
+    ignore_if_match: bool = False
     chunked: bool = False
     #: Declare a Content-Length this many bytes longer than the body, then close.
     extra_length: int = 0
@@ -89,6 +94,11 @@ class RequestRecord:
     headers: dict[str, str]
     status: int
     ts: float = 0.0
+
+
+def _etags(header: str) -> list[str]:
+    """The entity tags of an ``If-Match`` list (a comma-separated list of quoted tags)."""
+    return [t.strip() for t in header.split(",") if t.strip()]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -170,8 +180,15 @@ class _Handler(BaseHTTPRequestHandler):
         stamp = res.mtime if res.mtime is not None else 1_600_000_000 + int(digest[:6], 16)
         last_mod = formatdate(stamp, usegmt=True) if res.last_modified else None
         start, end, status = 0, len(body), 200
+        if_match = self.headers.get("If-Match")
+        if if_match is not None and not res.ignore_if_match and not (
+                if_match.strip() == "*" or (etag is not None and not etag.startswith("W/")
+                                            and etag in _etags(if_match))):
+            self._simple(412, head=head)  # RFC 9110 13.1.1: strong comparison
+            return
         range_header = self.headers.get("Range")
-        if range_header and res.ranges and not head and self._if_range_ok(etag, last_mod):
+        if range_header and res.ranges and not head and (
+                res.ignore_if_range or self._if_range_ok(etag, last_mod)):
             parsed = _parse_range(range_header, len(body))
             if parsed == "unsatisfiable":
                 self._simple(416, {"Content-Range": f"bytes */{len(body)}"})

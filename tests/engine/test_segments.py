@@ -128,18 +128,23 @@ def test_server_ignoring_ranges_falls_back_to_one_connection(ledger, dest, origi
 
 
 def test_etag_change_midway_restarts_all_segments(ledger, dest, origin, seg_settings) -> None:
+    """Segments now send If-Match beside If-Range, so the changed object answers 412 (it
+    was a 200 of the new object), and the change starts the download over without counting
+    a failed try (it was a retry with reason validators_mismatch)."""
     old, new = blob(8 * MiB, seed=56), blob(8 * MiB, seed=57)
     # GET 0 (segment 0) serves the old object; every later GET the new one.
     url = origin.add("/change.bin", Resource(versions=[old, new], change_after=1))
-    job = fetch_one(ledger, dest, seg_settings, url)
+    job = fetch_one(ledger, dest, seg_settings.replace(retries=1), url)
     assert_done(ledger, job, new)  # never a splice of the two
-    first_round = [r for r in ranged(origin, "/change.bin") if r[3] == 200]
-    assert first_round  # If-Range with the old ETag got the new object whole
-    retries = [e for e in events.for_job(ledger, job.id, 200) if e.kind == "retry"]
-    assert any(e.data.get("reason") == "validators_mismatch" for e in retries)
+    refused = [r for r in ranged(origin, "/change.bin") if r[3] == 412]
+    assert refused  # If-Match with the old ETag: the new object is not sent
+    kinds = [(e.kind, e.data.get("reason")) for e in events.for_job(ledger, job.id, 200)]
+    assert ("content_changed", "etag_changed") in kinds and "retry" not in {k for k, _ in kinds}
+    assert job.failed_tries == 0
     gets = origin.requests("/change.bin", "GET")
     restarted = [g for g in gets[1:] if "range" not in g.headers]
     assert restarted, "the download did not start over"
+    assert not origin.requests("/change.bin", "HEAD")[1:], "a second HEAD after the change"
 
 
 def test_segments_are_checkpointed_in_the_ledger(ledger, dest, origin, seg_settings) -> None:

@@ -5,11 +5,13 @@ thread follows the contiguous prefix of written bytes (re-reading them from the 
 the SHA-256 of the whole object is ready moments after the last byte lands. The calling thread
 coordinates: progress, checkpoints of every segment, pause/cancel, and the first error.
 
-Every ranged request carries ``If-Range`` with the object's strong ETag, so a segment can never
-splice bytes of a changed object into the part:
+Every ranged request carries ``If-Range`` and ``If-Match`` with the object's strong ETag, and
+every answer's ETag is compared with it, so a segment can never splice bytes of a changed
+object into the part:
 
-* a 206 for the asked range continues the segment;
-* a 200 under another ETag means the object changed: every segment starts over;
+* a 206 for the asked range under the same ETag continues the segment;
+* a 206 or a 200 under another ETag, or a 412 (``If-Match``, which every segment sends too,
+  for servers that ignore ``If-Range``) means the object changed: every segment starts over;
 * a 200 under the same ETag means the server ignores ranges: the first segment to get one
   reads that whole object from byte 0 and every other segment is dropped.
 """
@@ -309,7 +311,10 @@ class SegmentedFetch:
             # A resumed segment fetches its last bytes again and compares them with the part.
             overlap = min(OVERLAP_BYTES, seg.done)
             pos = seg.start + seg.done - overlap
-            headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag}
+            # If-Range alone lets a server that ignores it (S3 and its kin) answer with a 206
+            # of a newer object; If-Match makes such a server answer 412 instead.
+            headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag,
+                       "If-Match": self.etag}
             with mapped_errors(self.url, self.client), \
                     self.client.stream("GET", self.url, headers=headers,
                                       **job_request(self.job_url, self.options.request)) as resp:
@@ -328,6 +333,12 @@ class SegmentedFetch:
         (the server ignores ranges); raises for anything else."""
         status = resp.status_code
         if status == 206:
+            got = validators_from(resp.headers, status=206)
+            if got.etag is not None and got.strong_etag != self.etag:
+                # A server that ignored If-Range and If-Match sent a range of another object.
+                raise ResumeConflict("etag_changed",
+                                     f"{self.url} changed while segment {seg.index} was "
+                                     f"downloading (ETag {self.etag} -> {got.etag})")
             parsed = parse_content_range(resp.headers.get("content-range"))
             if parsed is None or parsed[0] != pos or parsed[2] not in (None, self.total):
                 raise ResumeConflict(
@@ -338,9 +349,13 @@ class SegmentedFetch:
             got = validators_from(resp.headers, status=200)
             if got.strong_etag == self.etag and got.length == self.total:
                 return False
-            raise ResumeConflict("validators_mismatch",
-                                 f"{self.url} changed while segment {seg.index} was resuming "
-                                 f"(ETag {self.etag} -> {got.etag})")
+            raise ResumeConflict("etag_changed",
+                                 f"{self.url} changed while segment {seg.index} was "
+                                 f"downloading (ETag {self.etag} -> {got.etag})")
+        if status == 412:  # If-Match failed: the object is not the one the part holds
+            raise ResumeConflict("etag_changed",
+                                 f"{self.url} changed while segment {seg.index} was "
+                                 f"downloading (If-Match {self.etag} failed)")
         if status == 416:
             raise ResumeConflict("range_not_satisfiable",
                                  f"{self.url} refused bytes {pos}-{seg.end - 1}")

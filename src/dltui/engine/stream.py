@@ -255,10 +255,14 @@ def fetch(
                 raise ResumeConflict(verdict.reason or "discard", verdict.detail)
             got = validators_from(resp.headers, status=status)
             if offset and verdict.action is Wire.CONTINUE and same_object(expected, got) is False:
+                # A server that ignores If-Range (S3 and its kin) sends a range of the new
+                # object: its validators tell, whatever the overlap's bytes say.
                 part.reset()
                 checkpoint()
-                raise ResumeConflict("validators_mismatch",
-                                     "the object changed between the precheck and the download")
+                raise ResumeConflict("etag_changed",
+                                     f"{url} changed since the part was written (ETag "
+                                     f"{expected.etag} -> {got.etag}, Last-Modified "
+                                     f"{expected.last_modified} -> {got.last_modified})")
             if verdict.action is Wire.RESTART:
                 part.reset()
                 decision = ResumeDecision(Mode.FRESH, 0, verdict.reason or "range_ignored")

@@ -44,6 +44,8 @@ class RunBase:
         self.flags = pool.flags  # frozen: the values this run started with
         self.host = urlsplit(job.canonical_url).hostname or ""
         self._tries = 0
+        #: Why the next download starts over (a ResumeConflict's reason), or None.
+        self._restart: str | None = None
         #: Tries of this run that failed (any DownloadError, a breaker's refusal included).
         self._failed = 0
         self._failed_before = job.failed_tries

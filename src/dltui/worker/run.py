@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import sqlite3
 import time
@@ -28,6 +29,7 @@ from dltui.errors import (
     Interrupted,
     LeaseLost,
     QuotaError,
+    ResumeConflict,
     TransportError,
 )
 from dltui.ledger import is_disk_full, jobs, leases, ops, segments
@@ -36,6 +38,11 @@ from dltui.model import Control, JobState, ServerValidators
 from dltui.worker.finishing import Finishing
 from dltui.worker.hooks import StreamHooks
 from dltui.worker.parts import PartInspection
+
+#: Times one try starts over on a changed object before the change counts as a failed try.
+MAX_RESTARTS = 3
+#: ResumeConflict reasons that mean the object changed on the server (not a fault of it).
+CONTENT_CHANGED = frozenset({"overlap_mismatch", "etag_changed", "validators_mismatch"})
 
 
 class JobRun(StreamHooks, PartInspection, Finishing):
@@ -143,7 +150,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         try:
             if handed is not None:
                 raise handed
-            self._download()
+            self._download_restarting()
         except (TransportError, HTTPStatusError) as exc:
             self._failed += 1
             blames_host = isinstance(exc, TransportError) or exc.status >= 500
@@ -155,6 +162,23 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             raise
         else:
             pool.breaker.success(self.host)
+
+    def _download_restarting(self) -> None:
+        """:meth:`_download`, started over when the server's answer shows the object
+        changed (or otherwise contradicts the part): that is no failed try, whatever the
+        ``retries`` flag says. A server whose object changes on every request still ends:
+        past :data:`MAX_RESTARTS` the change counts as a failed try."""
+        for restart in itertools.count(1):
+            try:
+                self._download()
+                return
+            except ResumeConflict as exc:
+                if exc.reason not in CONTENT_CHANGED or restart > MAX_RESTARTS:
+                    raise  # a server that lies about ranges: a failed try, retried
+                self._event("content_changed", reason=exc.reason, detail=str(exc),
+                            restart=restart)
+                self._restart = exc.reason
+                self._tries += 1  # a STREAM op of its own
 
     def _op(self, kind: ops.OpKind, key: str, fn: Any, on_done: Any = None,
             on_start: Any = None) -> Any:
@@ -194,8 +218,11 @@ class JobRun(StreamHooks, PartInspection, Finishing):
     def _download(self) -> None:
         pool, job = self.pool, self.job
         url = job.url
-        cached_sha, cached_validators = self._cached_object()
-        if self._nothing_to_check(cached_sha):
+        # Started over because the object changed: nothing on disk or in the store is of
+        # the new version, and its GET tells all a HEAD would.
+        restart, self._restart = self._restart, None
+        cached_sha, cached_validators = (None, None) if restart else self._cached_object()
+        if restart or self._nothing_to_check(cached_sha):
             # Nothing on disk to resume and nothing stored to reuse: the GET's own headers tell
             # all a HEAD would, one round trip sooner.
             pre = Precheck(url=url, status=0, validators=ServerValidators(),
@@ -205,7 +232,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                 ops.OpKind.HEAD, ops.head_key(job.id, job.attempts, self._tries),
                 lambda: as_record(precheck(pool.client, url, job.request_options)))))
         self._head_ok = pre.head_ok
-        recorded = job.validators
+        recorded = ServerValidators() if restart else job.validators
         server = pre.validators if pre.head_ok else recorded
         name = job.requested_name or finalize.resolve_name(None, pre.disposition_name, pre.url)
         fields: dict[str, Any] = {"file_name": name, "error": None}
@@ -219,7 +246,13 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
         me = hostname()
         fields["part_host"] = me  # the part this run writes is on this host's disk
-        if self.ledger.pg and job.part_host not in (None, me) and job.bytes_committed:
+        if restart:
+            # The discard stays visible (decision, reason) until this download's own.
+            part_state = None
+            decision = resume.ResumeDecision(resume.Mode.DISCARD, 0, restart)
+            fields.update(etag=None, last_modified=None, content_length=None,
+                          bytes_total=None)
+        elif self.ledger.pg and job.part_host not in (None, me) and job.bytes_committed:
             # The bytes so far are on another host's disk: none of them can be resumed here.
             self.segmented = bool(segments.for_job(self.ledger, job.id))
             part_state = None
