@@ -414,3 +414,28 @@ def test_finished_job_records_whether_it_reached_the_disk(ledger, dest, origin, 
     assert_done(job, data, dest)
     assert job.boot_id == boot_id()
     assert job.bytes_durable == (len(data) if on_finish else 0)
+
+
+def test_errors_name_the_url_that_answered(ledger, dest, origin, settings) -> None:
+    """A redirect to another server's 404 names that server's URL, the asked one beside (it
+    named only the asked one), as curl's url_effective does; likewise a failed connection."""
+    from dltui.origin import Origin
+
+    with Origin() as other:
+        target = other.add("/nope.bin", Resource(status=404))
+        url = origin.add("/rx404", Resource(redirect=target))
+        gone = other.url("/x").rsplit("/", 1)[0]
+        job = fetch_one(ledger, dest, settings, url)
+        assert job.state is JobState.FAILED
+        assert job.error == f"HTTP 404 Not Found from {target} (redirected from {url})"
+    # The second server is gone now: the connection to the redirect's target fails.
+    dead = origin.add("/rx-dead", Resource(redirect=f"{gone}/file.bin"))
+    job = fetch_one(ledger, tmp_dest(dest), settings.replace(retries=1), dead)
+    assert job.state is JobState.FAILED
+    assert f"({gone}/file.bin (redirected from {dead}))" in job.error, job.error
+
+
+def tmp_dest(dest):
+    other = dest.parent / "other"
+    other.mkdir(exist_ok=True)
+    return other

@@ -272,9 +272,9 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
         raise RedirectError(f"too many redirects (a loop?) from {url}: {exc}") from None
     except httpx.TimeoutException as exc:
         kind = type(exc).__name__.replace("Timeout", " timeout").lower()
-        raise TransportError(f"{kind} from {url}") from None
+        raise TransportError(f"{kind} from {_hop(exc, url)}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise DownloadError(f"cannot request {url}: {exc}") from None
+        raise DownloadError(f"cannot request {_hop(exc, url)}: {exc}") from None
     except httpx.ConnectError as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLCertVerificationError) or \
@@ -289,7 +289,7 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
             raise TransportError(
                 f"cannot connect to proxy {redact(proxy)} (for {_host(url)}): "
                 f"{str(exc) or type(exc).__name__}; check HTTP(S)_PROXY and NO_PROXY") from None
-        raise TransportError(f"{str(exc) or type(exc).__name__} ({url})") from None
+        raise TransportError(f"{str(exc) or type(exc).__name__} ({_hop(exc, url)})") from None
     except httpx.ProxyError as exc:
         raise TransportError(
             f"proxy {redact(proxy_for(client, url) or '?')} refused {_host(url)}: {exc}") from None
@@ -301,7 +301,16 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
             raise ProtocolError(
                 f"response headers from {_host(url)} exceed {_MAX_HEADER_BLOCK >> 10} KiB "
                 "without ending; the server is broken or not an HTTP server") from None
-        raise TransportError(f"{detail} ({url})") from None
+        raise TransportError(f"{detail} ({_hop(exc, url)})") from None
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
-        raise TransportError(f"{detail} ({url})") from None
+        raise TransportError(f"{detail} ({_hop(exc, url)})") from None
+
+
+def _hop(exc: Exception, url: str) -> str:
+    """The URL of the request that failed (a redirect's later hop), the asked one beside."""
+    try:
+        hop = str(exc.request.url) if isinstance(exc, httpx.RequestError) else url
+    except RuntimeError:  # raised before a request existed
+        return url
+    return hop if hop == url else f"{hop} (redirected from {url})"

@@ -141,8 +141,15 @@ def from_record(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_for(resp: httpx.Response, url: str) -> HTTPStatusError:
-    """The error for a status the download cannot use, with its Retry-After."""
+    """The error for a status the download cannot use, with its Retry-After; it names the
+    URL that answered (a redirect's last hop) and ``url`` beside it when they differ."""
     return HTTPStatusError(
-        resp.status_code, resp.reason_phrase, url,
+        resp.status_code, resp.reason_phrase, answered_by(str(resp.url), url),
         retry_after=parse_retry_after(resp.headers.get("retry-after"), time.time()),
     )
+
+
+def answered_by(hop: str, url: str) -> str:
+    """``hop``, the URL that answered, and the one asked when a redirect led elsewhere (as
+    curl's ``url_effective`` beside the URL given)."""
+    return hop if not hop or hop == url else f"{hop} (redirected from {url})"
