@@ -226,3 +226,27 @@ def test_a_held_back_connection_is_split_after_the_probe(ledger, dest, origin, s
     assert "range" not in gets[0].headers  # the first connection carried on as segment 0
     assert len(ranged(origin, "/slow.bin")) == 3
     assert time.monotonic() - began < 24 / 4 * 0.75  # four connections beat one
+
+
+def test_no_split_when_dltui_own_limit_holds_the_connection_back(ledger, dest, origin,
+                                                                  settings) -> None:
+    """With --max-bandwidth below what one connection carries, more connections would only
+    share the same limit: the download stays on one (it was split into 8)."""
+    data = blob(5 * MiB, seed=61)
+    url = origin.add("/limited.bin", data)
+    limited = settings.replace(connections_per_file=8, min_segment_size=MiB,
+                               max_bandwidth=2 * MiB)
+    job = fetch_one(ledger, dest, limited, url)
+    assert_done(ledger, job, data)
+    assert ranged(origin, "/limited.bin") == []
+
+
+def test_a_server_slower_than_dltui_own_limit_is_still_split(ledger, dest, origin,
+                                                             settings) -> None:
+    data = blob(6 * MiB, seed=62)
+    url = origin.add("/slow-server.bin", Resource(data=data, rate=MiB))
+    limited = settings.replace(connections_per_file=4, min_segment_size=MiB,
+                               max_bandwidth=8 * MiB)
+    job = fetch_one(ledger, dest, limited, url)
+    assert_done(ledger, job, data)
+    assert len({r[0] for r in ranged(origin, "/slow-server.bin")}) >= 2

@@ -313,9 +313,13 @@ def fetch(
                         _receive_direct(reader, part, tick, cancel, control, limits, host,
                                         until=began + SPLIT_PROBE_SECONDS)
                         assert total is not None
+                        # dltui's own limit holds a connection back too: splitting pays only
+                        # where the server gives one connection less than that limit.
+                        own = limits.bandwidth_for(host) if limits is not None else None
+                        below = options.split_below_rate if own is None else \
+                            min(options.split_below_rate, int(own * OWN_LIMIT_SHARE))
                         held = reader.remaining and _held_back(
-                            part.size, time.monotonic() - began, reader.remaining,
-                            options.split_below_rate)
+                            part.size, time.monotonic() - began, reader.remaining, below)
                         plan = _split_plan(total, part.size, options) if held else None
                         if plan is not None:
                             part.flush()
@@ -361,6 +365,11 @@ def fetch(
 SPLIT_PROBE_SECONDS = 0.1
 #: Splitting cannot help a download that one connection finishes within this many seconds.
 SPLIT_MIN_SECONDS = 1.0
+
+
+#: A connection carrying at least this share of dltui's own bandwidth limit is held back by
+#: that limit, not by the server: more connections would only share the same limit.
+OWN_LIMIT_SHARE = 0.8
 
 
 def _held_back(done: int, elapsed: float, remaining: int, below: int) -> bool:
