@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import string
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from dltui.errors import InvalidURL
 
@@ -232,3 +232,18 @@ def redact_text(text: str) -> str:
     if "://" not in text:
         return text
     return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+
+
+#: Query parameters that sign a URL for one method (AWS SigV4 and SigV2, Google Cloud
+#: Storage V4 and V2): a HEAD of such a URL can never pass, since the method is signed.
+_SIGNING = (frozenset({"x-amz-signature"}), frozenset({"signature", "awsaccesskeyid"}),
+            frozenset({"x-goog-signature"}), frozenset({"signature", "googleaccessid"}))
+
+
+def is_presigned(url: str) -> bool:
+    """True for a URL signed for one method in its query (S3 or GCS presigned URLs)."""
+    query = urlsplit(url).query
+    if not query:
+        return False
+    names = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
+    return any(signed <= names for signed in _SIGNING)

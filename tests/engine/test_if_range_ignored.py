@@ -13,11 +13,11 @@ import time
 import pytest
 
 from dltui import paths
-from dltui.ledger import Ledger, events, jobs, segments
+from dltui.ledger import Ledger, events, flags, jobs, segments
 from dltui.model import JobState
 from dltui.origin import Resource
 from tests.conftest import TEST_ENV, wait_for
-from tests.engine.helpers import blob, decisions, fetch_one, sha
+from tests.engine.helpers import blob, decisions, fetch_all, fetch_one, sha
 
 MiB = 1 << 20
 #: (If-Range, If-Match): S3 honours If-Match; the worst server honours neither.
@@ -128,3 +128,29 @@ def test_an_overwrite_after_a_sigkill_never_splices(tmp_path, origin, server) ->
         assert "etag_changed" in _content_changes(led, 1)
         assert job.failed_tries == 0
     assert not paths.part_path(home, 1).exists()
+
+
+def test_a_presigned_url_never_costs_a_head(ledger, dest, origin, settings) -> None:
+    """Its signature covers the method, so its HEAD can only fail: the resume goes straight
+    to the GET (it asked a HEAD first, a 403 on every resume)."""
+    data = blob(2 * MiB, seed=450)
+    origin.add("/bucket/key.bin", Resource(data=data, drop_after=MiB, head_status=403,
+                                           ignore_if_range=True))
+    url = origin.url("/bucket/key.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900"
+                     "&X-Amz-Signature=0123abcd")
+    job = fetch_one(ledger, dest, settings.replace(connections_per_file=1), url)
+    _done(ledger, job, data)
+    assert origin.requests("/bucket/key.bin", "HEAD") == []
+    assert ("resume", "validators_match") in decisions(ledger, job.id)
+
+
+def test_a_host_that_refuses_head_is_not_asked_again(ledger, dest, origin, settings) -> None:
+    flags.set_flag(ledger, "batch", False, by="test")  # each body streams and resumes
+    datas = [blob(2 * MiB, seed=460 + i) for i in range(3)]
+    urls = [origin.add(f"/nohead{i}.bin", Resource(data=d, drop_after=MiB, head_status=405))
+            for i, d in enumerate(datas)]
+    done = fetch_all(ledger, dest, settings.replace(connections_per_file=1), *urls, workers=1)
+    for job, data in zip(done, datas, strict=True):
+        _done(ledger, job, data)
+    heads = [r for i in range(3) for r in origin.requests(f"/nohead{i}.bin", "HEAD")]
+    assert len(heads) == 1  # the first resume learnt it; the others went straight to GET

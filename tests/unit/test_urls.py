@@ -67,3 +67,16 @@ def test_canonical_is_idempotent() -> None:
 def test_rejects_bad_urls(raw: str, needle: str) -> None:
     with pytest.raises(InvalidURL, match=needle.replace("(", r"\(")):
         canonical_url(raw)
+
+
+def test_presigned_urls_are_told_by_their_signing_parameters() -> None:
+    from dltui.urls import is_presigned
+
+    assert is_presigned("https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                        "&X-Amz-Credential=a&X-Amz-Signature=ab")  # SigV4
+    assert is_presigned("https://b.s3.amazonaws.com/k?AWSAccessKeyId=A&Expires=1&Signature=x")
+    assert is_presigned("https://storage.googleapis.com/b/o?X-Goog-Signature=f")
+    assert is_presigned("https://storage.googleapis.com/b/o?GoogleAccessId=a&Signature=s")
+    assert not is_presigned("https://example.com/f?signature=only")  # no key id: not a scheme
+    assert not is_presigned("https://example.com/f?token=x")
+    assert not is_presigned("https://example.com/f")

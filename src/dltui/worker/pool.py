@@ -79,6 +79,8 @@ class WorkerPool:
         #: This process in the fleet's ``processes`` table: its leases' owner without a thread.
         self.process = leases.owner_id("").rstrip(":")
         self._published: dict[str, tuple[object, ...]] = {}
+        #: Hosts whose HEAD was refused (403/405) while a GET worked: no HEAD there again.
+        self._no_head: set[str] = set()
         #: Digests of jobs that finished since the keeper last collected the store.
         self._finished_digests: set[str] = set()
         self._collected_at = -1e9
@@ -118,6 +120,14 @@ class WorkerPool:
     def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None) -> bool:
         """True when the stored object may be reused (see :func:`objects.verify`)."""
         return objects.verify(self.ledger, self.store, sha256, rehash=rehash, job_id=job_id)
+
+    def skips_head(self, host: str) -> bool:
+        """True when this host refused a HEAD whose GET then worked."""
+        return host in self._no_head
+
+    def head_refused(self, host: str) -> None:
+        """Send no more HEADs to ``host`` (set operations are atomic under the GIL)."""
+        self._no_head.add(host)
 
     def note_retry_after(self, host: str, until: float, error: str) -> None:
         """A server asked us to wait; shown as a countdown on the hosts screen."""

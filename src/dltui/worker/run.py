@@ -35,12 +35,15 @@ from dltui.errors import (
 from dltui.ledger import is_disk_full, jobs, leases, ops, segments
 from dltui.ledger.liveness import hostname
 from dltui.model import Control, JobState, ServerValidators
+from dltui.urls import is_presigned
 from dltui.worker.finishing import Finishing
 from dltui.worker.hooks import StreamHooks
 from dltui.worker.parts import PartInspection
 
 #: Times one try starts over on a changed object before the change counts as a failed try.
 MAX_RESTARTS = 3
+#: HEAD answers that say the server takes no HEAD here (a presigned URL's 403, a 405).
+HEAD_REFUSED = frozenset({403, 405})
 #: ResumeConflict reasons that mean the object changed on the server (not a fault of it).
 CONTENT_CHANGED = frozenset({"overlap_mismatch", "etag_changed", "validators_mismatch"})
 
@@ -221,8 +224,12 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         # Started over because the object changed: nothing on disk or in the store is of
         # the new version, and its GET tells all a HEAD would.
         restart, self._restart = self._restart, None
-        cached_sha, cached_validators = (None, None) if restart else self._cached_object()
-        if restart or self._nothing_to_check(cached_sha):
+        # A HEAD that cannot pass costs a round trip per try: a URL signed for GET only, or a
+        # host whose HEAD was refused while its GET worked. Without a HEAD nothing confirms a
+        # stored object is the server's current one, so none is reused.
+        no_head = restart is not None or is_presigned(url) or pool.skips_head(self.host)
+        cached_sha, cached_validators = (None, None) if no_head else self._cached_object()
+        if no_head or self._nothing_to_check(cached_sha):
             # Nothing on disk to resume and nothing stored to reuse: the GET's own headers tell
             # all a HEAD would, one round trip sooner.
             pre = Precheck(url=url, status=0, validators=ServerValidators(),
@@ -314,6 +321,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             ops.OpKind.STREAM, ops.stream_key(job.id, job.attempts, self._tries),
             lambda: as_record(self._fetched(url, decision, server)),
             on_done=self._streamed, on_start=starting)))
+        if pre.status in HEAD_REFUSED:
+            pool.head_refused(self.host)  # and the GET worked: no HEAD there from now on
         try:
             finalize.verify(result.size, result.sha256, expected_size=result.validators.length,
                             expected_sha256=job.expected_sha256)
