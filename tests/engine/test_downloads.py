@@ -439,3 +439,18 @@ def tmp_dest(dest):
     other = dest.parent / "other"
     other.mkdir(exist_ok=True)
     return other
+
+
+def test_a_resume_asks_where_the_heads_redirects_led(ledger, dest, origin, settings) -> None:
+    """The HEAD of a resume walks the redirect chain; the GET of the same try asks its end
+    directly (it walked the chain again), still sending the job's secrets to no other host."""
+    flags.set_flag(ledger, "batch", False, by="test")
+    data = blob(2 * MiB, seed=77)
+    origin.add("/moved/final.bin", Resource(data=data, drop_after=MiB))
+    url = origin.add("/start.bin", Resource(redirect="/moved/final.bin"))
+    job = fetch_one(ledger, dest, settings.replace(connections_per_file=1), url)
+    assert_done(job, data, dest)
+    assert len(origin.requests("/start.bin", "GET")) == 1  # only the first, fresh GET
+    assert len(origin.requests("/start.bin", "HEAD")) == 1
+    [resumed] = [r for r in origin.requests("/moved/final.bin", "GET") if "range" in r.headers]
+    assert resumed.status == 206

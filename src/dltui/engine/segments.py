@@ -86,11 +86,13 @@ class SegmentedFetch:
                  segments: list[Segment], *, validators: ServerValidators,
                  decision: ResumeDecision, options: StreamOptions, hooks: StreamHooks,
                  cancel: threading.Event, control: Callable[[], str],
-                 limits: RateLimits | None = None, host: str = "") -> None:
+                 limits: RateLimits | None = None, host: str = "",
+                 home: str | None = None) -> None:
         assert validators.strong_etag is not None and validators.length is not None
         self.client, self.url, self.part_path = client, url, part_path
-        # The job's own URL: its host alone gets the job's secrets, wherever segments ask.
-        self.job_url = url
+        # The job's own URL (``url`` may be where its redirects led): its host alone gets the
+        # job's secrets, wherever segments ask.
+        self.job_url = home or url
         self.validators, self.decision, self.options = validators, decision, options
         self.hooks, self.cancel, self.control = hooks, cancel, control
         self.limits, self.host = limits, host

@@ -111,6 +111,7 @@ def fetch(
     limits: RateLimits | None = None,
     host: str = "",
     segments: list[Segment] | None = None,
+    home: str | None = None,
 ) -> StreamResult:
     """Download ``url`` into ``part_path`` as ``decision`` says and return the complete part.
 
@@ -120,11 +121,15 @@ def fetch(
 
     A fresh download of a large object from a server that takes ranges becomes a segmented
     one (``options.connections``); ``segments`` from its last checkpoint resume it.
+
+    ``home`` is the job's own URL when ``url`` is where its redirects led (learnt by the HEAD
+    of the same try): the job's secrets go to ``home``'s host alone.
     """
+    home = home or url
     if segments and decision.mode is Mode.RESUME and expected.strong_etag and expected.length:
         return SegmentedFetch(client, url, part_path, segments, validators=expected,
                               decision=decision, options=options, hooks=hooks, cancel=cancel,
-                              control=control, limits=limits, host=host).run()
+                              control=control, limits=limits, host=host, home=home).run()
     offset = decision.offset if decision.mode is Mode.RESUME else 0
     # Small objects finish in one or two chunks: pipeline threads would only add latency.
     # With no length known yet (no HEAD), the response decides, once its headers are in.
@@ -225,7 +230,7 @@ def fetch(
         if limits is not None:
             limits.request(host, cancel, control)
         with mapped_errors(url, client), client.stream(
-                "GET", url, headers=headers, **job_request(url, options.request)) as resp:
+                "GET", url, headers=headers, **job_request(home, options.request)) as resp:
             status = resp.status_code
             if status not in (200, 206, 416):
                 raise error_for(resp, url)
@@ -283,7 +288,8 @@ def fetch(
                 handed = True  # from here the segments' checkpoints describe the part
                 seg = SegmentedFetch(client, url, part_path, plan, validators=state.validators,
                                      decision=decision, options=options, hooks=hooks,
-                                     cancel=cancel, control=control, limits=limits, host=host)
+                                     cancel=cancel, control=control, limits=limits, host=host,
+                                     home=home)
                 seg.disposition_name = origin["name"]
                 return seg.run(first=resp, carry_on=carry_on)
 

@@ -317,9 +317,12 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self._record_decision_in(conn, decision)
             self._advance_in(conn, JobState.STREAMING)
 
+        # Where the HEAD's redirects led, asked directly in this try (a signed redirect
+        # target may expire, so a later try asks the job's URL again).
+        fetch_url = pre.url if pre.head_ok and pre.url else url
         result = StreamResult(**from_record(self._op(
             ops.OpKind.STREAM, ops.stream_key(job.id, job.attempts, self._tries),
-            lambda: as_record(self._fetched(url, decision, server)),
+            lambda: as_record(self._fetched(fetch_url, decision, server)),
             on_done=self._streamed, on_start=starting)))
         if pre.status in HEAD_REFUSED:
             pool.head_refused(self.host)  # and the GET worked: no HEAD there from now on
@@ -379,6 +382,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             hooks=self, cancel=self.cancel, control=self.control,
             limits=self.pool.limits if self.flags.rate_limit else None, host=self.host,
             segments=self.resume_segments if decision.mode is resume.Mode.RESUME else None,
+            home=self.job.url,
         )
 
     # -- endings ----------------------------------------------------------------------------
