@@ -247,3 +247,24 @@ def is_presigned(url: str) -> bool:
         return False
     names = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
     return any(signed <= names for signed in _SIGNING)
+
+
+#: Every query parameter a presigned URL's signature adds (AWS SigV4 and SigV2, GCS V4 and
+#: V2): a URL signed again for the same object differs from the first only in these.
+_SIGNATURE_PARAMS = frozenset({
+    "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
+    "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token", "awsaccesskeyid",
+    "expires", "signature", "x-goog-algorithm", "x-goog-credential", "x-goog-date",
+    "x-goog-expires", "x-goog-signedheaders", "x-goog-signature", "googleaccessid",
+})
+
+
+def unsigned(url: str) -> str | None:
+    """A presigned URL without its signature's parameters (the object it names), or None
+    for a URL that is not presigned."""
+    if not is_presigned(url):
+        return None
+    parts = urlsplit(url)
+    kept = "&".join(pair for pair in parts.query.split("&")
+                    if pair and pair.split("=", 1)[0].lower() not in _SIGNATURE_PARAMS)
+    return parts._replace(query=kept).geturl()

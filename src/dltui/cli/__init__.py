@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
     p.add_argument("--host", metavar="NAME",
                    help="only this host of a fleet runs them (its host_name setting)")
+    p.add_argument("--resume-from", type=_job_id, metavar="JOB",
+                   help="the URL is JOB's presigned URL signed anew: JOB takes it and keeps "
+                        "its part (single URL only)")
     _add_request_options(p)
     p.set_defaults(func=cmd_add)
 

@@ -22,6 +22,7 @@ from dltui.cli.common import (
     EXIT_OK,
     BulkProgress,
     _human_bytes,
+    _offer_carry_over,
     _progress,
     _rate_eta,
     _request_defaults,
@@ -66,7 +67,16 @@ def cmd_add(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     if args.host is not None:
         host = requests.check_host_name(args.host)
         specs = [dataclasses.replace(s, host=host) for s in specs]
+    if args.resume_from is not None:
+        if len(specs) != 1:
+            raise UsageError("--resume-from takes one URL: the job's URL signed anew")
+        job = jobs.resign(ledger, args.resume_from, specs[0])
+        if not args.quiet:
+            out.write(f"job {job.id} carries on from its {_human_bytes(job.bytes_committed)} "
+                      f"under the new URL: {redact(job.url)}\n")
+        return EXIT_OK
     results = jobs.add(ledger, specs)
+    _offer_carry_over(ledger, results, quiet=args.quiet, out=out)
     if args.quiet:
         return EXIT_OK
     if len(results) > _LIST_ADDED and not args.json:

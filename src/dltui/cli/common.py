@@ -20,7 +20,7 @@ from dltui.errors import (
     UnknownJob,
     UsageError,
 )
-from dltui.ledger import Ledger, flags
+from dltui.ledger import Ledger, flags, jobs
 from dltui.ledger._db import POOL_SIZE_ENV
 from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live
 from dltui.model import Job, Segment
@@ -264,3 +264,29 @@ def _rate_eta(job: Job, at: float, dead: dict[str, bool] | None) -> dict[str, fl
     if job.bytes_total and job.rate > 0:
         eta = round(max(0, job.bytes_total - job.bytes_committed) / job.rate, 1)
     return {"rate": job.rate, "eta": eta}
+
+
+def _offer_carry_over(ledger: Ledger, results: list[jobs.AddResult], *, quiet: bool,
+                      out: TextIO) -> None:
+    """A new job whose presigned URL names the object an unfinished job has a part of: say
+    so, and on a terminal offer to carry that part over (``add --resume-from`` does it)."""
+    for result in results:
+        if not result.created:
+            continue
+        old = jobs.resigned_of(ledger, result.job)
+        if old is None:
+            continue
+        new, kept = result.job, _human_bytes(old.bytes_committed)
+        if not quiet and sys.stdin.isatty() and sys.stderr.isatty():
+            sys.stderr.write(f"job {new.id} is job {old.id}'s object signed anew; job {old.id} "
+                             f"has {kept} of it. Carry that over instead of a new download? "
+                             "[Y/n] ")
+            sys.stderr.flush()
+            if sys.stdin.readline().strip().lower() in ("", "y", "yes"):
+                jobs.resign(ledger, old.id, new)
+                out.write(f"job {old.id} carries on from its {kept} under the new URL "
+                          f"(job {new.id} removed)\n")
+                continue
+        sys.stderr.write(f"note: job {new.id} is job {old.id}'s object signed anew, and job "
+                         f"{old.id} has {kept} of it: `dltui add URL --resume-from {old.id}` "
+                         "carries that over instead of downloading it again\n")

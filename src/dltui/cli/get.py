@@ -20,6 +20,7 @@ from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     _human_bytes,
+    _offer_carry_over,
     _request_defaults,
     _settings,
     _transfer_options,
@@ -56,6 +57,10 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     specs = requests.from_arguments(args.urls, args.dir, args.name, None,
                                     checksum=args.checksum, sent=_request_defaults(args))
     results = jobs.add(ledger, specs, by="get")
+    _offer_carry_over(ledger, results, quiet=False, out=sys.stderr)
+    # A job carried over to an older one's part: that one downloads in its place.
+    results = [r if jobs.find(ledger, r.job.id) is not None else
+               jobs.AddResult(jobs.by_key(ledger, r.job.idem_key), False) for r in results]
     ids, there = [], []
     for result in results:  # a job from an earlier get (or add) is taken up again
         job = result.job
@@ -133,3 +138,4 @@ def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: boo
         sys.stderr.write(f"dltui get: stopped after {seconds:.1f}s; unfinished downloads "
                          "resume where they stopped\n")
     return EXIT_OK if ok == len(final) else EXIT_FAILURE
+

@@ -25,6 +25,7 @@ from dltui.errors import (
 from dltui.ledger import events, segments
 from dltui.ledger._db import for_update, is_pg, next_revs
 from dltui.ledger.clock import now
+from dltui.ledger.liveness import lease_is_live
 from dltui.model import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -37,7 +38,7 @@ from dltui.model import (
     sources_of,
 )
 from dltui.requests import DownloadRequest
-from dltui.urls import redact_text
+from dltui.urls import redact, redact_text, unsigned
 
 if TYPE_CHECKING:
     from dltui.ledger._db import Ledger
@@ -165,12 +166,98 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
     return results
 
 
+def resigned_of(ledger: Ledger, job: Job) -> Job | None:
+    """An unfinished job with a part whose URL names the same object as ``job``'s presigned
+    URL, signed otherwise, into the same file: its bytes can carry over (:func:`resign`)."""
+    target = unsigned(job.canonical_url)
+    if target is None:
+        return None
+    stem = job.canonical_url.split("?", 1)[0]
+    # The same path with any query: an index range on canonical_url ('?' sorts before '@').
+    for row in ledger.conn.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE canonical_url >= ? AND canonical_url < ? "
+            "AND id != ? AND dest_dir = ? AND bytes_committed > 0 "
+            "AND state NOT IN ('FINALIZED', 'CANCELLED') ORDER BY id DESC",
+            (stem + "?", stem + "@", job.id, job.dest_dir)):
+        other = Job.from_row(row)
+        if other.requested_name == job.requested_name and \
+                unsigned(other.canonical_url) == target:
+            return other
+    return None
+
+
+def resign(ledger: Ledger, job_id: int, spec: JobSpec | DownloadRequest | Job, *,
+           by: str = "cli") -> Job:
+    """Give unfinished job ``job_id`` the URL of ``spec`` (a request, or the job a plain
+    ``add`` of it made), the same object signed anew, so its part carries over. A job that
+    ``spec`` already made and that has not started is removed in the same transaction; one
+    that has bytes is refused, as is any job whose URL names another object or file."""
+    values: dict[str, Any] = _prepare(spec) if not isinstance(spec, Job) else {
+        "url": spec.url, "canonical_url": spec.canonical_url, "idem_key": spec.idem_key,
+        "dest_dir": spec.dest_dir, "requested_name": spec.requested_name,
+        "request": spec.request}
+    with ledger.write() as conn:
+        row = _current(conn, job_id)
+        old = Job.from_row(conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
+                                        (job_id,)).fetchone())
+        target = unsigned(values["canonical_url"])
+        if target is None:
+            raise UsageError(f"{redact(values['url'])} is not a presigned URL; --resume-from "
+                             "carries a part over to the same object signed anew")
+        if unsigned(old.canonical_url) != target or old.dest_dir != values["dest_dir"] or \
+                old.requested_name != values["requested_name"]:
+            raise UsageError(f"job {job_id} downloads another object or into another file; "
+                             "--resume-from takes the job of the same URL (signed otherwise) "
+                             "and the same destination")
+        if JobState(row["state"]) in (JobState.FINALIZED, JobState.CANCELLED):
+            raise UsageError(f"job {job_id} is {row['state']}: there is no part to carry over")
+        if JobState(row["state"]) in ACTIVE_STATES and \
+                lease_is_live(row["lease_owner"], row["lease_until"], now()):
+            raise UsageError(f"job {job_id} is downloading now; pause it first (dltui pause "
+                             f"{job_id}), then carry it over")
+        twin = conn.execute("SELECT id, state, bytes_committed, lease_owner FROM jobs "
+                            "WHERE idem_key = ? AND id != ?",
+                            (values["idem_key"], job_id)).fetchone()
+        if twin is not None:
+            if twin["bytes_committed"] or twin["lease_owner"] or twin["state"] != "PLANNED":
+                raise UsageError(f"job {twin['id']} already downloads this URL and has begun; "
+                                 f"cancel and remove it first to carry job {job_id}'s part over")
+            for table in ("ops", "segments"):
+                conn.execute(f"DELETE FROM {table} WHERE job_id = ?", (twin["id"],))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (twin["id"],))
+            events.append(conn, "removed", twin["id"], state="PLANNED", by=by,
+                          detail=f"the same object as job {job_id}, which carries on")
+        fields: dict[str, Any] = {"url": values["url"],
+                                  "canonical_url": values["canonical_url"],
+                                  "idem_key": values["idem_key"], "request": values["request"]}
+        if row["state"] == JobState.FAILED.value:
+            fields.update(error=None, failed_tries=0)
+        job = write_row(conn, job_id, fields)
+        if job is not None and job.state in (JobState.FAILED, JobState.PAUSED):
+            # Asked for again under the new URL: back in the queue, its part kept.
+            job = transition_in(conn, job_id, JobState.PLANNED, reason="re-signed URL",
+                                fields={"control": "run", **CLEAR_LEASE}, by=by)
+        events.append(conn, "resigned", job_id, url=values["url"], by=by,
+                      kept=old.bytes_committed)
+    assert job is not None
+    return job
+
+
 # -- reads -----------------------------------------------------------------------------------
 def get(ledger: Ledger, job_id: int) -> Job:
     """The job with this id, or UnknownJob."""
     row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise UnknownJob(job_id)
+    return Job.from_row(row)
+
+
+def by_key(ledger: Ledger, idem_key: str) -> Job:
+    """The job with this idempotency key, or UnknownJob (-1)."""
+    row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE idem_key = ?",
+                              (idem_key,)).fetchone()
+    if row is None:
+        raise UnknownJob(-1)
     return Job.from_row(row)
 
 
