@@ -76,6 +76,10 @@ class Resource:
     #: nginx/Apache-style validators: Last-Modified from this mtime and the ETag
     #: ``"<mtime hex>-<size hex>"``, so other content of the same size and mtime keeps both.
     mtime: int | None = None
+    #: The ETag's format: ``nginx`` (``"<mtime hex>-<size hex>"``), ``apache``
+    #: (``"<size hex>-<mtime in µs hex>"``), ``s3`` (the MD5 of the content, as S3 gives a
+    #: single-part object); None: a hash of the content (or nginx's, with ``mtime``).
+    etag_style: str | None = None
     gets: int = 0
 
     def current(self) -> bytes:
@@ -174,10 +178,19 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         body = gzip.compress(data, mtime=0) if res.gzip else data
         digest = hashlib.sha256(body).hexdigest()[:16]
-        if res.mtime is not None:
-            digest = f"{res.mtime:x}-{len(body):x}"
+        style = res.etag_style or ("nginx" if res.mtime is not None else None)
+        # Without an mtime given, each content was written at a time of its own.
+        mtime = res.mtime if res.mtime is not None else \
+            1_600_000_000 + int(hashlib.sha256(body).hexdigest()[:6], 16)
+        if style == "nginx":
+            digest = f"{mtime:x}-{len(body):x}"
+        elif style == "apache":
+            digest = f"{len(body):x}-{mtime * 1_000_000:x}"
+        elif style == "s3":
+            digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
         etag = (f'W/"{digest}"' if res.weak_etag else f'"{digest}"') if res.etag else None
-        stamp = res.mtime if res.mtime is not None else 1_600_000_000 + int(digest[:6], 16)
+        stamp = mtime if style in ("nginx", "apache") else (
+            res.mtime if res.mtime is not None else 1_600_000_000 + int(digest[:6], 16))
         last_mod = formatdate(stamp, usegmt=True) if res.last_modified else None
         start, end, status = 0, len(body), 200
         if_match = self.headers.get("If-Match")
