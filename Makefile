@@ -30,7 +30,7 @@ test-all: lint typecheck
 	$(BIN)/pytest -m ''
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --requests
 	$(BIN)/python bench/limits.py
 
 bench-ledger: $(STAMP)

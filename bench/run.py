@@ -94,9 +94,12 @@ def free_port() -> int:
 
 
 class Nginx:
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "nginx"
+    def __init__(self, workdir: Path, *, log: bool = False) -> None:
+        self.dir = workdir / ("nginx-log" if log else "nginx")
         self.dir.mkdir()
+        # Logged only to count requests (a run of its own): timing runs log nothing.
+        self.log = self.dir / "access.log" if log else None
+        access = f'access_log {self.log} counted;' if log else "access_log off;"
         self.port = free_port()
         conf = self.dir / "nginx.conf"
         conf.write_text(f"""
@@ -106,7 +109,8 @@ pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    log_format counted '$request_method $status';
+    {access}
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000;
@@ -134,6 +138,17 @@ http {{
 
     def url(self, rel: str) -> str:
         return f"http://127.0.0.1:{self.port}/{rel}"
+
+    def requests(self) -> list[tuple[str, int]]:
+        """(method, status) of every request logged so far (a logging instance only)."""
+        assert self.log is not None
+        if not self.log.exists():
+            return []
+        out = []
+        for line in self.log.read_text().splitlines():
+            method, _, status = line.partition(" ")
+            out.append((method, int(status)))
+        return out
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGQUIT)
@@ -260,6 +275,9 @@ def main() -> None:
     parser.add_argument("--cases", default="1g,1g-seg,100m,small,tiny,wan-256m,wan-small")
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--tiny", type=int, default=20000)
+    parser.add_argument("--requests", action="store_true",
+                        help="also count each tool's requests per download (nginx's access "
+                             "log, one run of its own, so the timing runs log nothing)")
     args = parser.parse_args()
     ensure_tools()
     make_data(args.small, args.tiny)
@@ -308,14 +326,49 @@ def main() -> None:
         finally:
             nginx.stop()
             wan.stop()
-    print_table(cases, results, args.runs)
+        counted = count_requests([c for c in cases if not c.wan], tools_for, expected,
+                                 Path(tmp)) if args.requests else []
+    print_table(cases, results, args.runs, counted)
+
+
+def count_requests(cases: list[Case], tools_for: dict[bool, list[str]],
+                   expected: dict[str, str], tmp: Path) -> list[str]:
+    """Lines of a table: each tool's requests per download, as nginx logged them."""
+    nginx = Nginx(tmp, log=True)
+    lines = ["", "Requests per download, as nginx logged them (one run of each tool):", "",
+             "| case | tool | requests | per file | GET | HEAD | answered 4xx/5xx |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    try:
+        for case in cases:
+            for tool in [t for t in tools_for[case.segmented] if t != "dltui-tuned"]:
+                work = tmp / f"count-{tool}-{len(lines)}"
+                out = work / "out"
+                out.mkdir(parents=True)
+                setup, env, cmd = tool_commands(tool, case, nginx, out, work)
+                for step in setup:
+                    subprocess.run(step, env=env, check=True, stdout=subprocess.DEVNULL)
+                before = len(nginx.requests())
+                run_timed(cmd, env=env)
+                verify(case, out, expected)
+                shutil.rmtree(work)
+                seen = nginx.requests()[before:]
+                gets = sum(m == "GET" for m, _ in seen)
+                heads = sum(m == "HEAD" for m, _ in seen)
+                bad = sum(code >= 400 for _, code in seen)
+                lines.append(f"| {case.name} | {tool} | {len(seen):,} | "
+                             f"{len(seen) / len(case.files):.2f} | {gets:,} | {heads:,} | "
+                             f"{bad:,} |")
+    finally:
+        nginx.stop()
+    return lines
 
 
 def rate(case: Case, seconds: float) -> float:
     return (case.total_bytes / 1e6 if case.unit == "MB/s" else len(case.files)) / seconds
 
 
-def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> None:
+def print_table(cases: list[Case], results: dict[str, Result], runs: int,
+                extra: list[str] | None = None) -> None:
     lines = [
         f"Runs: {runs} (after one warm-up), interleaved; medians, spread as min-max. "
         f"Host: {os.cpu_count()} cores, Python {sys.version.split()[0]}.",
@@ -349,7 +402,7 @@ def print_table(cases: list[Case], results: dict[str, Result], runs: int) -> Non
                 f"| {case.name} | {label} | {med[tool]:,.0f} {case.unit} | "
                 f"{min(rates):,.0f}-{max(rates):,.0f} | {ratio} | "
                 f"{rss if tool == 'dltui' else ''} | {cpu if tool == 'dltui' else ''} |")
-    text = "\n".join(lines)
+    text = "\n".join([*lines, *(extra or [])])
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d-%H%M")
