@@ -86,3 +86,20 @@ def test_a_stored_object_is_checked_before_it_is_reused(ledger, dest, origin, se
     assert ok.state is JobState.FINALIZED and (other / "good.bin").read_bytes() == data
     assert wrong.state is JobState.FAILED and "sha-1 mismatch" in wrong.error
     assert not (other / "bad.bin").exists()
+
+
+def test_a_conflicting_digest_of_any_algorithm_is_refused(tmp_path, origin) -> None:
+    """Only SHA-256 conflicts were refused: a re-`get` with another md5 printed OK."""
+    data = blob(5000, seed=9)
+    url = origin.add("/d.bin", data)
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    md5 = hashlib.md5(data).hexdigest()
+    assert _dltui(home, "get", url, "-d", str(dest), "--checksum", f"md5={md5}").returncode == 0
+    for algo, size in (("md5", 32), ("sha-1", 40), ("sha-224", 56), ("sha-384", 96),
+                       ("sha-512", 128)):
+        proc = _dltui(home, "get", url, "-d", str(dest), "--checksum", f"{algo}={'0' * size}")
+        assert proc.returncode == 2, (algo, proc.stdout, proc.stderr)
+        assert "job 1 already exists" in proc.stderr and f"{algo}={'0' * size}" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    again = _dltui(home, "get", url, "-d", str(dest), "--checksum", f"md5={md5}")
+    assert again.returncode == 0 and "(already downloaded)" in again.stdout

@@ -76,11 +76,13 @@ def dest_fields(ident: FileIdentity | None, *, adopted: bool = False) -> dict[st
 
 
 class DigestConflict(UsageError):
-    """A re-add of an existing job (same URL and destination) with another expected digest."""
+    """A re-add of an existing job (same URL and destination) with another expected digest, of
+    any algorithm (``existing`` and ``given`` as ``algo=hex`` for those but SHA-256)."""
 
-    def __init__(self, job_id: int, existing: str | None, given: str) -> None:
+    def __init__(self, job_id: int, existing: str | None, given: str,
+                 algo: str = "SHA-256 ") -> None:
         self.job_id, self.existing, self.given = job_id, existing, given
-        had = f"expects SHA-256 {existing}" if existing else "has no expected digest"
+        had = f"expects {algo}{existing}" if existing else "has no expected digest"
         super().__init__(f"job {job_id} already exists for this URL and directory and {had}, "
                          f"not {given}; cancel or remove it first, or use another directory")
 
@@ -162,6 +164,9 @@ def add(ledger: Ledger, specs: Sequence[JobSpec | DownloadRequest], *,
                 if wanted is not None and wanted != existing.expected_sha256:
                     # Rolls back the whole add: bad input changes nothing.
                     raise DigestConflict(existing.id, existing.expected_sha256, wanted)
+                other = values["checksum"]  # md5, sha-1, sha-224, sha-384, sha-512
+                if other is not None and other != existing.checksum:
+                    raise DigestConflict(existing.id, existing.checksum, other, algo="")
                 results.append(AddResult(existing, False))
     return results
 
