@@ -56,6 +56,11 @@ class Resource:
     stall_times: int = 1
     #: Statuses for the first GETs, in order (then normal service).
     statuses: list[int] = field(default_factory=list)
+    #: The reason phrase of ``status`` and ``statuses`` answers (a lying server's, with escape
+    #: sequences in it); None: the standard one.
+    reason: str | None = None
+    #: Headers sent as they are on every answer (hostile values included).
+    headers: dict[str, str] = field(default_factory=dict)
     retry_after: str | None = None
     #: Always answer this status (GET and HEAD).
     status: int | None = None
@@ -126,10 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _simple(
-        self, status: int, headers: dict[str, str] | None = None, head: bool = False
+        self, status: int, headers: dict[str, str] | None = None, head: bool = False,
+        reason: str | None = None,
     ) -> None:
         body = f"{status} {HTTPStatus(status).phrase}\n".encode()
-        self.send_response(status)
+        self.send_response(status, reason)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
@@ -156,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if res.status is not None:
                 extra = {"Retry-After": res.retry_after} if res.retry_after else {}
-                self._simple(res.status, extra, head=head)
+                self._simple(res.status, {**extra, **res.headers}, head=head,
+                             reason=res.reason)
                 return
             if res.raw_status_line is not None:
                 self.wfile.write(res.raw_status_line + b"\r\n\r\n")
@@ -223,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         if res.content_disposition:
             self.send_header("Content-Disposition", res.content_disposition)
+        for name, value in res.headers.items():
+            self.send_header(name, value)
         for i in range(0, res.header_bytes, 4000):
             self.send_header(f"X-Padding-{i}", "p" * min(4000, res.header_bytes - i))
         if status == 206:

@@ -13,6 +13,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 from dltui import __version__, paths
 from dltui.cli.commands import (
@@ -43,6 +44,7 @@ from dltui.cli.get import cmd_get
 from dltui.cli.run import _tui, cmd_demo, cmd_run
 from dltui.errors import DltuiError
 from dltui.ledger import Ledger, db_error, flags
+from dltui.shown import Boundary
 
 DESCRIPTION = """\
 A keyboard-driven download manager. Run `dltui` with no command to open the TUI on the
@@ -218,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out() -> TextIO:
+    """The commands' standard output, behind the output boundary (:mod:`dltui.shown`)."""
+    return cast(TextIO, Boundary(sys.stdout))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dltui`` command; returns the exit code."""
     parser = build_parser()
@@ -234,13 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ledger":  # two ledgers: this home's file and the one named by --to
         try:
             _select_ledger(args)  # the host name, for the parts this home keeps
-            return cmd_ledger(args, home.expanduser(), sys.stdout)
+            return cmd_ledger(args, home.expanduser(), _out())
         except DltuiError as exc:
             return _report(prog, exc)
     if args.command == "check":  # opens the ledger itself: no migration, no flags written
         try:
             _select_ledger(args)
-            return cmd_check(args, home.expanduser(), sys.stdout)
+            return cmd_check(args, home.expanduser(), _out())
         except DltuiError as exc:
             return _report(prog, exc)
         except sqlite3.Error as exc:
@@ -255,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _apply_env_flags(ledger)
             if args.func is cmd_control:
                 _check_controls(args, ledger)
-            return int(args.func(args, ledger, sys.stdout))
+            return int(args.func(args, ledger, _out()))
     except DltuiError as exc:
         return _report(prog, exc)
     except sqlite3.Error as exc:

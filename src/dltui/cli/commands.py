@@ -37,6 +37,7 @@ from dltui.errors import (
 from dltui.ledger import Ledger, actions, flags, jobs, reconcile, removal, segments
 from dltui.ledger.liveness import lease_is_live
 from dltui.model import ACTIVE_STATES, JobState
+from dltui.shown import shown
 from dltui.store import Store
 from dltui.urls import redact
 
@@ -210,7 +211,7 @@ def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     if args.all or many:
         out.write(f"{args.command}: {applied} job(s) changed, {skipped} not applicable\n")
     for problem in problems:
-        sys.stderr.write(f"dltui {args.command}: {problem}\n")
+        sys.stderr.write(f"dltui {args.command}: {shown(problem)}\n")
     return EXIT_FAILURE if problems else EXIT_OK
 
 

@@ -24,6 +24,7 @@ from dltui.ledger import Ledger, flags, jobs
 from dltui.ledger._db import POOL_SIZE_ENV
 from dltui.ledger.liveness import HOST_NAME_ENV, lease_is_live
 from dltui.model import Job, Segment
+from dltui.shown import shown
 from dltui.units import human_size
 from dltui.urls import redact, redact_text
 
@@ -117,7 +118,7 @@ def _request_dict(job: Job) -> dict[str, object] | None:
 
 def _report(prog: str, exc: DltuiError) -> int:
     """One line on stderr; exit code 2 for bad input or an unusable ledger, else 1."""
-    text = redact_text(str(exc)).replace("\n", " ")
+    text = shown(redact_text(str(exc)))
     if isinstance(exc, UnknownJob):
         text += "; `dltui status` lists the jobs"
     sys.stderr.write(f"{prog}: error: {text}\n")

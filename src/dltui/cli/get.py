@@ -28,6 +28,7 @@ from dltui.cli.common import (
 from dltui.ledger import Ledger, actions, batched, jobs, reconcile
 from dltui.model import Job, JobState
 from dltui.rates import SmoothedRate
+from dltui.shown import shown
 from dltui.urls import redact
 
 #: States in which `get` has nothing more to wait for.
@@ -45,7 +46,8 @@ def _line(job: Job, rate: float) -> str:
         eta = f" ETA:{left // 60}m{left % 60:02d}s" if left >= 60 else f" ETA:{left}s"
     state = "" if job.state in (JobState.STREAMING, JobState.FINALIZING) else \
         f" {job.state.value.lower()}"
-    return f"[#{job.id} {job.display_name[:30]} {size}{pct} DL:{_human_bytes(int(rate))}/s" \
+    return f"[#{job.id} {shown(job.display_name[:30])} {size}{pct} " \
+           f"DL:{_human_bytes(int(rate))}/s" \
            f"{eta}{state}]"
 
 
@@ -101,9 +103,9 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             if tty and now - last >= 0.5:
                 last = now
                 busy = [j for j in current if j.state not in _ENDED]
-                shown = " ".join(_line(j, meters[j.id].rate) for j in busy[:3])
+                line = " ".join(_line(j, meters[j.id].rate) for j in busy[:3])
                 more = f" (+{len(busy) - 3} more)" if len(busy) > 3 else ""
-                sys.stderr.write(f"\r\x1b[K{shown}{more}")
+                sys.stderr.write(f"\r\x1b[K{line}{more}")
                 sys.stderr.flush()
     finally:
         if tty:

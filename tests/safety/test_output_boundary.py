@@ -1,0 +1,67 @@
+"""Nothing a server or an input file sends reaches the terminal raw: escape sequences in a
+reason phrase, an ETag, a file name or an input-file value are shown escaped by the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dltui.origin import Resource
+from dltui.shown import Boundary, shown
+from tests.conftest import TEST_ENV
+from tests.engine.helpers import blob
+
+#: OSC 52 puts `rm -rf ~/*` on the clipboard under tmux; OSC 0 retitles; CSI 2J clears; C1 CSI.
+HOSTILE = "\x1b]52;c;cm0gLXJmIH4vKgo=\x07\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+#: The same as a server sends it: its UTF-8 bytes in a header (HTTP reads them as Latin-1).
+WIRE = HOSTILE.encode().decode("latin-1")
+
+
+def _dltui(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_RETRIES": "1"}
+    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _inert(proc: subprocess.CompletedProcess[str]) -> str:
+    text = proc.stdout + proc.stderr
+    for raw in RAW:
+        assert raw not in text, (raw, text)
+    assert "Traceback" not in text
+    return text
+
+
+def test_shown_escapes_every_control_and_keeps_the_rest() -> None:
+    assert shown("ok\x1b[2Jdone\x07\n\t\x9b\u202e") == "ok\\x1b[2Jdone\\x07\\x0a\\x09\\x9b\\u202e"
+    assert shown("naïve [/] café €") == "naïve [/] café €"  # text and markup stay as they are
+    written: list[str] = []
+
+    class Sink:
+        def write(self, text: str) -> int:
+            written.append(text)
+            return len(text)
+
+    Boundary(Sink()).write(f"line one {HOSTILE}\nline two\n")  # type: ignore[arg-type]
+    assert written == [f"line one {shown(HOSTILE)}\nline two\n"]
+
+
+def test_a_hostile_server_never_reaches_the_terminal(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    deny = origin.add("/deny", Resource(status=403, reason="Forbidden" + WIRE))
+    named = origin.add("/named", Resource(
+        data=blob(5000), etag=False, headers={"ETag": f'"[/]{WIRE}"'},
+        content_disposition=f'attachment; filename="red{WIRE}.bin"'))
+    got = _dltui(home, "get", deny, named, "-d", str(dest))
+    assert got.returncode == 1
+    text = _inert(got)
+    assert "HTTP 403 Forbidden\\x1b]52;c;" in text  # shown, escaped, not dropped
+    for args in (["status"], ["status", "--json"], ["status", "--state", "failed"],
+                 ["reconcile", "--dry-run"], ["check"], ["store"]):
+        _inert(_dltui(home, *args))
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"{named}?again\n  dir={tmp_path}/x{HOSTILE}\n  out=n{HOSTILE}.bin\n")
+    _inert(_dltui(home, "add", "-i", str(listing)))
+    _inert(_dltui(home, "add", f"{named}?{HOSTILE}", "-d", str(dest)))
