@@ -736,3 +736,37 @@ async def test_the_sort_order_stays_on_its_column(home, dest) -> None:
         await pilot.press("S")
         await pilot.pause()
         assert "NAME▼" in header()
+
+
+async def test_server_text_is_shown_escaped_and_never_as_markup(home, dest) -> None:
+    """An ETag `"[/]"`, a URL holding `[/]` and escape sequences crashed the TUI at every
+    start (MarkupError) or reached the terminal raw; the detail pane, the table and the hosts
+    screen show them as inert text."""
+    hostile = "\x1b]52;c;cm0gLXJmIH4vKgo=\x07\x1b[2J"
+    [job_id] = add(home, dest, "https://evil.example/[/]/x[b]y.iso")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.FAILED, etag=f'"[/]{hostile}"',
+                    last_modified=f"[link=https://x]{hostile}",
+                    error=f"HTTP 403 Forbidden{hostile} [@click=app.quit]")
+        hosts.publish(led, [hosts.HostStatus("evil.example", "open", 5, None, None,
+                                             f"503 [/]{hostile}", time.time())])
+    app = make(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: job_id in app.book.jobs)
+        if not app.detail.display:
+            await pilot.press("enter")
+        await until(pilot, lambda: "Forbidden" in _text(app.detail.body))
+        body, head = _text(app.detail.body), _text(app.detail.head)
+        assert "\x1b" not in body + head and "\x07" not in body
+        assert "Forbidden\\x1b]52;c;" in body and '"[/]\\x1b]52;c;' in body
+        assert "[@click=app.quit]" in body and "[link=https://x]" in body  # text, not markup
+        assert "x[b]y.iso" in head
+        shot = app.export_screenshot()
+        assert "\x1b]52" not in shot
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.pause()
+        error = _text(app.screen.query_one("#hosts-error"))
+        assert "503 [/]\\x1b]52" in error
+        assert app.is_running  # nothing crashed, nothing was clicked

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from rich.style import Style
+from rich.text import Text
 
 from dltui.model import JobState
+from dltui.shown import shown
 from dltui.units import human_size
 
 #: Each state's colour: the theme variable ``state-<name>``, else the theme colour beside it.
@@ -121,3 +123,9 @@ def owner_short(owner: str | None) -> str:
         return owner[:12]
     thread = parts[3].replace("dltui-worker-", "w")
     return f"{parts[1]}/{thread}"[:12]
+
+
+def plain(value: object, style: str | Style = "") -> Text:
+    """Text from outside (a server, a file, an operator) as it is: never read as markup,
+    every control character shown escaped (:func:`dltui.shown.shown`)."""
+    return Text(shown(value), style=style)

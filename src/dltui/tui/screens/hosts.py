@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,6 +20,7 @@ from dltui.disk import DiskUse
 from dltui.errors import ConfigError
 from dltui.ledger import hosts
 from dltui.model import ACTIVE_STATES
+from dltui.shown import shown
 from dltui.tui import format as fmt
 from dltui.tui.background import LedgerRunner
 from dltui.tui.model import JobBook, SideTables
@@ -55,7 +55,7 @@ def disks_text(disks: tuple[DiskUse, ...]) -> Text:
         if out:
             out.append("\n")
         out.append("Disk ")
-        out.append(disk.mount, "bold")
+        out.append(shown(disk.mount), "bold")
         out.append(": ")
         low = disk.total and disk.free < disk.total * LOW_FREE
         out.append(f"{fmt.size(disk.free)} free", "bold reverse" if low else "bold")
@@ -213,9 +213,13 @@ class HostsScreen(ModalScreen[None]):
     def _show_error(self) -> None:
         host = self._selected_host()
         error = self._errors.get(host or "")
-        self.query_one("#hosts-error", Static).update(
-            f"[b]last error[/] of {host}: {escape(error)}" if host and error else
-            f"[i]last error of {host}: none[/]" if host else "")
+        line = Text()
+        if host and error:
+            line.append("last error", "bold")
+            line.append(f" of {shown(host)}: {shown(error)}")
+        elif host:
+            line.append(f"last error of {shown(host)}: none", "italic")
+        self.query_one("#hosts-error", Static).update(line)
 
     def _selected_host(self) -> str | None:
         table = self.table

@@ -15,6 +15,7 @@ from textual.widgets import Sparkline, Static
 from dltui.ledger.events import Event
 from dltui.ledger.ops import Op
 from dltui.model import ACTIVE_STATES, Job, JobState, Segment, reason_text
+from dltui.shown import shown
 from dltui.tui import format as fmt
 from dltui.urls import redact
 
@@ -79,7 +80,7 @@ class DetailPane(VerticalScroll):
             return
         now = self._clock()
         state_style = fmt.state_styles(self.app.theme_variables)[job.state]
-        title = Text.assemble((f"#{job.id} ", "bold"), (job.display_name, "bold"), "  ",
+        title = Text.assemble((f"#{job.id} ", "bold"), (shown(job.display_name), "bold"), "  ",
                               (job.state.value, state_style))
         if job.control.value != "run" and job.state in ACTIVE_STATES:
             # Only while the worker has yet to honour it: a PAUSED job is not "pause requested".
@@ -90,15 +91,16 @@ class DetailPane(VerticalScroll):
         facts = Table.grid(padding=(0, 1))
         facts.add_column(style="dim", no_wrap=True)
         facts.add_column(overflow="fold")
-        facts.add_row("URL", redact(job.url))
-        facts.add_row("Into", job.final_path or f"{job.dest_dir}/")
+        facts.add_row("URL", fmt.plain(redact(job.url)))
+        facts.add_row("Into", fmt.plain(job.final_path or f"{job.dest_dir}/"))
         sent = job.request_options
         if sent:
-            facts.add_row("Sends", sent.describe())
+            facts.add_row("Sends", fmt.plain(sent.describe()))
         v = job.validators
         ranges = {True: "bytes", False: "none", None: "?"}[v.accept_ranges]
-        facts.add_row("Server", f"ETag {v.etag or '-'} · Last-Modified {v.last_modified or '-'} "
-                                f"· length {fmt.size(v.length)} · ranges {ranges}")
+        facts.add_row("Server", fmt.plain(
+            f"ETag {v.etag or '-'} · Last-Modified {v.last_modified or '-'} "
+            f"· length {fmt.size(v.length)} · ranges {ranges}"))
         facts.add_row("Part", f"{job.bytes_committed:,} of "
                               f"{'?' if job.bytes_total is None else f'{job.bytes_total:,}'} "
                               f"bytes committed · prefix {(job.prefix_hash or '-')[:16]}")
@@ -115,13 +117,13 @@ class DetailPane(VerticalScroll):
             left = (job.lease_until or now) - now
             beat = "-" if job.heartbeat_at is None else \
                 f"{max(0, int(now - job.heartbeat_at))}s ago"
-            facts.add_row("Lease", f"{job.lease_owner} · {max(0, int(left))}s left · "
-                                   f"heartbeat {beat}")
+            facts.add_row("Lease", fmt.plain(f"{job.lease_owner} · {max(0, int(left))}s left · "
+                                             f"heartbeat {beat}"))
         facts.add_row("Attempts", str(job.attempts))
         if job.sha256:
             facts.add_row("SHA-256", job.sha256)
         if job.error:
-            facts.add_row(Text("Error", style="bold red"), Text(job.error, style="red"))
+            facts.add_row(Text("Error", style="bold red"), fmt.plain(job.error, style="red"))
 
         op_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
         for name in ("op", "status", "runs", "started", "took"):
@@ -142,7 +144,8 @@ class DetailPane(VerticalScroll):
         ev_table.add_column("event")
         ev_table.add_column("", overflow="fold")
         for event in events[-10:]:
-            ev_table.add_row(_clock(event.ts), event.kind, _event_text(event))
+            ev_table.add_row(_clock(event.ts), fmt.plain(event.kind),
+                             fmt.plain(_event_text(event)))
 
         group = Table.grid()
         group.add_row(facts)

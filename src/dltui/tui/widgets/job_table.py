@@ -15,6 +15,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from dltui.model import Job, JobState
+from dltui.shown import shown
 from dltui.tui import format as fmt
 from dltui.tui.model import JobBook, SortKey
 
@@ -286,7 +287,7 @@ class JobTable(ScrollView, can_focus=True):
                               reverse=style.reverse, strike=style.strike)
             parts.append((_pad(text, col.width, col.right), style))
             parts.append((" ", ""))
-        parts.append((_pad(job.display_name, name_width, False), ""))
+        parts.append((_pad(shown(job.display_name), name_width, False), ""))
         return self._line(parts, width, base)
 
 
