@@ -770,3 +770,17 @@ async def test_server_text_is_shown_escaped_and_never_as_markup(home, dest) -> N
         error = _text(app.screen.query_one("#hosts-error"))
         assert "503 [/]\\x1b]52" in error
         assert app.is_running  # nothing crashed, nothing was clicked
+
+
+async def test_notifications_are_plain_text(home) -> None:
+    """A notification carrying outside text (a ledger path, a host, an error) is shown as
+    it is: markup in it neither crashes the app nor styles anything."""
+    app = make(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.notify("host [/] said \x1b]0;pwned\x07 [@click=app.quit]", severity="warning")
+        await pilot.pause()
+        [note] = list(app._notifications)
+        assert note.message == "host [/] said \\x1b]0;pwned\\x07 [@click=app.quit]"
+        assert not note.markup
+        await pilot.pause(0.2)
+        assert app.is_running

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input, Tab, Tabs
 from textual.worker import get_current_worker
 
@@ -43,6 +44,7 @@ from dltui.ledger.notify import ChangeWaiter
 from dltui.ledger.reconcile import ReconcileReport
 from dltui.model import ACTION_STATES, JobState
 from dltui.requests import DownloadRequest
+from dltui.shown import shown
 from dltui.tui.background import LedgerRunner
 from dltui.tui.messages import (
     JobDetail,
@@ -365,6 +367,15 @@ class DltuiApp(App[None]):
 
     def on_job_table_activated(self, message: JobTable.Activated) -> None:
         self.action_toggle_detail()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text through the output boundary: its words often
+        hold a server's, a file's or an operator's text, never markup (``markup`` is
+        ignored; the screens' own ``notify`` passes it through here)."""
+        del markup
+        super().notify(shown(message), title=shown(title), severity=severity,
+                       timeout=timeout, markup=False)
 
     def on_notice(self, message: Notice) -> None:
         self.notify(message.text, severity=message.severity)
