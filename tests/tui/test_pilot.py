@@ -784,3 +784,27 @@ async def test_notifications_are_plain_text(home) -> None:
         assert not note.markup
         await pilot.pause(0.2)
         assert app.is_running
+
+
+@pytest.mark.parametrize("body,words", [
+    ('name = "v1"\nprimary = "#336699"\nvariables = "oops"\n', "variables = 'oops'"),
+    ('name = "v2"\nprimary = "#336699"\n[variables]\nstate-finalized = 12\n',
+     "variables.state-finalized = 12 is not a string"),
+    ('name = "v3"\nprimary = "#336699"\n[variables]\nstate-failed = "not-a-colour"\n',
+     "is not a colour"),
+    ('name = "v4"\nprimary = "#336699"\ndark = "yes"\n', "is not true or false"),
+])
+async def test_a_theme_of_wrong_types_is_reported_not_fatal(home, tmp_path, monkeypatch, body,
+                                                            words) -> None:
+    """`variables = "oops"` and `state-finalized = 12` crashed the TUI with a traceback."""
+    config = tmp_path / "xdg"
+    (config / "dltui" / "themes").mkdir(parents=True)
+    (config / "dltui" / "themes" / "bad.toml").write_text(body)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    app = DltuiApp(home, TEST_SETTINGS, workers=0, poll_interval=0.1,
+                   theme=body.split('"')[1])
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        notes = [n.message for n in app._notifications]
+        assert any("bad.toml" in n and words in n for n in notes), notes
+        assert app.theme == "dltui-dark"

@@ -55,7 +55,30 @@ def parse_theme(path: Path) -> Theme:
             Color.parse(data[key])
         except (ColorParseError, TypeError, ValueError):
             raise ValueError(f"theme {path.name}: {key} = {data[key]!r} is not a colour") from None
-    return Theme(**data)
+    if "dark" in data and not isinstance(data["dark"], bool):
+        raise ValueError(f"theme {path.name}: dark = {data['dark']!r} is not true or false")
+    for key in ("luminosity_spread", "text_alpha"):
+        if key in data and (isinstance(data[key], bool)
+                            or not isinstance(data[key], int | float)):
+            raise ValueError(f"theme {path.name}: {key} = {data[key]!r} is not a number")
+    variables = data.get("variables", {})
+    if not isinstance(variables, dict):
+        raise ValueError(f"theme {path.name}: variables = {variables!r} is not a table "
+                         "([variables] with name = \"value\" lines)")
+    for name, value in variables.items():
+        if not isinstance(value, str):
+            raise ValueError(f"theme {path.name}: variables.{name} = {value!r} is not a "
+                             "string (quote it: \"#4EA8DE\")")
+        if name.startswith("state-"):
+            try:
+                Color.parse(value)
+            except ColorParseError:
+                raise ValueError(f"theme {path.name}: variables.{name} = {value!r} is not a "
+                                 "colour") from None
+    try:
+        return Theme(**data)
+    except (TypeError, ValueError) as exc:  # anything Textual itself refuses
+        raise ValueError(f"theme {path.name}: {exc}") from None
 
 
 def load_themes(dirs: list[Path] | None = None) -> ThemeLoad:
