@@ -808,3 +808,18 @@ async def test_a_theme_of_wrong_types_is_reported_not_fatal(home, tmp_path, monk
         notes = [n.message for n in app._notifications]
         assert any("bad.toml" in n and words in n for n in notes), notes
         assert app.theme == "dltui-dark"
+
+
+async def test_an_add_error_holding_markup_is_shown_as_typed(home, tmp_path) -> None:
+    """Typing `ftp://x/[/]` crashed the add dialog (the error echoed it as markup)."""
+    app = make(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        app.screen.query_one("#add-urls").text = "ftp://x/[/]\x1b[2J"
+        app.screen.query_one("#add-dir").value = str(tmp_path)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = _text(app.screen.query_one("#add-error"))
+        assert "ftp://x/[/]" in error and "\x1b" not in error
+        assert app.is_running

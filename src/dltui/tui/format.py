@@ -129,3 +129,8 @@ def plain(value: object, style: str | Style = "") -> Text:
     """Text from outside (a server, a file, an operator) as it is: never read as markup,
     every control character shown escaped (:func:`dltui.shown.shown`)."""
     return Text(shown(value), style=style)
+
+
+def plain_lines(text: object, style: str | Style = "") -> Text:
+    """:func:`plain` for several lines: the line breaks stay, everything else is escaped."""
+    return Text("\n".join(shown(line) for line in str(text).split("\n")), style=style)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,6 +14,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from dltui import requests
 from dltui.errors import UsageError
 from dltui.requests import DownloadRequest
+from dltui.shown import shown
 
 #: Between headers typed on one line: a ``|`` before the next ``Name:``.
 _NEXT_HEADER = re.compile(r"\s*\|\s*(?=[!#$%&'*+.^_`~0-9A-Za-z-]+\s*:)")
@@ -68,7 +70,8 @@ class AddScreen(ModalScreen[list[DownloadRequest] | None]):
                 self.query_one("#add-headers", Input).value,
             )
         except UsageError as exc:
-            self.query_one("#add-error", Static).update(f"[b red]✗[/] {exc}")
+            self.query_one("#add-error", Static).update(
+                Text.assemble(("✗ ", "bold red"), shown(exc)))
             return
         self.dismiss(specs)
 

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from dltui.tui.format import plain_lines
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask once; ``y``/Enter confirms, ``n``/Esc declines."""
@@ -23,7 +25,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question, classes="dialog-text")
+            yield Static(plain_lines(self.question), classes="dialog-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.yes, variant="error", id="yes", compact=True)
                 yield Button("No", id="no", compact=True)

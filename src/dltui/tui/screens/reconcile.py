@@ -12,6 +12,7 @@ from textual.widgets import Button, Static
 from dltui.ledger import Ledger
 from dltui.ledger.reconcile import ReconcileReport, reconcile
 from dltui.model import LinkMode
+from dltui.tui import format as fmt
 
 
 def summary(report: ReconcileReport) -> str:
@@ -53,7 +54,7 @@ class ReconcileScreen(ModalScreen[ReconcileReport | None]):
     def _show(self, report: ReconcileReport) -> None:
         lines = [f"{a.kind:<14} {'job ' + str(a.job_id) if a.job_id else '':<9} {a.detail}"
                  for a in report.actions]
-        self.query_one("#reconcile-actions", Static).update("\n".join(lines) or "")
+        self.query_one("#reconcile-actions", Static).update(fmt.plain_lines("\n".join(lines)))
         apply = self.query_one("#reconcile-apply", Button)
         if report.dry_run:
             self.query_one("#reconcile-summary", Static).update(
