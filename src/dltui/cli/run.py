@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TextIO
 
-from dltui import paths
+from dltui import config, paths
 from dltui.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -65,6 +65,9 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             workers = max(1, -(-workers // processes))
     processes = _capped("--processes", processes, "processes")
     child = args.worker_process
+    if not child and processes > 1 and settings.max_bandwidth:
+        # The limit is for the whole run: each process meters its share of it.
+        settings = settings.replace(max_bandwidth=max(1, settings.max_bandwidth // processes))
     tty = sys.stderr.isatty() and not child
     if not child:
         report = reconcile.reconcile(ledger, by="run", link_mode=settings.link_mode)
@@ -77,7 +80,7 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    helpers = [] if child else _start_helpers(args, ledger, workers, processes - 1)
+    helpers = [] if child else _start_helpers(args, ledger, workers, processes - 1, settings)
     parent = os.getppid()
     pool = WorkerPool(ledger, settings, workers=workers)
     pool.start()
@@ -127,13 +130,19 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     return EXIT_FAILURE if failed and args.until_idle else EXIT_OK
 
 
-def _start_helpers(args: argparse.Namespace, ledger: Ledger, workers: int,
-                   count: int) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` more `dltui run` processes on the same ledger (see ``processes``)."""
+def _start_helpers(args: argparse.Namespace, ledger: Ledger, workers: int, count: int,
+                   settings: config.Settings) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` more `dltui run` processes on the same ledger (see ``processes``),
+    each with this run's options: its connections and its share of the bandwidth limit
+    (``settings`` has the share already); the rest they read as this process did (the
+    environment, the same config file)."""
     cmd = [sys.executable, "-m", "dltui", "--home", str(ledger.home)]
     if args.config is not None:
         cmd += ["--config", str(args.config)]
-    cmd += ["run", "--workers", str(workers), "--worker-process"]
+    cmd += ["run", "--workers", str(workers), "--worker-process",
+            "-x", str(settings.connections_per_file)]
+    if settings.max_bandwidth:
+        cmd += ["--max-bandwidth", str(settings.max_bandwidth)]
     if args.until_idle:
         cmd.append("--until-idle")
     return [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

@@ -1,0 +1,62 @@
+"""`run --processes N` hands its options to the helper processes it starts: connections, and
+each process's share of the bandwidth limit, so the limit holds for the whole run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dltui.ledger import Ledger, jobs
+from dltui.model import JobState
+from tests.conftest import TEST_ENV, wait_for
+from tests.engine.helpers import blob
+
+MiB = 1 << 20
+
+
+def _children(pid: int) -> list[list[str]]:
+    """The command lines of ``pid``'s child processes."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out.append((entry / "cmdline").read_bytes().decode().split("\0")[:-1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def test_helpers_get_the_options_and_the_limit_holds_for_the_run(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    urls = [origin.add(f"/h{i}.bin", blob(2 * MiB, seed=800 + i)) for i in range(4)]
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_FLAG_BATCH": "0"}
+    subprocess.run([sys.executable, "-m", "dltui", "add", "-q", *urls, "-d", str(dest)],
+                   env=env, check=True)
+    began = time.monotonic()
+    run = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle",
+                            "--processes", "2", "--workers", "2", "--max-bandwidth", "2M",
+                            "-x", "3"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        [helper] = wait_for(lambda: _children(run.pid), "no helper process started",
+                            timeout=20)
+        assert "--worker-process" in helper
+        assert helper[helper.index("-x") + 1] == "3"
+        assert helper[helper.index("--max-bandwidth") + 1] == str(MiB)  # half of 2M each
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    elapsed = time.monotonic() - began
+    assert run.returncode == 0, err
+    with Ledger(home) as led:
+        assert [j.state for j in jobs.list_jobs(led)] == [JobState.FINALIZED] * 4
+    # 8 MiB at 2 MiB/s for the run: about 4 s (each process at the whole limit took 2 s).
+    assert elapsed >= 8 / 2 * 0.8, elapsed
