@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -270,6 +271,9 @@ def _usable_dir(text: str, *, base: Path | None) -> Path:
         if base is None:
             raise UsageError(f"destination directory {text!r} must be an absolute path")
         path = base / path
+    # One spelling per directory (`a/../b`, `./b` and `b/` are `b`): it is part of a job's
+    # identity, and two spellings would make two jobs and a `name (1)` file. Symlinks stay.
+    path = Path(os.path.normpath(path))
     if path.exists() and not path.is_dir():
         raise UsageError(f"destination {str(path)!r} exists and is not a directory; pick "
                          "another directory")
@@ -333,6 +337,8 @@ def from_input_file(text: str, source: str, default_dir: Path, *,
     Errors name the file and line."""
     entries: list[dict[str, str]] = []
     headers: list[list[tuple[str, str]]] = []  # each entry's header= lines, with where
+    # A file saved by a Windows editor starts with a byte order mark: not part of the URL.
+    text = text.removeprefix("\ufeff")
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):

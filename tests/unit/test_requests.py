@@ -54,3 +54,19 @@ def test_a_name_or_digest_applies_to_one_url(tmp_path) -> None:
         requests.from_arguments([URL, URL + "2"], str(tmp_path), "x", None)
     with pytest.raises(UsageError, match="a SHA-256 applies to a single URL, but 2"):
         requests.from_form(f"{URL}\n{URL}2", str(tmp_path), "", "a" * 64)
+
+
+def test_an_input_file_with_a_byte_order_mark_and_dot_dot_directories(tmp_path,
+                                                                       monkeypatch) -> None:
+    """A UTF-8 BOM was taken as part of the first URL ("has no scheme"); `dir=../x` was
+    stored as written, so the same directory made two jobs."""
+    from dltui import requests
+
+    (tmp_path / "x").mkdir()
+    base = tmp_path / "lists"
+    base.mkdir()
+    monkeypatch.chdir(base)  # relative dir= values are taken from where the command runs
+    text = "\ufeffhttps://example.com/a.iso\n  dir=../x\nhttps://example.com/b.iso\n  dir=./../x/\n"
+    found = requests.from_input_file(text, "urls.txt", base)
+    assert [r.url for r in found] == ["https://example.com/a.iso", "https://example.com/b.iso"]
+    assert {str(r.dest_dir) for r in found} == {str(tmp_path / "x")}
