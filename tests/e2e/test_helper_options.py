@@ -60,3 +60,21 @@ def test_helpers_get_the_options_and_the_limit_holds_for_the_run(tmp_path, origi
         assert [j.state for j in jobs.list_jobs(led)] == [JobState.FINALIZED] * 4
     # 8 MiB at 2 MiB/s for the run: about 4 s (each process at the whole limit took 2 s).
     assert elapsed >= 8 / 2 * 0.8, elapsed
+
+
+def test_until_idle_ends_when_only_jobs_pinned_elsewhere_are_left(tmp_path, origin) -> None:
+    """A job pinned to another host is work only that host can do: `run --until-idle` on
+    this one waited for it for ever."""
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_HOST_NAME": "host-a"}
+    mine = origin.add("/mine.bin", blob(MiB, seed=810))
+    theirs = origin.add("/theirs.bin", blob(MiB, seed=811))
+    for args in ([mine], [theirs, "--host", "host-b"]):
+        subprocess.run([sys.executable, "-m", "dltui", "add", "-q", *args, "-d", str(dest)],
+                       env=env, check=True)
+    done = subprocess.run([sys.executable, "-m", "dltui", "run", "--until-idle"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "left 1 job(s) pinned to other hosts to them (host-b 1)" in done.stderr
+    with Ledger(home) as led:
+        assert [j.state for j in jobs.list_jobs(led)] == [JobState.FINALIZED, JobState.PLANNED]

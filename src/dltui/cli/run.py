@@ -28,8 +28,10 @@ from dltui.errors import (
     UsageError,
 )
 from dltui.ledger import Ledger, jobs, reconcile
+from dltui.ledger.liveness import hostname
 from dltui.model import JobState
 from dltui.rates import SmoothedRate
+from dltui.shown import shown
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -126,6 +128,12 @@ def cmd_run(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         raise pool.fatal
     if stop.is_set() and tty:
         sys.stderr.write("dltui run: stopped; active downloads were checkpointed and requeued\n")
+    if args.until_idle and not child:
+        elsewhere = jobs.pinned_elsewhere(ledger, hostname())
+        if elsewhere:
+            hosts = ", ".join(f"{shown(h)} {n}" for h, n in elsewhere.items())
+            sys.stderr.write(f"dltui run: left {sum(elsewhere.values())} job(s) pinned to other "
+                             f"hosts to them ({hosts})\n")
     failed = pool.stats.failed or helper_failed
     return EXIT_FAILURE if failed and args.until_idle else EXIT_OK
 

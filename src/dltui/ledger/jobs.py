@@ -384,16 +384,28 @@ def claimed_inodes(ledger: Ledger, inodes: Iterable[tuple[int, int]], *,
     return out
 
 
-def pending_work(ledger: Ledger) -> tuple[int, int]:
-    """(queued jobs that will run, active jobs): what keeps ``run --until-idle`` going."""
+def pending_work(ledger: Ledger, host: str | None = None) -> tuple[int, int]:
+    """(queued jobs that will run, active jobs): what keeps ``run --until-idle`` going. With
+    ``host``, only the jobs that host may run (those pinned to another host are left out:
+    only their own host can ever finish them)."""
     active = [s.value for s in ACTIVE_STATES]
+    mine = "" if host is None else " AND (host IS NULL OR host = ?)"
+    extra = () if host is None else (host,)
     queued = ledger.conn.execute(
-        "SELECT COUNT(*) FROM jobs WHERE state = 'PLANNED' AND control = 'run'"
+        f"SELECT COUNT(*) FROM jobs WHERE state = 'PLANNED' AND control = 'run'{mine}", extra
     ).fetchone()[0]
     running = ledger.conn.execute(
-        f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(active))})", active
-    ).fetchone()[0]
+        f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(active))}){mine}",
+        (*active, *extra)).fetchone()[0]
     return int(queued), int(running)
+
+
+def pinned_elsewhere(ledger: Ledger, host: str) -> dict[str, int]:
+    """Unfinished jobs pinned to hosts other than ``host``, counted by host."""
+    return {r[0]: int(r[1]) for r in ledger.conn.execute(
+        "SELECT host, COUNT(*) FROM jobs WHERE host IS NOT NULL AND host != ? "
+        "AND state NOT IN ('FINALIZED', 'FAILED', 'CANCELLED') GROUP BY host ORDER BY host",
+        (host,))}
 
 
 def counts(ledger: Ledger) -> dict[JobState, int]:

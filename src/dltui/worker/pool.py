@@ -168,13 +168,13 @@ class WorkerPool:
             return list(self._active.values())
 
     def idle(self) -> bool:
-        """True when no job is queued and none is active anywhere.
+        """True when no job this host may run is queued and none is active anywhere.
 
         An active job counts as work even when its holder is dead: this pool takes it over
         (at once for a dead process on this host, after the TTL for another host's), so
         ``run --until-idle`` never ends while a dead runner's jobs wait.
         """
-        queued, running = jobs.pending_work(self.ledger)
+        queued, running = jobs.pending_work(self.ledger, hostname())
         return queued == 0 and running == 0
 
     def run_until_idle(self, poll: float = 0.2) -> None:
