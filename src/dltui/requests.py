@@ -107,6 +107,9 @@ def parse_cookies(text: str, source: str) -> tuple[Cookie, ...]:
         if not domain or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n;\x00"):
             raise UsageError(f"{source}:{lineno}: cookie line has an empty domain or a bad "
                              "name or value")
+        if value and not _FIELD_VALUE.fullmatch(value):
+            raise UsageError(f"{source}:{lineno}: cookie {name} holds characters HTTP cannot "
+                             "send (only printable ASCII); the value is not shown")
         found.append(Cookie(domain, subdomains.upper() == "TRUE", path or "/",
                             secure.upper() == "TRUE", expiry, name, value))
     return tuple(found)
@@ -132,16 +135,28 @@ def check_host_name(text: str, *, what: str = "--host") -> str:
     return name
 
 
+#: What a header value may hold and httpx can send: printable ASCII, spaces and tabs.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
 def check_header(text: str, *, what: str = "-H") -> tuple[str, str]:
     """``Name: value`` as (name, value), or UsageError naming the problem."""
     name, sep, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not sep or not _TOKEN.fullmatch(name):
-        raise UsageError(f"{what} {text!r}: give a header as 'Name: value'")
+    # Never echo the value: it is what a header carries secrets in.
+    if not sep:
+        raise UsageError(f"{what}: give a header as 'Name: value' (what was given is not "
+                         "shown: it may be a secret)")
+    if not _TOKEN.fullmatch(name):
+        raise UsageError(f"{what} {name!r}: not a header name (letters, digits and "
+                         "!#$%&'*+-.^_`|~, no spaces); give 'Name: value'")
     if not value:
-        raise UsageError(f"{what} {text!r} has no value; give 'Name: value'")
+        raise UsageError(f"{what} {name}: no value; give 'Name: value'")
     if any(c in value for c in "\r\n\x00"):
         raise UsageError(f"{what} {name}: the value contains a line break or NUL byte")
+    if not _FIELD_VALUE.fullmatch(value):
+        raise UsageError(f"{what} {name}: the value holds characters HTTP cannot send (only "
+                         "printable ASCII); percent-encode them (the value is not shown)")
     if name.lower() in _RESERVED:
         raise UsageError(f"{what} {name}: dltui sets this header itself "
                          f"({_RESERVED[name.lower()]}); leave it out")

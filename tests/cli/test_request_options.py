@@ -144,12 +144,19 @@ def test_input_file_options_and_their_errors(tmp_path, origin) -> None:
 
 
 def test_bad_request_options_are_one_line_errors(tmp_path) -> None:
+    """A refused header never echoes its value any more (`-H 'X Bad: TOPSECRET42'` printed
+    it), and a value HTTP cannot send (non-ASCII) is refused here, not by the worker."""
     home, url = tmp_path / "home", "http://127.0.0.1:9/x"
     cookies = tmp_path / "c.txt"
     cookies.write_text("127.0.0.1\tFALSE\t/\n")
+    accented = tmp_path / "accented.txt"
+    accented.write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tpref\tcaf\u00e9SECRET\n")
     cases = [
         (["-H", "NoColonHere"], "give a header as 'Name: value'"),
-        (["-H", "X-Empty:"], "has no value"),
+        (["-H", "X-Empty:"], "X-Empty: no value"),
+        (["-H", "X Bad: TOPSECRET42"], "'X Bad': not a header name"),
+        (["-H", "X-Token: s\u00e9cr\u00e9t\u20acSECRET"], "X-Token: the value holds characters"),
+        (["--cookies", str(accented)], "cookie pref holds characters HTTP cannot send"),
         (["-H", "Accept-Encoding: gzip"], "sets this header itself"),
         (["--cookies", str(tmp_path / "missing.txt")], "cannot read it"),
         (["--cookies", str(cookies)], f"{cookies}:1: not a Netscape cookie line"),
@@ -162,6 +169,7 @@ def test_bad_request_options_are_one_line_errors(tmp_path) -> None:
         assert done.returncode == 2, (extra, done.stderr)
         assert message in done.stderr, (extra, done.stderr)
         assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "SECRET" not in done.stderr
     with Ledger(home) as led:
         assert jobs.list_jobs(led) == []  # bad input changes nothing
 
@@ -193,3 +201,13 @@ def test_netrc_login_for_the_own_host(tmp_path, origin) -> None:
         assert job.state is JobState.FAILED
         assert f"cannot read {netrc}" in (job.error or "")
     assert origin.requests("/broken.bin") == []
+
+
+def test_status_json_masks_the_referer_like_any_url(tmp_path) -> None:
+    home = tmp_path / "home"
+    added = _dltui(home, "add", "http://127.0.0.1:9/x", "-d", str(tmp_path), "--referer",
+                   "https://alice:REFPASS@ex.com/p?token=REFSECRET")
+    assert added.returncode == 0, added.stderr
+    shown = _dltui(home, "status", "--json")
+    assert "REFPASS" not in shown.stdout and "REFSECRET" not in shown.stdout
+    assert '"referer": "https://***@ex.com/p?token=***"' in shown.stdout

@@ -112,7 +112,9 @@ def _request_dict(job: Job) -> dict[str, object] | None:
     sent = job.request_options
     if not sent:
         return None
-    return {"headers": list(sent.header_names), "referer": sent.referer,
+    # The referer is a URL like any other: its user info and tokens are masked.
+    return {"headers": list(sent.header_names),
+            "referer": redact(sent.referer) if sent.referer else None,
             "user_agent": sent.user_agent}
 
 
