@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dltui.ledger import Ledger, jobs
+from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
 from dltui.origin import Origin, Resource
 from tests.conftest import TEST_ENV
@@ -190,8 +190,9 @@ def test_netrc_login_for_the_own_host(tmp_path, origin) -> None:
     # A job's own login wins over the file's.
     assert origin.requests("/own.bin", "GET")[-1].headers["authorization"] == _basic("dave", "x")
 
-    # A netrc file that cannot be parsed fails the job at once, naming the file.
-    netrc.write_text("machine 127.0.0.1 login carol password x bogus\n")
+    # A netrc file that cannot be parsed fails the job at once, naming the file and the
+    # line, never the token it choked on (that may be a password).
+    netrc.write_text("machine 127.0.0.1 login carol password x MYNETRCSECRET2\n")
     broken = origin.add("/broken.bin", blob(5000, seed=68))
     assert _dltui(home, "add", broken, "-d", str(dest)).returncode == 0
     ran = _dltui(home, "run", "--until-idle", env=env)
@@ -199,7 +200,10 @@ def test_netrc_login_for_the_own_host(tmp_path, origin) -> None:
     with Ledger(home) as led:
         job = next(j for j in jobs.list_jobs(led) if j.url == broken)
         assert job.state is JobState.FAILED
-        assert f"cannot read {netrc}" in (job.error or "")
+        assert f"cannot read {netrc}: it does not parse at line " in (job.error or "")
+        assert "MYNETRCSECRET2" not in (job.error or "")
+        assert not [e for e in events.for_job(led, job.id, 100)
+                    if "MYNETRCSECRET2" in str(e.data)]
     assert origin.requests("/broken.bin") == []
 
 

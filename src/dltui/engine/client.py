@@ -159,8 +159,11 @@ class Netrc:
                 except FileNotFoundError:
                     self.path = None
                     return None
-                except (netrc.NetrcParseError, OSError, UnicodeDecodeError) as exc:
-                    self._error = str(exc)
+                except netrc.NetrcParseError as exc:
+                    # Its message quotes the token it choked on, which may be a password.
+                    self._error = f"it does not parse at line {exc.lineno}"
+                except (OSError, UnicodeDecodeError) as exc:
+                    self._error = getattr(exc, "strerror", None) or type(exc).__name__
         if self._error is not None:
             raise CredentialsError(f"cannot read {self.path}: {self._error}; fix the file, or "
                                    "set netrc = false")
