@@ -101,11 +101,17 @@ class LedgerMissing(LedgerError):
 
 
 class LedgerDamaged(LedgerError):
-    """SQLite cannot read the ledger file: damaged bytes, or not a database at all."""
+    """SQLite cannot read the ledger file: damaged bytes, or (``foreign``) a file that is not
+    an SQLite database at all."""
 
-    def __init__(self, path: object, detail: str) -> None:
+    def __init__(self, path: object, detail: str, *, foreign: bool = False) -> None:
         self.path = path
         self.detail = detail
+        if foreign:  # not a database at all: someone else's file, never to be moved aside
+            super().__init__(
+                f"{path} is not a dltui ledger (not an SQLite database); point --ledger, "
+                "DLTUI_LEDGER or --home at a dltui ledger")
+            return
         super().__init__(
             f"ledger {path} is damaged ({detail}); `dltui check` shows what is readable; to "
             f"start anew move it aside (mv {path} {path}.damaged) - downloaded files are kept")

@@ -45,10 +45,15 @@ def test_refuses_a_newer_ledger(home: Path) -> None:
 
 
 def test_refuses_a_file_that_is_not_sqlite(home: Path) -> None:
+    """A file that is no SQLite database at all is someone else's: it is named as not a
+    ledger, never advised to be moved aside (`DLTUI_LEDGER=/etc/passwd` was told to
+    `mv /etc/passwd /etc/passwd.damaged`); a damaged SQLite file still is."""
     home.mkdir(parents=True)
     paths.ledger_path(home).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(LedgerError, match="is damaged \\(file is not a database\\)"):
+    with pytest.raises(LedgerError, match="is not a dltui ledger \\(not an SQLite database\\)"
+                       ) as caught:
         Ledger(home)
+    assert "mv " not in str(caught.value)
 
 
 def test_stored_object_lookup_uses_an_index(ledger) -> None:

@@ -310,3 +310,13 @@ def test_opening_the_ledger_again_keeps_this_process_locks(tmp_path) -> None:
     assert paths.ledger_path(home).with_name("ledger.db-shm").exists()
     assert jobs.get(first, 1).state is JobState.PLANNED
     first.close()
+
+
+def test_a_ledger_setting_naming_someone_elses_file_is_never_advised_to_be_moved(
+        tmp_path) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    proc = _dltui(tmp_path / "home", "status", DLTUI_LEDGER=str(passwd))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{passwd} is not a dltui ledger (not an SQLite database)" in proc.stderr
+    assert "mv " not in proc.stderr and passwd.read_text().startswith("root:")

@@ -60,6 +60,21 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     return sqlite_error_kind(exc) == "SQLITE_FULL"
 
 
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _foreign(path: Path) -> bool:
+    """True for a non-empty file that does not begin as an SQLite database does: not a
+    damaged ledger but someone's file (``DLTUI_LEDGER=/etc/passwd``)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError:
+        return False
+    return bool(head) and head != _SQLITE_HEADER
+
+
 def db_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
     """A ledger failure worded for the operator: which ledger (a file, or a PostgreSQL server),
     what happened, what to do."""
@@ -67,7 +82,7 @@ def db_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
     kind = sqlite_error_kind(exc)
     server = isinstance(path, str) and "://" in path
     if kind in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
-        return LedgerDamaged(path, detail)
+        return LedgerDamaged(path, detail, foreign=not server and _foreign(Path(path)))
     if getattr(exc, "sqlstate", "") == "53300":  # every connection slot of the server taken
         return LedgerError(f"ledger {path} refused a connection ({detail}); lower "
                            "ledger_connections on the hosts, or raise the server's "
