@@ -91,6 +91,26 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_next_get_resumes(tmp_path, origin)
     assert "range" in origin.requests("/slow.bin", "GET")[-1].headers
 
 
+def test_ctrl_c_says_when_a_server_may_not_resume(tmp_path, origin) -> None:
+    """A server that never said it takes ranges: the stop no longer claims the bytes are
+    "kept" (the next run started from zero)."""
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    url = origin.add("/nr.bin", Resource(data=blob(6 * MiB, seed=9), rate=2 * MiB,
+                                         advertise_ranges=False))
+    proc = subprocess.Popen([sys.executable, "-m", "dltui", "get", url, "-d", str(dest)],
+                            env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    with Ledger(home) as led:
+        wait_for(lambda: (j := jobs.find(led, 1)) is not None and j.bytes_committed > 0,
+                 "no progress")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    assert "downloaded that the next run starts over: its server has not said it takes " \
+           "byte ranges" in stdout, stdout
+    assert " kept" not in stdout
+
+
 def test_run_takes_connections_and_max_bandwidth(tmp_path, origin) -> None:
     home, dest = tmp_path / "home", tmp_path / "dl"
     data = blob(MiB, seed=7)

@@ -542,10 +542,13 @@ async def test_removed_rows_leave_a_watching_tui(home, dest) -> None:
         assert list(app.book.jobs) == [ids[1]]
 
 
-@pytest.mark.parametrize("ranges", [True, False])
+@pytest.mark.parametrize("ranges", [True, False, None])
 async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, ranges) -> None:
-    [job_id] = add(home, dest, origin.add("/cq.bin", Resource(data=blob(8 * MiB), rate=MiB,
-                                                             ranges=ranges)))
+    """None: a server that does not say whether it takes ranges counts as unknown (it was
+    taken as yes: "nothing is lost", and the next run started over)."""
+    served = Resource(data=blob(8 * MiB), rate=MiB, ranges=ranges is not False,
+                      advertise_ranges=ranges is not None)
+    [job_id] = add(home, dest, origin.add("/cq.bin", served))
     app = make(home, workers=1)
     async with app.run_test() as pilot:
         # Streaming, with what the server said about ranges recorded (at the headers).
@@ -554,7 +557,9 @@ async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, rang
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, ConfirmScreen)
         text = app.screen.question
-        assert ("nothing is lost" in text) is ranges, text
+        assert ("nothing is lost" in text) is (ranges is True), text
+        if ranges is None:
+            assert "1 may start over (their server has not said it takes byte ranges)" in text
         await pilot.press("y")
         await pilot.pause()
     assert job(home, job_id).state is JobState.PLANNED

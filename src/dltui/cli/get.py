@@ -132,7 +132,13 @@ def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: boo
         elif job.state is JobState.FAILED:
             out.write(f"ERR  #{job.id}  {redact(job.url)}: {job.error}\n")
         else:
-            kept = f", {_human_bytes(job.bytes_committed)} kept" if job.bytes_committed else ""
+            kept = ""
+            if job.bytes_committed:
+                have = _human_bytes(job.bytes_committed)
+                kept = f", {have} kept" if job.accept_ranges else (
+                    f", {have} downloaded that the next run starts over: its server "
+                    + ("takes no byte ranges" if job.accept_ranges is False else
+                       "has not said it takes byte ranges"))
             out.write(f"INPR #{job.id}  {redact(job.url)} ({job.state.value.lower()}{kept}; "
                       "`dltui get` it again or `dltui run` to finish)\n")
     ok = sum(j.state is JobState.FINALIZED for j in final)

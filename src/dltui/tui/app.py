@@ -659,10 +659,16 @@ class DltuiApp(App[None]):
             if yes:
                 self.exit()
 
-        # A server without ranges cannot resume: what those jobs have so far is lost.
+        # A server without ranges cannot resume: what those jobs have so far is lost. One
+        # that has not said (no Accept-Ranges yet) may not resume either: never "nothing".
         restart = sum(1 for run in runs if run.job.accept_ranges is False)
-        kept = "nothing is lost" if not restart else (
-            f"{restart} of them start over next time (their server takes no byte ranges)")
+        unsure = sum(1 for run in runs if run.job.accept_ranges is None)
+        lost = [f"{restart} of them start over next time (their server takes no byte "
+                "ranges)"] if restart else []
+        if unsure:
+            lost.append(f"{unsure} may start over (their server has not said it takes byte "
+                        "ranges)")
+        kept = "; ".join(lost) or "nothing is lost"
         self.push_screen(ConfirmScreen(
             f"{len(runs)} download(s) run in this process. Quit? They stop at a checkpoint and "
             f"go back to the queue; {kept}.", yes="Quit"), answered)
