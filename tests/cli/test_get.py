@@ -127,3 +127,16 @@ def test_run_takes_connections_and_max_bandwidth(tmp_path, origin) -> None:
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip() == \
         "dltui run: error: -x must be at least 1, got 0"
+
+
+def test_a_taken_name_is_said_not_silently_renamed(tmp_path, origin) -> None:
+    """`-o existing.txt` landed as `existing (1).txt` with nothing said."""
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    dest.mkdir()
+    (dest / "existing.txt").write_text("the user's own words\n")
+    done = _get(home, origin.add("/e.txt", blob(3000, seed=11)), "-d", str(dest),
+                "-o", "existing.txt")
+    assert done.returncode == 0, done.stderr
+    assert f"{dest / 'existing (1).txt'} (existing.txt was taken by another file, which is " \
+           "left as it is)" in done.stdout
+    assert (dest / "existing.txt").read_text() == "the user's own words\n"

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TextIO
 
 from dltui import requests
@@ -127,6 +128,12 @@ def _summary(ledger: Ledger, ids: list[int], seconds: float, *, interrupted: boo
     for job in final:
         if job.state is JobState.FINALIZED:
             done = " (already downloaded)" if there and job.id in there else ""
+            wanted = job.file_name or job.requested_name
+            if not done and wanted and job.final_path and Path(job.final_path).name != wanted:
+                # Never overwritten: the name was taken, so the file has the next free one.
+                done = f" ({wanted} was taken by another file, which is left as it is)"
+            elif job.adopted and not done:
+                done = " (the file was there already, with these bytes)"
             out.write(f"OK   #{job.id}  {_human_bytes(job.bytes_total)}  {job.final_path}"
                       f"{done}\n")
         elif job.state is JobState.FAILED:
