@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltui import paths
+from dltui.files import part_bytes
 from dltui.store import Store
 from dltui.units import human_size
 
@@ -58,10 +59,6 @@ class Held:
                 f"{human_size(self.store, compact=False)}{gc})")
 
 
-def _allocated(st: os.stat_result) -> int:
-    return st.st_blocks * 512 if st.st_blocks else 0
-
-
 def held_on(home: Path, where: Path) -> Held:
     """:class:`Held` on the filesystem of ``where`` (nothing when the home is elsewhere)."""
     try:
@@ -69,12 +66,9 @@ def held_on(home: Path, where: Path) -> Held:
     except OSError:
         return Held()
     parts = 0
-    pdir = paths.parts_dir(home)
     with contextlib.suppress(OSError):
-        if os.stat(pdir).st_dev == dev:
-            for entry in os.scandir(pdir):
-                with contextlib.suppress(OSError):
-                    parts += _allocated(entry.stat(follow_symlinks=False))
+        if os.stat(paths.parts_dir(home)).st_dev == dev:
+            parts = sum(part_bytes(home).values())
     kept = 0
     sdir = paths.store_dir(home)
     with contextlib.suppress(OSError):

@@ -61,7 +61,7 @@ class Proof:
 
     adopted: bool
     identity: FileIdentity | None  #: as stat said right after this job placed it
-    legacy: tuple[int, int, int] | None  #: device, inode, mtime (jobs finished before 0.15)
+    legacy: tuple[int, int, int] | None  #: device, inode, mtime (finished before migration 15)
     sha256: str | None
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -34,8 +35,10 @@ _UMASK_LOCK = threading.Lock()
 _TEMP_INFIX = ".dltui-"
 
 
+@functools.cache
 def current_umask() -> int:
-    """The process's umask, read without changing it where Linux says it (4.7 and later)."""
+    """The process's umask, read once (it is the user's choice when dltui starts), without
+    changing it where Linux says it (4.7 and later)."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
@@ -290,7 +293,7 @@ class Store:
         path = self.object_path(sha256)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except (FileNotFoundError, OSError):
+        except OSError:  # gone meanwhile, or a symlink planted under the name
             return None
         try:
             try:

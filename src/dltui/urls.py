@@ -242,6 +242,8 @@ _SIGNING = (frozenset({"x-amz-signature"}), frozenset({"signature", "awsaccesske
 
 def is_presigned(url: str) -> bool:
     """True for a URL signed for one method in its query (S3 or GCS presigned URLs)."""
+    if "?" not in url:  # most URLs: no parsing (``add -i`` asks this of every one)
+        return False
     query = urlsplit(url).query
     if not query:
         return False

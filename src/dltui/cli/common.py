@@ -270,9 +270,11 @@ def _rate_eta(job: Job, at: float, dead: dict[str, bool] | None) -> dict[str, fl
 
 
 def _offer_carry_over(ledger: Ledger, results: list[jobs.AddResult], *, quiet: bool,
-                      out: TextIO) -> None:
+                      out: TextIO) -> dict[int, Job]:
     """A new job whose presigned URL names the object an unfinished job has a part of: say
-    so, and on a terminal offer to carry that part over (``add --resume-from`` does it)."""
+    so, and on a terminal offer to carry that part over (``add --resume-from`` does it).
+    Returns the jobs that took a new one's place, by the new (removed) job's id."""
+    carried: dict[int, Job] = {}
     for result in results:
         if not result.created:
             continue
@@ -286,10 +288,11 @@ def _offer_carry_over(ledger: Ledger, results: list[jobs.AddResult], *, quiet: b
                              "[Y/n] ")
             sys.stderr.flush()
             if sys.stdin.readline().strip().lower() in ("", "y", "yes"):
-                jobs.resign(ledger, old.id, new)
+                carried[new.id] = jobs.resign(ledger, old.id, new)
                 out.write(f"job {old.id} carries on from its {kept} under the new URL "
                           f"(job {new.id} removed)\n")
                 continue
         sys.stderr.write(f"note: job {new.id} is job {old.id}'s object signed anew, and job "
                          f"{old.id} has {kept} of it: `dltui add URL --resume-from {old.id}` "
                          "carries that over instead of downloading it again\n")
+    return carried

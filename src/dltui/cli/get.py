@@ -60,10 +60,10 @@ def cmd_get(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
     specs = requests.from_arguments(args.urls, args.dir, args.name, None,
                                     checksum=args.checksum, sent=_request_defaults(args))
     results = jobs.add(ledger, specs, by="get")
-    _offer_carry_over(ledger, results, quiet=False, out=sys.stderr)
+    carried = _offer_carry_over(ledger, results, quiet=False, out=sys.stderr)
     # A job carried over to an older one's part: that one downloads in its place.
-    results = [r if jobs.find(ledger, r.job.id) is not None else
-               jobs.AddResult(jobs.by_key(ledger, r.job.idem_key), False) for r in results]
+    results = [jobs.AddResult(carried[r.job.id], False) if r.job.id in carried else r
+               for r in results]
     ids, there = [], []
     for result in results:  # a job from an earlier get (or add) is taken up again
         job = result.job

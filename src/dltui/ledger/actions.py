@@ -105,28 +105,22 @@ def cancel(ledger: Ledger, job_id: int, *, by: str = "cli") -> str:
     return "cancelled"
 
 
-def download_again_in(conn: sqlite3.Connection, job_id: int, *, reason: str,
-                      by: str) -> bool:
-    """Inside the caller's transaction: a FINALIZED job goes back to the queue as a fresh
-    download (its file is gone); False when it is not FINALIZED any more."""
-    row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None or row[0] != JobState.FINALIZED.value:
-        return False
-    transition_in(
-        conn, job_id, JobState.PLANNED, reason=reason,
-        fields={"sha256": None, "final_path": None, "bytes_committed": 0,
-                "prefix_hash": None, "decision": None, "decision_reason": None,
-                "error": None, "control": Control.RUN.value, "failed_tries": 0,
-                **dest_fields(None)},
-        by=by,
-    )
-    # The done ops describe effects that are gone; the next run must redo them.
-    conn.execute("UPDATE ops SET status = 'failed', error = 'effect vanished; requeued' "
-                 "WHERE job_id = ? AND status = 'done'", (job_id,))
-    return True
-
-
 def download_again(ledger: Ledger, job_id: int, *, reason: str, by: str = "cli") -> bool:
-    """:func:`download_again_in` in a transaction of its own."""
+    """A FINALIZED job goes back to the queue as a fresh download (its file is gone);
+    False when it is not FINALIZED any more."""
     with ledger.write() as conn:
-        return download_again_in(conn, job_id, reason=reason, by=by)
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row[0] != JobState.FINALIZED.value:
+            return False
+        transition_in(
+            conn, job_id, JobState.PLANNED, reason=reason,
+            fields={"sha256": None, "final_path": None, "bytes_committed": 0,
+                    "prefix_hash": None, "decision": None, "decision_reason": None,
+                    "error": None, "control": Control.RUN.value, "failed_tries": 0,
+                    **dest_fields(None)},
+            by=by,
+        )
+        # The done ops describe effects that are gone; the next run must redo them.
+        conn.execute("UPDATE ops SET status = 'failed', error = 'effect vanished; requeued' "
+                     "WHERE job_id = ? AND status = 'done'", (job_id,))
+    return True

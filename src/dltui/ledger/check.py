@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dltui import paths
+from dltui import files, paths
 from dltui.ledger import objects
 from dltui.ledger.migrations import SCHEMA_VERSION, schema_version
-from dltui.ledger.reconcile import placed_by_us
 from dltui.model import ACTIVE_STATES, FINAL_STATES, JobState
 from dltui.store import Store, sha256_file
 
@@ -78,8 +77,8 @@ def check(ledger: Ledger, *, deep: bool = False) -> list[Problem]:
                                    "`dltui get` of its URL downloads it again", note=True))
             elif r["adopted"]:
                 pass  # the user's file, found holding the bytes: nothing to prove
-            elif r["final_ino"] is not None and not placed_by_us(ledger, r,
-                                                                 Path(r["final_path"]), store):
+            elif r["final_ino"] is not None and not files.placed_by_us(
+                    Path(r["final_path"]), files.Proof.of(r), store):
                 out.append(Problem("file_changed", job_id, f"{r['final_path']} is not the "
                                    "file dltui placed (edited or replaced by someone else)",
                                    note=True))

@@ -257,15 +257,6 @@ def get(ledger: Ledger, job_id: int) -> Job:
     return Job.from_row(row)
 
 
-def by_key(ledger: Ledger, idem_key: str) -> Job:
-    """The job with this idempotency key, or UnknownJob (-1)."""
-    row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE idem_key = ?",
-                              (idem_key,)).fetchone()
-    if row is None:
-        raise UnknownJob(-1)
-    return Job.from_row(row)
-
-
 def find(ledger: Ledger, job_id: int) -> Job | None:
     """The job with this id, or None."""
     row = ledger.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

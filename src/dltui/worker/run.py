@@ -168,8 +168,8 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
     def _download_restarting(self) -> None:
         """:meth:`_download`, started over when the server's answer shows the object
-        changed (or otherwise contradicts the part): that is no failed try, whatever the
-        ``retries`` flag says. A server whose object changes on every request still ends:
+        changed (:data:`CONTENT_CHANGED`): that is no failed try, whatever the ``retries``
+        flag says. A server whose object changes on every request still ends:
         past :data:`MAX_RESTARTS` the change counts as a failed try."""
         for restart in itertools.count(1):
             try:
