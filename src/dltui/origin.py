@@ -103,6 +103,13 @@ class RequestRecord:
     headers: dict[str, str]
     status: int
     ts: float = 0.0
+    #: Body bytes written to the socket (filled in as the body goes out; one entry).
+    sent: list[int] = field(default_factory=list)
+
+    @property
+    def body_bytes(self) -> int:
+        """How much of the body the origin managed to send before the client left."""
+        return sum(self.sent)
 
 
 def _etags(header: str) -> list[str]:
@@ -125,10 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers -------------------------------------------------------------------------------
     def _record(self, status: int) -> None:
-        self.server.origin.log.append(
-            RequestRecord(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                          status, time.monotonic())
-        )
+        self._last = RequestRecord(self.command, self.path,
+                                   {k.lower(): v for k, v in self.headers.items()},
+                                   status, time.monotonic())
+        self.server.origin.log.append(self._last)
 
     def _simple(
         self, status: int, headers: dict[str, str] | None = None, head: bool = False,
@@ -300,6 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+        finally:
+            self._last.sent.append(sent)
 
     def _write(self, res: Resource, chunk: memoryview) -> None:
         if res.chunked:

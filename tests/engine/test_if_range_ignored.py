@@ -158,3 +158,20 @@ def test_a_host_that_refuses_head_is_not_asked_again(ledger, dest, origin, setti
         _done(ledger, job, data)
     heads = [r for i in range(3) for r in origin.requests(f"/nohead{i}.bin", "HEAD")]
     assert len(heads) == 1  # the first resume learnt it; the others went straight to GET
+
+
+def test_a_changed_object_costs_no_body_on_the_other_segments(ledger, dest, origin,
+                                                              settings) -> None:
+    """Each segment of a mismatch read about 2 MB of the wrong object before giving up; now
+    the answer's ETag is judged before its body, which is left unread."""
+    old, new = blob(8 * MiB, seed=470), blob(8 * MiB, seed=471)
+    url = origin.add("/unread.bin", Resource(versions=[old, new], change_after=1, rate=MiB,
+                                             **SERVERS["no-preconditions"]))
+    tuned = settings.replace(connections_per_file=4, min_segment_size=MiB, split_below_rate=0)
+    job = fetch_one(ledger, dest, tuned, url)
+    _done(ledger, job, new)
+    gets = origin.requests("/unread.bin", "GET")
+    restart = next(i for i, g in enumerate(gets) if i and "range" not in g.headers)
+    stale = [g for g in gets[1:restart] if "range" in g.headers]
+    assert stale and all(g.status == 206 for g in stale)
+    assert all(g.body_bytes < 512 * 1024 for g in stale), [g.body_bytes for g in stale]
