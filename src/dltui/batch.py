@@ -211,12 +211,13 @@ def _fetch(pool: WorkerPool, lane: list[JobRun],
             left.append((run, body))
             continue
         if isinstance(body, small.TooLarge):
+            pool.breaker.answered(run.host)
             large.append((run, body.length))
             continue
         if body is None or run.job.expected_sha256 not in (None, body.result.sha256):
             left.append((run, None))
             continue
-        pool.breaker.success(run.host)
+        pool.breaker.success(run.host, run.job.url)
         job = run.job
         name = job.requested_name or finalize.resolve_name(
             None, body.result.disposition_name, body.result.url or job.url)

@@ -62,8 +62,8 @@ class Settings:
         30.0, "Seconds without a byte from the server before the attempt counts as stalled.")
     max_redirects: int = _s(10, "Redirects followed per request before giving up.")
     retries: int = _s(5, "Tries per download before the job fails, counted over every run "
-                         "and lease (a try refused by an open circuit breaker counts too). "
-                         "Only transport errors, timeouts, stalls and 408/429/5xx are retried.")
+                         "and lease (waiting out an open circuit breaker is no try). Only "
+                         "transport errors, timeouts, stalls and 408/429/5xx are retried.")
     backoff_initial: float = _s(0.5, "First retry delay in seconds; it doubles on each retry.")
     backoff_max: float = _s(30.0, "Longest delay between retries, in seconds.")
     retry_after_max: float = _s(
@@ -117,9 +117,13 @@ class Settings:
     host_bandwidth: int = _s(
         0, "Bytes per second per host (flag `rate_limit`); 0 means no limit.", "bytes")
     breaker_threshold: int = _s(
-        5, "Consecutive failures that open a host's circuit breaker.")
+        5, "A host's circuit breaker opens after this many connection failures in a row, or "
+           "when this many of its URLs failed lately (5xx, timeouts) and more of its URLs "
+           "fail than work: a few bad URLs never stop a host's good ones.")
     breaker_cooldown: float = _s(
         30.0, "Seconds an open circuit waits before letting one request try again.")
+    breaker_window: float = _s(
+        300.0, "Seconds a URL's last failure or success counts toward its host's breaker.")
     min_speed: int = _s(
         1 << 10, "A download slower than this (bytes/s) for `min_speed_time` seconds counts "
                  "as stalled: the try fails and the next resumes, like curl --speed-limit "

@@ -186,10 +186,19 @@ class HTTPStatusError(DownloadError):
 
 
 class TransportError(DownloadError):
-    """The connection failed or the body was cut short; the next try resumes."""
+    """The connection failed or the body was cut short; the next try resumes.
+
+    ``host_fault`` says no connection to the host could be made at all (connect, TLS, proxy):
+    the host's breaker counts that against the host, not against the one URL asked.
+    """
 
     reason = "transport"
     retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 host_fault: bool = False) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.host_fault = host_fault
 
 
 class RedirectError(DownloadError):
@@ -229,14 +238,21 @@ class QuotaError(DownloadError):
 
 
 class CircuitOpenError(DownloadError):
-    """The host failed repeatedly; requests to it wait until ``until`` (epoch seconds)."""
+    """The host's breaker is open: its jobs wait until ``until`` (epoch seconds). ``cause``
+    says why it opened (``503 from 4 URLs``)."""
 
     reason = "circuit_open"
 
-    def __init__(self, host: str, until: float) -> None:
+    def __init__(self, host: str, until: float, cause: str | None = None) -> None:
         self.host = host
         self.until = until
-        super().__init__(f"circuit open for {host}: too many consecutive failures")
+        self.cause = cause
+        super().__init__(f"{COOLING} ({cause or 'repeated failures'})")
+
+
+#: How a job waiting behind its host's open breaker says so (``host cooling down (503 from 4
+#: URLs)``); shown with the seconds left after it (:func:`dltui.model.waiting`).
+COOLING = "host cooling down"
 
 
 class ResumeConflict(DownloadError):

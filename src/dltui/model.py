@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal, cast, get_args
 
+from dltui.errors import COOLING
 from dltui.urls import redact
 
 
@@ -300,6 +302,18 @@ class Job:
         shown = redact(self.canonical_url)
         tail = shown.rstrip("/").rsplit("/", 1)[-1]
         return tail or shown
+
+    def waiting(self, at: float) -> str | None:
+        """Why a queued job is not started yet and for how long (``host cooling down 23s
+        (503 from 4 URLs)``), or None when it may start now."""
+        if self.state is not JobState.PLANNED or self.not_before is None or \
+                self.not_before <= at:
+            return None
+        left = f"{math.ceil(self.not_before - at)}s"
+        text = self.error or "waiting"
+        if text.startswith(COOLING):
+            return f"{COOLING} {left}{text[len(COOLING):]}"
+        return f"{text}; next try in {left}"
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field, the request's secret values left out."""

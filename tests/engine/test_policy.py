@@ -64,27 +64,109 @@ def test_cancel_cuts_a_backoff_short() -> None:
     assert time.monotonic() - t0 < 10
 
 
-def test_breaker_opens_half_opens_and_closes() -> None:
+def _503(url: str) -> HTTPStatusError:
+    return HTTPStatusError(503, "Service Unavailable", url)
+
+
+def _refused() -> TransportError:
+    return TransportError("[Errno 111] Connection refused (http://h/)", host_fault=True)
+
+
+def test_breaker_opens_when_failures_span_urls_then_half_opens_and_closes() -> None:
     now = [1000.0]
     b = CircuitBreaker(threshold=3, cooldown=10.0, clock=lambda: now[0])
-    for _ in range(2):
-        b.failure("h", "boom")
+    for i in range(2):
+        b.failure("h", f"http://h/{i}", _503(f"http://h/{i}"))
         b.before_request("h")
-    b.failure("h", "boom")
+    b.failure("h", "http://h/2", _503("http://h/2"))
     with pytest.raises(CircuitOpenError) as info:
         b.before_request("h")
     assert info.value.until == 1010.0
+    assert info.value.cause == "503 from 3 URLs"
+    assert str(info.value) == "host cooling down (503 from 3 URLs)"
     b.before_request("other")  # hosts are independent
     now[0] = 1010.5
     b.before_request("h")  # half-open: one trial goes through...
     with pytest.raises(CircuitOpenError):
         b.before_request("h")  # ...and only one
-    b.failure("h", "still down")  # a failed trial re-opens at once
+    b.failure("h", "http://h/0", _503("http://h/0"))  # a failed trial re-opens at once
     with pytest.raises(CircuitOpenError):
         b.before_request("h")
     now[0] = 1030.0
     b.before_request("h")
-    b.success("h")
+    b.success("h", "http://h/9")
+    b.before_request("h")
+    assert b.snapshot()[0].state == "closed"
+    # Closing is a fresh start: one more failing URL does not re-open it.
+    b.failure("h", "http://h/0", _503("http://h/0"))
+    b.before_request("h")
+
+
+def test_a_few_bad_urls_never_open_their_host() -> None:
+    """Four URLs answering 503 among good ones, each failing again and again: the host stays
+    closed, however often they fail (they fail on their own budget)."""
+    b = CircuitBreaker(threshold=3, cooldown=10.0)
+    for i in range(20):
+        b.success("h", f"http://h/good{i}")
+    for _ in range(10):
+        for i in range(4):
+            b.failure("h", f"http://h/bad{i}", _503(f"http://h/bad{i}"))
+            b.before_request("h")
+    state = b.snapshot()[0]
+    assert state.state == "closed" and state.failures == 4
+
+
+def test_one_url_failing_alone_never_opens_its_host() -> None:
+    b = CircuitBreaker(threshold=2, cooldown=10.0)
+    for _ in range(10):
+        b.failure("h", "http://h/x", _503("http://h/x"))
+    b.before_request("h")
+
+
+def test_connection_failures_open_the_host_whatever_the_url() -> None:
+    now = [0.0]
+    b = CircuitBreaker(threshold=3, cooldown=10.0, clock=lambda: now[0])
+    for i in range(20):
+        b.success("h", f"http://h/{i}")  # it worked a minute ago...
+    for _ in range(2):
+        b.failure("h", "http://h/1", _refused())
+    b.before_request("h")
+    b.failure("h", "http://h/1", _refused())  # ...three refused connections in a row
+    with pytest.raises(CircuitOpenError) as info:
+        b.before_request("h")
+    assert info.value.cause == "3 connection failures in a row"
+
+
+def test_old_failures_age_out_of_the_window() -> None:
+    now = [0.0]
+    b = CircuitBreaker(threshold=3, cooldown=10.0, clock=lambda: now[0], window=60.0)
+    b.failure("h", "http://h/1", _503("http://h/1"))
+    b.failure("h", "http://h/2", _503("http://h/2"))
+    now[0] = 100.0
+    b.failure("h", "http://h/3", _503("http://h/3"))
+    b.before_request("h")  # one URL failing lately, not three
+    assert b.snapshot()[0].failures == 1
+
+
+def test_a_trial_that_never_reports_stops_blocking() -> None:
+    now = [0.0]
+    b = CircuitBreaker(threshold=1, cooldown=10.0, clock=lambda: now[0])
+    b.failure("h", "http://h/1", _refused())
+    now[0] = 11.0
+    b.before_request("h")  # the trial; its job is paused and never reports
+    with pytest.raises(CircuitOpenError):
+        b.before_request("h")
+    now[0] = 22.0
+    b.before_request("h")  # a new trial
+
+
+def test_an_answer_that_is_the_urls_own_fault_closes_a_trial() -> None:
+    now = [0.0]
+    b = CircuitBreaker(threshold=1, cooldown=10.0, clock=lambda: now[0])
+    b.failure("h", "http://h/1", _refused())
+    now[0] = 11.0
+    b.before_request("h")
+    b.answered("h")  # a 404: the host is up
     b.before_request("h")
     assert b.snapshot()[0].state == "closed"
 
@@ -92,7 +174,7 @@ def test_breaker_opens_half_opens_and_closes() -> None:
 def test_breaker_disabled_never_blocks() -> None:
     b = CircuitBreaker(threshold=1, cooldown=100.0)
     b.enabled = False
-    b.failure("h", "x")
+    b.failure("h", "http://h/", _refused())
     b.before_request("h")
 
 

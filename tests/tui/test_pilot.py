@@ -828,3 +828,34 @@ async def test_an_add_error_holding_markup_is_shown_as_typed(home, tmp_path) -> 
         error = _text(app.screen.query_one("#add-error"))
         assert "ftp://x/[/]" in error and "\x1b" not in error
         assert app.is_running
+
+
+async def test_a_waiting_job_and_its_host_tell_the_same_story(home, dest) -> None:
+    """A job held back by its host's open breaker says why and for how long in its row, its
+    detail and the hosts screen: one count-down (the breaker's), one cause."""
+    [job_id] = add(home, dest, "http://busy.example/f.bin")
+    until_at = time.time() + 45
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.PLANNED, not_before=until_at,
+                    error="host cooling down (503 from 4 URLs)")
+        hosts.publish(led, [hosts.HostStatus("busy.example", "open", 4, until_at, None,
+                                             "HTTP 503 Service Unavailable from "
+                                             "http://busy.example/b3", time.time(),
+                                             "503 from 4 URLs")])
+    app = make(home)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: job_id in app.book.jobs and app.side.statuses)
+        row = "".join(s.text for s in app.table.render_line(1))
+        assert "cooling 4" in row, row  # 45s or 44s left
+        if not app.detail.display:
+            await pilot.press("enter")
+        await until(pilot, lambda: "Waiting" in _text(app.detail.body))
+        body = _text(app.detail.body)
+        assert "host cooling down 4" in body and "s (503 from 4 URLs)" in body, body
+        await pilot.press("h")
+        await pilot.pause()
+        table = app.screen.query_one("DataTable")
+        cells = table.get_row_at(0)
+        assert cells[0] == "busy.example" and str(cells[5]).startswith("open 4"), cells
+        error = _text(app.screen.query_one("#hosts-error"))
+        assert "breaker open: 503 from 4 URLs; 1 job waiting, no try spent" in error, error

@@ -149,8 +149,9 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             beat = job.heartbeat_at or job.updated_at
             line += (f"  [stale {max(0, int(at - beat))}s: no live worker holds it; the next "
                      "run or `dltui reconcile` takes it over]")
-        if job.error:
-            line += f"  [{job.error}]"
+        why = job.waiting(at) or job.error
+        if why:
+            line += f"  [{why}]"
         out.write(line + "\n")
     if held:
         n = len(held)

@@ -87,6 +87,9 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         **_rate_eta(job, at, dead),
         "failed_tries": job.failed_tries,
         "error": job.error,
+        # A queued job held back (its host cooling down): why, and until when.
+        "waiting": job.waiting(at),
+        "not_before": job.not_before if job.waiting(at) else None,
         # Header names only: their values are secrets.
         "request": _request_dict(job),
         # The fleet: the host it is pinned to, the host its part is on, the lease's host.

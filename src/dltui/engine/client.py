@@ -275,7 +275,9 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
         raise RedirectError(f"too many redirects (a loop?) from {url}: {exc}") from None
     except httpx.TimeoutException as exc:
         kind = type(exc).__name__.replace("Timeout", " timeout").lower()
-        raise TransportError(f"{kind} from {_hop(exc, url)}") from None
+        raise TransportError(f"{kind} from {_hop(exc, url)}",
+                             host_fault=isinstance(exc, httpx.ConnectTimeout)
+                             and _at_home(exc, url)) from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise DownloadError(f"cannot request {_hop(exc, url)}: {exc}") from None
     except httpx.ConnectError as exc:
@@ -291,11 +293,14 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
         if proxy is not None:
             raise TransportError(
                 f"cannot connect to proxy {redact(proxy)} (for {_host(url)}): "
-                f"{str(exc) or type(exc).__name__}; check HTTP(S)_PROXY and NO_PROXY") from None
-        raise TransportError(f"{str(exc) or type(exc).__name__} ({_hop(exc, url)})") from None
+                f"{str(exc) or type(exc).__name__}; check HTTP(S)_PROXY and NO_PROXY",
+                host_fault=True) from None
+        raise TransportError(f"{str(exc) or type(exc).__name__} ({_hop(exc, url)})",
+                             host_fault=_at_home(exc, url)) from None
     except httpx.ProxyError as exc:
         raise TransportError(
-            f"proxy {redact(proxy_for(client, url) or '?')} refused {_host(url)}: {exc}") from None
+            f"proxy {redact(proxy_for(client, url) or '?')} refused {_host(url)}: {exc}",
+            host_fault=True) from None
     except httpx.RemoteProtocolError as exc:
         detail = str(exc) or type(exc).__name__
         if detail.startswith(_MALFORMED):
@@ -308,6 +313,16 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
     except httpx.TransportError as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"{detail} ({_hop(exc, url)})") from None
+
+
+def _at_home(exc: Exception, url: str) -> bool:
+    """True when the request that failed went to ``url``'s own host: a redirect target that
+    cannot be reached says nothing about the host the job asked."""
+    try:
+        hop = exc.request.url.host if isinstance(exc, httpx.RequestError) else None
+    except RuntimeError:  # raised before a request existed
+        return True
+    return hop is None or hop == _host(url)
 
 
 def _hop(exc: Exception, url: str) -> str:

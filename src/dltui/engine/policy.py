@@ -8,14 +8,21 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import tenacity
 
 from dltui.config import Settings
-from dltui.errors import CircuitOpenError, DownloadError, Interrupted
+from dltui.errors import (
+    CircuitOpenError,
+    DownloadError,
+    HTTPStatusError,
+    Interrupted,
+    TransportError,
+)
 
 if TYPE_CHECKING:  # pyrate-limiter loads only when a limit is set: it costs ~35 ms at start-up
     from pyrate_limiter import Limiter
@@ -259,73 +266,151 @@ class BreakerState:
 
     host: str
     state: str  # closed | open | half_open
+    #: Failures that count now: the host's own in a row, else its URLs failing lately.
     failures: int
     open_until: float | None
     last_error: str | None
+    #: Why it opened (or would): ``503 from 4 URLs``, ``5 connection failures in a row``.
+    cause: str | None = None
+
+
+def _blame(exc: DownloadError) -> tuple[str, bool]:
+    """A failure's short label and whether it blames the host itself (no connection at all)
+    rather than the one URL asked."""
+    if isinstance(exc, HTTPStatusError):
+        return str(exc.status), False
+    if isinstance(exc, TransportError) and exc.host_fault:
+        return "connection failures", True
+    return "transport errors", False
+
+
+@dataclass(slots=True)
+class _Host:
+    #: Failures in a row that blame the host itself (connect, TLS, proxy).
+    in_a_row: int = 0
+    #: URL -> (when it last failed, label): URLs whose last answer was a failure.
+    failing: dict[str, tuple[float, str]] = field(default_factory=dict)
+    #: URL -> when it last worked: URLs whose last answer was a success.
+    working: dict[str, float] = field(default_factory=dict)
+    open_until: float | None = None
+    trial: bool = False
+    trial_since: float = 0.0
+    last_error: str | None = None
+    cause: str | None = None
 
 
 class CircuitBreaker:
-    """Per host: opens after ``threshold`` consecutive failures, lets one trial through after
-    ``cooldown`` seconds (half-open), and closes again on a success."""
+    """Per host, failures counted per URL and for the host itself.
+
+    A host's circuit opens when ``threshold`` connections to it failed in a row (connect,
+    TLS, proxy: the host itself is down), or when ``threshold`` of its URLs failed lately
+    (within ``window`` seconds) and more of its recent URLs fail than work: a few bad URLs
+    among good ones never open it, whatever each of them answers and however often. After
+    ``cooldown`` seconds one trial goes through (half-open); a success closes the circuit.
+    """
 
     def __init__(
-        self, threshold: int, cooldown: float, clock: Callable[[], float] = time.time
+        self, threshold: int, cooldown: float, clock: Callable[[], float] = time.time,
+        *, window: float = 300.0,
     ) -> None:
-        self.threshold = threshold
+        self.threshold = max(1, threshold)
         self.cooldown = cooldown
+        self.window = window
         self.enabled = True
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, int] = {}
-        self._open_until: dict[str, float] = {}
-        self._trial: set[str] = set()
-        self._last_error: dict[str, str] = {}
+        self._hosts: dict[str, _Host] = {}
 
     def before_request(self, host: str) -> None:
         """Raise CircuitOpenError while the host's circuit is open."""
         if not self.enabled:
             return
         with self._lock:
-            until = self._open_until.get(host)
-            if until is None:
+            h = self._hosts.get(host)
+            if h is None or h.open_until is None:
                 return
             now = self._clock()
-            if now < until:
-                raise CircuitOpenError(host, until)
-            if host in self._trial:  # half-open: one trial at a time
-                raise CircuitOpenError(host, now + min(self.cooldown, 5.0))
-            self._trial.add(host)
+            if now < h.open_until:
+                raise CircuitOpenError(host, h.open_until, h.cause)
+            # Half-open: one trial at a time. A trial that never reported (its job was
+            # paused, or lost its lease) stops counting after a cool-down of its own.
+            if h.trial and now < h.trial_since + self.cooldown:
+                raise CircuitOpenError(host, now + min(self.cooldown, 5.0), h.cause)
+            h.trial, h.trial_since = True, now
 
-    def success(self, host: str) -> None:
-        """A request to the host worked: close its circuit."""
+    def success(self, host: str, url: str | None = None) -> None:
+        """A request to ``url`` on the host worked: the host works, its circuit closes."""
         with self._lock:
-            self._failures[host] = 0  # keep the host listed, closed
-            self._open_until.pop(host, None)
-            self._trial.discard(host)
+            h = self._hosts.setdefault(host, _Host())  # keep the host listed, closed
+            h.in_a_row = 0
+            if h.open_until is not None:  # a fresh start: what opened it is over
+                h.failing.clear()
+                h.open_until, h.trial, h.cause = None, False, None
+            if url is not None:
+                h.failing.pop(url, None)
+                h.working.pop(url, None)
+                h.working[url] = self._clock()  # newest last, so pruning stops early
 
-    def failure(self, host: str, error: str) -> None:
-        """A request to the host failed in a way that blames the host."""
+    def answered(self, host: str) -> None:
+        """The host answered, with an error that is the URL's own (a 404, a bad body): the
+        host is up, so a trial that got this far closes its circuit."""
+        self.success(host)
+
+    def failure(self, host: str, url: str, exc: DownloadError) -> None:
+        """A request to ``url`` failed in a way that may blame the host (5xx, transport)."""
+        label, host_fault = _blame(exc)
         with self._lock:
-            self._last_error[host] = error
-            count = self._failures.get(host, 0) + 1
-            self._failures[host] = count
-            if host in self._trial or count >= self.threshold:
-                self._open_until[host] = self._clock() + self.cooldown
-                self._trial.discard(host)
+            now = self._clock()
+            h = self._hosts.setdefault(host, _Host())
+            h.last_error = str(exc)
+            if host_fault:
+                h.in_a_row += 1
+            else:
+                h.in_a_row = 0
+                h.working.pop(url, None)
+                h.failing.pop(url, None)
+                h.failing[url] = (now, label)
+            self._prune(h, now)
+            cause = self._cause(h)
+            if cause is not None or (h.trial and (host_fault or h.failing)):
+                h.open_until = now + self.cooldown
+                h.cause = cause or h.cause or label
+            h.trial = False
+
+    def _prune(self, h: _Host, now: float) -> None:
+        horizon = now - self.window
+        for url in [u for u, (t, _) in h.failing.items() if t < horizon]:
+            del h.failing[url]
+        for url, t in list(h.working.items()):  # oldest first
+            if t >= horizon:
+                break
+            del h.working[url]
+
+    def _cause(self, h: _Host) -> str | None:
+        """Why the host's circuit should be open now, or None."""
+        if h.in_a_row >= self.threshold:
+            return f"{h.in_a_row} connection failures in a row"
+        if len(h.failing) >= self.threshold and len(h.failing) > len(h.working):
+            labels = Counter(label for _, label in h.failing.values())
+            what = ", ".join(label for label, _ in labels.most_common(3))
+            return f"{what} from {len(h.failing)} URLs"
+        return None
 
     def snapshot(self) -> list[BreakerState]:
         """Every host the breaker has seen."""
         with self._lock:
             now = self._clock()
             out = []
-            for host in sorted(set(self._failures) | set(self._open_until)):
-                until = self._open_until.get(host)
-                if until is None:
+            for host in sorted(self._hosts):
+                h = self._hosts[host]
+                self._prune(h, now)
+                if h.open_until is None:
                     state = "closed"
-                elif host in self._trial or now >= until:
+                elif h.trial or now >= h.open_until:
                     state = "half_open"
                 else:
                     state = "open"
-                out.append(BreakerState(host, state, self._failures.get(host, 0), until,
-                                        self._last_error.get(host)))
+                failures = h.in_a_row or len(h.failing)
+                out.append(BreakerState(host, state, failures, h.open_until, h.last_error,
+                                        h.cause if h.open_until is not None else None))
             return out

@@ -40,6 +40,8 @@ class HostStatus:
     retry_after_until: float | None
     last_error: str | None
     updated_at: float
+    #: Why the breaker opened: ``503 from 4 URLs``, ``5 connection failures in a row``.
+    cause: str | None = None
 
 
 def limits(ledger: Ledger) -> dict[str, HostLimitRow]:
@@ -94,9 +96,10 @@ def publish(ledger: Ledger, statuses: list[HostStatus]) -> None:
     with ledger.write(shared=True) as conn:
         conn.executemany(
             "INSERT INTO host_status (host, breaker, failures, open_until, retry_after_until, "
-            "last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(host) DO UPDATE "
+            "last_error, updated_at, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(host) DO UPDATE "
             "SET breaker = excluded.breaker, failures = excluded.failures, "
-            "open_until = excluded.open_until, "
+            "open_until = excluded.open_until, cause = excluded.cause, "
             # The later of the two (CASE: SQLite's max() and PostgreSQL's GREATEST differ).
             "retry_after_until = CASE WHEN COALESCE(host_status.retry_after_until, 0) > "
             "COALESCE(excluded.retry_after_until, 0) THEN host_status.retry_after_until "
@@ -104,7 +107,7 @@ def publish(ledger: Ledger, statuses: list[HostStatus]) -> None:
             "last_error = COALESCE(excluded.last_error, host_status.last_error), "
             "updated_at = excluded.updated_at",
             [(s.host, s.breaker, s.failures, s.open_until, s.retry_after_until, s.last_error,
-              s.updated_at) for s in statuses],
+              s.updated_at, s.cause) for s in statuses],
         )
 
 
@@ -113,4 +116,4 @@ def statuses(ledger: Ledger) -> dict[str, HostStatus]:
     rows = ledger.conn.execute("SELECT * FROM host_status").fetchall()
     return {r["host"]: HostStatus(r["host"], r["breaker"], r["failures"], r["open_until"],
                                   r["retry_after_until"] or None, r["last_error"],
-                                  r["updated_at"]) for r in rows}
+                                  r["updated_at"], r["cause"]) for r in rows}

@@ -218,6 +218,12 @@ def _m015_placement(db: sqlite_utils.Database) -> None:
     db.table("objects").add_column("used_at", float)
 
 
+def _m016_breaker_cause(db: sqlite_utils.Database) -> None:
+    # A host's breaker opens only when failures span its URLs (or the host itself fails);
+    # its row says why, so the hosts screen and the waiting jobs tell the same story.
+    db.table("host_status").add_column("cause", str)
+
+
 #: The migrations, in order; version N is ``MIGRATIONS[N - 1]``. Never edit a released one.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial", _m001_initial),
@@ -235,6 +241,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("processes", _m013_processes),
     ("rev_sequence", _m014_rev_sequence),
     ("placement", _m015_placement),
+    ("breaker_cause", _m016_breaker_cause),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -324,6 +331,7 @@ PG_MIGRATIONS: list[tuple[str, list[str]]] = [
         f"ALTER TABLE jobs ADD COLUMN final_removed_at {_PG_TIME}",
         f"ALTER TABLE objects ADD COLUMN used_at {_PG_TIME}",
     ]),
+    ("breaker_cause", ["ALTER TABLE host_status ADD COLUMN cause TEXT"]),
 ]
 
 

@@ -60,7 +60,8 @@ class WorkerPool:
         self.client = make_client(settings, connections=max(self.size, 1) * per_job)
         self.limits = policy.RateLimits(settings)
         self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
-                                             settings.breaker_cooldown)
+                                             settings.breaker_cooldown,
+                                             window=settings.breaker_window)
         self.flags = flags.current(ledger)
         self.stats = PoolStats()
         self._stop = threading.Event()
@@ -151,16 +152,18 @@ class WorkerPool:
         for b in self.breaker.snapshot():
             until, error = retry.pop(b.host, (None, None))
             report.append(hosts.HostStatus(b.host, b.state, b.failures, b.open_until, until,
-                                           b.last_error or error, now))
+                                           b.last_error or error, now, b.cause))
         report.extend(hosts.HostStatus(h, "closed", 0, None, until, error, now)
                       for h, (until, error) in retry.items())
-        fresh = [s for s in report
-                 if self._published.get(s.host) != (s.breaker, s.failures, s.open_until,
-                                                     s.retry_after_until, s.last_error)]
+
+        def key(s: hosts.HostStatus) -> tuple[object, ...]:
+            return (s.breaker, s.failures, s.open_until, s.retry_after_until, s.last_error,
+                    s.cause)
+
+        fresh = [s for s in report if self._published.get(s.host) != key(s)]
         hosts.publish(self.ledger, fresh)
         for s in fresh:
-            self._published[s.host] = (s.breaker, s.failures, s.open_until,
-                                       s.retry_after_until, s.last_error)
+            self._published[s.host] = key(s)
 
     def active(self) -> list[JobRun]:
         """The jobs being worked on now."""

@@ -81,10 +81,9 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         except LeaseLost:
             pass  # another worker (or the reconciler) owns the job now; write nothing
         except CircuitOpenError as exc:
-            if self._failed_total >= self._budget:
-                self.fail(exc)  # the breaker delays a job; it never keeps one alive for ever
-            else:
-                self._requeue(f"{exc}; retrying after the cool-down", not_before=exc.until)
+            # Waiting out its host's cool-down costs the job no try: only its own requests'
+            # failures do, so it fails, when it does, with its own last error.
+            self._requeue(str(exc), not_before=exc.until)
         except DownloadError as exc:
             self.fail(exc)
         except DltuiError as exc:
@@ -145,11 +144,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         pool = self.pool
         handed, self._handed_error = self._handed_error, None
         if self.flags.circuit_breaker and handed is None:
-            try:
-                pool.breaker.before_request(self.host)
-            except CircuitOpenError:
-                self._failed += 1  # a refused try counts like any other
-                raise
+            pool.breaker.before_request(self.host)  # refused: no request, no try spent
         try:
             if handed is not None:
                 raise handed
@@ -158,13 +153,17 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self._failed += 1
             blames_host = isinstance(exc, TransportError) or exc.status >= 500
             if blames_host and self.flags.circuit_breaker:
-                pool.breaker.failure(self.host, str(exc))
+                pool.breaker.failure(self.host, self.job.url, exc)
+            elif self.flags.circuit_breaker:
+                pool.breaker.answered(self.host)
             raise
-        except DownloadError:
+        except DownloadError as exc:
             self._failed += 1
+            if not isinstance(exc, QuotaError):  # the host answered; this URL is at fault
+                pool.breaker.answered(self.host)
             raise
         else:
-            pool.breaker.success(self.host)
+            pool.breaker.success(self.host, self.job.url)
 
     def _download_restarting(self) -> None:
         """:meth:`_download`, started over when the server's answer shows the object

@@ -3,6 +3,7 @@ edit limits."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -134,6 +135,8 @@ class HostsScreen(ModalScreen[None]):
         self.settings = settings
         self.clock = clock
         self._errors: dict[str, str] = {}
+        self._causes: dict[str, str] = {}
+        self._waiting: dict[str, int] = {}
         self.table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row",
                                                zebra_stripes=True)
 
@@ -187,9 +190,12 @@ class HostsScreen(ModalScreen[None]):
             limit = stored.get(host)
             st = status.get(host)
             using = sum(self.book.rate(j) for j in active.get(host, []))
-            breaker = st.breaker if st else "closed"
-            if st and st.breaker == "open" and st.open_until:
-                breaker = f"open {max(0, int(st.open_until - now))}s"
+            breaker = "closed"
+            if st and st.breaker == "open" and st.open_until and st.open_until > now:
+                # The same count-down the host's waiting jobs show (their not_before).
+                breaker = f"open {math.ceil(st.open_until - now)}s"
+            elif st and st.breaker != "closed":
+                breaker = "trial"  # half-open: one request is trying the host again
             wait = "-"
             if st and st.retry_after_until and st.retry_after_until > now:
                 wait = f"{int(st.retry_after_until - now) + 1}s"
@@ -203,6 +209,9 @@ class HostsScreen(ModalScreen[None]):
                 breaker, wait, key=host,
             )
         self._errors = {h: st.last_error for h, st in status.items() if st.last_error}
+        self._causes = {h: st.cause for h, st in status.items()
+                        if st.cause and st.breaker != "closed"}
+        self._waiting = self._waiting_by_host(now)
         if current in names:
             table.move_cursor(row=names.index(current))
         self._show_error()
@@ -210,10 +219,25 @@ class HostsScreen(ModalScreen[None]):
     def on_data_table_row_highlighted(self) -> None:
         self._show_error()
 
+    def _waiting_by_host(self, now: float) -> dict[str, int]:
+        """Queued jobs held back per host (the ones whose rows count down)."""
+        out: dict[str, int] = {}
+        for job in self.book.jobs.values():
+            if job.not_before is not None and job.waiting(now) is not None:
+                host = urlsplit(job.canonical_url).hostname or "?"
+                out[host] = out.get(host, 0) + 1
+        return out
+
     def _show_error(self) -> None:
         host = self._selected_host()
         error = self._errors.get(host or "")
         line = Text()
+        cause = self._causes.get(host or "")
+        if host and cause:
+            waiting = self._waiting.get(host, 0)
+            line.append("breaker open", "bold")
+            line.append(f": {shown(cause)}; {waiting} job{'s' if waiting != 1 else ''} "
+                        "waiting, no try spent\n")
         if host and error:
             line.append("last error", "bold")
             line.append(f" of {shown(host)}: {shown(error)}")

@@ -122,7 +122,10 @@ class DetailPane(VerticalScroll):
         facts.add_row("Attempts", str(job.attempts))
         if job.sha256:
             facts.add_row("SHA-256", job.sha256)
-        if job.error:
+        waiting = job.waiting(now)
+        if waiting:
+            facts.add_row(Text("Waiting", style="bold"), fmt.plain(waiting))
+        elif job.error:
             facts.add_row(Text("Error", style="bold red"), fmt.plain(job.error, style="red"))
 
         op_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")

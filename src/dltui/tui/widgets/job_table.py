@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from dltui.errors import COOLING
 from dltui.model import Job, JobState
 from dltui.shown import shown
 from dltui.tui import format as fmt
@@ -207,6 +209,7 @@ class JobTable(ScrollView, can_focus=True):
     def _cells(self, job: Job, columns: list[Column],
                states: dict[JobState, Style]) -> list[tuple[str, Column, Style | str]]:
         book = self.book
+        now = self._clock()
         out: list[tuple[str, Column, Style | str]] = []
         for col in columns:
             style: Style | str = ""
@@ -217,6 +220,11 @@ class JobTable(ScrollView, can_focus=True):
             elif col.key == "progress":
                 text = f"{fmt.bar(job.bytes_committed, job.bytes_total, col.width - 5)} " \
                        f"{fmt.percent(job.bytes_committed, job.bytes_total):>4}"
+                if job.not_before is not None and job.waiting(now) is not None:
+                    # Held back: the detail pane and the hosts screen say why at length.
+                    cooling = (job.error or "").startswith(COOLING)
+                    text = f"{'cooling' if cooling else 'wait'} " \
+                           f"{fmt.duration(math.ceil(job.not_before - now))}"
             elif col.key == "size":
                 text = f"{fmt.size(job.bytes_committed)}/{fmt.size(job.bytes_total)}"
             elif col.key == "rate":
