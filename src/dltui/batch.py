@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dltui import durability, paths
-from dltui.engine import finalize, quota, resume, small
+from dltui.engine import finalize, quota, resume, small, watching
 from dltui.engine.transfer import SpeedGuard, StreamOptions
 from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import batched, events, jobs, leases, objects, ops
@@ -192,9 +192,10 @@ def _get(pool: WorkerPool, run: JobRun) -> small.SmallBody | small.TooLarge | Dl
             limits.bandwidth(run.host, n, run.cancel, run.control)
 
     try:
-        return small.fetch_small(pool.client, run.job.url, _FRESH,
-                                 max_bytes=pool.settings.batch_max_size, guard=guard,
-                                 charge=charge, request=run.job.request_options)
+        with watching(run.cancel, run.control):  # a stop cuts any socket wait
+            return small.fetch_small(pool.client, run.job.url, _FRESH,
+                                     max_bytes=pool.settings.batch_max_size, guard=guard,
+                                     charge=charge, request=run.job.request_options)
     except DltuiError as exc:
         return exc
 

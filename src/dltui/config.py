@@ -60,6 +60,9 @@ class Settings:
     connect_timeout: float = _s(10.0, "Seconds to wait for a TCP/TLS connection.")
     read_timeout: float = _s(
         30.0, "Seconds without a byte from the server before the attempt counts as stalled.")
+    header_timeout: float = _s(
+        30.0, "Seconds a response's whole header block may take, however it trickles in "
+              "(the read timeout restarts with every byte); 0 means no limit.")
     max_redirects: int = _s(10, "Redirects followed per request before giving up.")
     retries: int = _s(5, "Tries per download before the job fails, counted over every run "
                          "and lease (waiting out an open circuit breaker is no try). Only "

@@ -78,6 +78,9 @@ class Resource:
     raw_status_line: bytes | None = None
     #: Pad the header block with about this many bytes of extra headers.
     header_bytes: int = 0
+    #: Send the header block one byte every this many seconds, never ending it: a server
+    #: that holds a request for ever while every single read stays under its timeout.
+    trickle_headers: float | None = None
     #: nginx/Apache-style validators: Last-Modified from this mtime and the ETag
     #: ``"<mtime hex>-<size hex>"``, so other content of the same size and mtime keeps both.
     mtime: int | None = None
@@ -159,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             res = origin.resources.get(path)
         if res is not None and res.latency:
             time.sleep(res.latency)
+        if res is not None and res.trickle_headers is not None:
+            self._trickle(res.trickle_headers)
+            return
         with origin.lock:
             res = origin.resources.get(path)
             if res is None:
@@ -261,6 +267,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_body(res, memoryview(body)[start:end], nth)
         if res.extra_length:
             self.close_connection = True
+
+    def _trickle(self, every: float) -> None:
+        """A header block that never ends: one byte every ``every`` seconds (for at most
+        five minutes), so no read waits long enough to time out."""
+        self._record(200)
+        self.close_connection = True
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            self.wfile.flush()
+            for _ in range(int(300 / every)):
+                time.sleep(every)
+                self.wfile.write(b"x")
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up: what is being tested
 
     def _if_range_ok(self, etag: str | None, last_mod: str | None) -> bool:
         value = self.headers.get("If-Range")

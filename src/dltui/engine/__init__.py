@@ -11,6 +11,7 @@ import sys
 if "httpx" not in sys.modules:
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: unimportable
 
+from dltui.engine._net import watching
 from dltui.engine.client import make_client, mapped_errors
 from dltui.engine.finalize import resolve_name
 from dltui.engine.policy import CircuitBreaker, HostLimit, RateLimits, retrying
@@ -46,4 +47,5 @@ __all__ = [
     "precheck",
     "resolve_name",
     "retrying",
+    "watching",
 ]

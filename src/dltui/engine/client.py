@@ -17,6 +17,7 @@ import httpx
 
 from dltui import __version__
 from dltui.config import Settings
+from dltui.engine import _net
 from dltui.errors import (
     CertificateError,
     CredentialsError,
@@ -212,11 +213,39 @@ def _sender(netrc_file: Netrc) -> Any:
     return send_job_options
 
 
+def _header_deadline(timeout: float) -> tuple[Any, Any]:
+    """Request and response hooks that bound each hop's whole header block (:mod:`_net`)."""
+    def sent(request: httpx.Request) -> None:
+        _net.headers_started(request.url.host, timeout)
+
+    def received(response: httpx.Response) -> None:
+        _net.headers_done()
+
+    return sent, received
+
+
+def _sliced_io(client: httpx.Client) -> None:
+    """Give every connection pool of ``client`` (its own, and one per proxy from the
+    environment) the backend whose waits a stop or a header deadline cuts short. httpx takes
+    no backend of its own choosing; httpcore is pinned in constraints.txt."""
+    backend = _net.Backend()
+    for transport in [client._transport, *client._mounts.values()]:
+        if transport is None:  # NO_PROXY: the client's own transport
+            continue
+        pool = getattr(transport, "_pool", None)
+        if pool is None or not hasattr(pool, "_network_backend"):
+            raise RuntimeError("this httpx/httpcore has no pool backend to set; install the "
+                               "versions in constraints.txt")
+        pool._network_backend = backend
+
+
 def make_client(settings: Settings, *, connections: int) -> httpx.Client:
     """One client for every worker thread: a shared connection pool, identity encoding."""
-    return httpx.Client(
-        event_hooks={"request": [_sender(Netrc(netrc_path(settings)))],
-                     "response": [] if settings.allow_downgrade else [_refuse_downgrade]},
+    sent, received = _header_deadline(settings.header_timeout)
+    client = httpx.Client(
+        event_hooks={"request": [_sender(Netrc(netrc_path(settings))), sent],
+                     "response": [received] if settings.allow_downgrade
+                     else [received, _refuse_downgrade]},
         verify=_trust(settings),
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,
@@ -237,6 +266,8 @@ def make_client(settings: Settings, *, connections: int) -> httpx.Client:
         },
         trust_env=settings.trust_env,
     )
+    _sliced_io(client)
+    return client
 
 
 #: h11's messages for a response no retry can parse (a garbled status or header line).
@@ -270,7 +301,11 @@ def mapped_errors(url: str, client: httpx.Client | None = None) -> Iterator[None
     """Turn httpx exceptions raised inside into DownloadErrors that name the URL (or the proxy
     that ``client`` uses for it, when the connection to the proxy failed)."""
     try:
-        yield
+        try:
+            yield
+        except httpx.HTTPError:
+            _net.headers_done()  # a request that failed leaves no header deadline behind
+            raise
     except httpx.TooManyRedirects as exc:
         raise RedirectError(f"too many redirects (a loop?) from {url}: {exc}") from None
     except httpx.TimeoutException as exc:

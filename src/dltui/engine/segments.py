@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 
 from dltui.durability import boot_id, start_writeback
+from dltui.engine import _net
 from dltui.engine.body import DirectBody, direct_body, take_bytes
 from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import parse_content_range, validators_from
@@ -302,33 +303,37 @@ class SegmentedFetch:
 
     def _segment(self, seg: _Live, response: httpx.Response | None) -> None:
         try:
-            if response is not None and self._carry_on is not None:
-                self._pull_direct(seg, self._carry_on)
-                return
-            if response is not None:
-                self._pull(seg, response)
-                return
-            if self.limits is not None:
-                self.limits.request(self.host, self._abort, self.control)
-            # A resumed segment fetches its last bytes again and compares them with the part.
-            overlap = min(OVERLAP_BYTES, seg.done)
-            pos = seg.start + seg.done - overlap
-            # If-Range alone lets a server that ignores it (S3 and its kin) answer with a 206
-            # of a newer object; If-Match makes such a server answer 412 instead.
-            headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag,
-                       "If-Match": self.etag}
-            with mapped_errors(self.url, self.client), \
-                    self.client.stream("GET", self.url, headers=headers,
-                                      **job_request(self.job_url, self.options.request)) as resp:
-                if not self._check(seg, resp, pos) and not self._take_over(seg):
-                    return
-                self._pull(seg, resp, overlap if seg.start + seg.done - overlap == pos else 0)
+            with _net.watching(self._abort, self.control):  # the stop reaches its socket
+                self._segment_body(seg, response)
         except Interrupted:
             pass  # the coordinator decides what a stop means
         except BaseException as exc:
             self._fail(exc)
         finally:
             self._wake.set()
+
+    def _segment_body(self, seg: _Live, response: httpx.Response | None) -> None:
+        if response is not None and self._carry_on is not None:
+            self._pull_direct(seg, self._carry_on)
+            return
+        if response is not None:
+            self._pull(seg, response)
+            return
+        if self.limits is not None:
+            self.limits.request(self.host, self._abort, self.control)
+        # A resumed segment fetches its last bytes again and compares them with the part.
+        overlap = min(OVERLAP_BYTES, seg.done)
+        pos = seg.start + seg.done - overlap
+        # If-Range alone lets a server that ignores it (S3 and its kin) answer with a 206
+        # of a newer object; If-Match makes such a server answer 412 instead.
+        headers = {"Range": f"bytes={pos}-{seg.end - 1}", "If-Range": self.etag,
+                   "If-Match": self.etag}
+        with mapped_errors(self.url, self.client), \
+                self.client.stream("GET", self.url, headers=headers,
+                                  **job_request(self.job_url, self.options.request)) as resp:
+            if not self._check(seg, resp, pos) and not self._take_over(seg):
+                return
+            self._pull(seg, resp, overlap if seg.start + seg.done - overlap == pos else 0)
 
     def _check(self, seg: _Live, resp: httpx.Response, pos: int) -> bool:
         """True for the asked range (206); False for the whole object under the same ETag

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dltui import paths
-from dltui.engine import finalize, policy, quota, resume, stream
+from dltui.engine import finalize, policy, quota, resume, stream, watching
 from dltui.engine.precheck import Precheck, precheck
 from dltui.engine.transfer import StreamOptions, StreamResult, as_record, from_record
 from dltui.errors import (
@@ -73,9 +73,10 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                 control=self.control, before_sleep=self._on_retry,
                 attempts=max(1, self._budget - self._failed_before),
             )
-            for attempt in retrying:
-                with attempt:
-                    self._try_once()
+            with watching(self.cancel, self.control):  # a stop cuts any socket wait
+                for attempt in retrying:
+                    with attempt:
+                        self._try_once()
         except Interrupted:
             self.stopped()
         except LeaseLost:
