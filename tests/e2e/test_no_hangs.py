@@ -21,7 +21,7 @@ from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.worker import WorkerPool
 from tests.conftest import TEST_ENV, wait_for
-from tests.engine.helpers import blob
+from tests.engine.helpers import blob, fetch_one
 
 TLS = Path(__file__).resolve().parents[1] / "data" / "tls"
 
@@ -44,6 +44,22 @@ def test_a_trickled_header_block_meets_its_deadline(ledger, dest, origin, settin
     assert job.error == ("response headers from 127.0.0.1 not complete after 1s (the server "
                          "trickles them; setting header_timeout) (after 2 tries)"), job.error
     assert time.monotonic() - began < 15  # two deadlines and a backoff, not the trickle's 300 s
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_pause_shorter_than_the_read_timeout_is_no_failure(ledger, dest, origin, settings,
+                                                             connections) -> None:
+    """Socket waits are cut into short slices; the read timeout still counts whole seconds
+    without a byte: a 1 s pause in a large body (read straight from the socket) under a 2 s
+    read timeout is no failed try, on one connection or several."""
+    data = blob(12 << 20, seed=91)
+    url = origin.add("/pause.bin", Resource(data=data, stall_after=6 << 20, stall_seconds=1.0,
+                                            stall_times=8))
+    job = fetch_one(ledger, dest, settings.replace(read_timeout=2.0, min_speed=0,
+                                                   connections_per_file=connections,
+                                                   min_segment_size=2 << 20), url)
+    assert job.state is JobState.FINALIZED and job.failed_tries == 0, job.error
+    assert Path(job.final_path).read_bytes() == data
 
 
 class _Silent:

@@ -110,6 +110,17 @@ def _sliced(call: Callable[[float | None], Any], timeout: float | None,
             continue
 
 
+def recv_into(sock: socket.socket, view: memoryview, nbytes: int,
+              timeout: float | None) -> int:
+    """``sock.recv_into`` in slices: TimeoutError after ``timeout`` s without a byte."""
+    def once(step: float | None) -> int:
+        sock.settimeout(step)
+        return sock.recv_into(view, nbytes)
+
+    got: int = _sliced(once, timeout, TimeoutError)
+    return got
+
+
 class _Stream(httpcore.NetworkStream):
     """A socket (plain or TLS) read, written and upgraded in slices."""
 

@@ -15,14 +15,18 @@ from collections.abc import Iterator
 
 import httpx
 
+from dltui.engine import _net
+
 
 class DirectBody:
     """The rest of a response body, read from its socket with :meth:`readinto`."""
 
-    def __init__(self, sock: socket.socket, remaining: int, url: str) -> None:
+    def __init__(self, sock: socket.socket, remaining: int, url: str,
+                 timeout: float | None = None) -> None:
         self._sock = sock
         self.remaining = remaining
         self._url = url
+        self._timeout = timeout  # the request's read timeout: seconds without a byte
 
     def readinto(self, view: memoryview) -> int:
         """Receive up to ``len(view)`` body bytes; 0 only when the body is complete."""
@@ -30,7 +34,8 @@ class DirectBody:
             return 0
         want = min(len(view), self.remaining)
         try:
-            n = self._sock.recv_into(view, want)
+            # Sliced like every socket wait, so a stop reaches it (see engine._net).
+            n = _net.recv_into(self._sock, view, want, self._timeout)
         except TimeoutError:
             raise httpx.ReadTimeout(f"no body bytes within the read timeout ({self._url})") \
                 from None
@@ -59,7 +64,8 @@ def direct_body(resp: httpx.Response, taken: int) -> DirectBody | None:
     if not isinstance(sock, socket.socket):
         return None
     # h11 hands over everything it had buffered as the first chunk: the socket holds the rest.
-    return DirectBody(sock, length - taken, str(resp.url))
+    timeout = resp.request.extensions.get("timeout", {}).get("read")
+    return DirectBody(sock, length - taken, str(resp.url), timeout)
 
 
 def take_bytes(chunks: Iterator[bytes], n: int) -> tuple[bytes, bytes]:
