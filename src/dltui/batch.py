@@ -38,7 +38,7 @@ from dltui.engine import finalize, quota, resume, small, watching
 from dltui.engine.transfer import SpeedGuard, StreamOptions
 from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import batched, events, jobs, leases, objects, ops
-from dltui.model import Control, JobState, Placed, ServerValidators
+from dltui.model import Control, JobState, PartIdentity, Placed, ServerValidators
 from dltui.records import as_record
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class _Item:
     dest_dir: Path = Path()
     sha: str = ""
     placed: Placed | None = None
+    #: The part as written: only that file is promoted (see dltui.store.vet_part).
+    written: PartIdentity | None = None
 
     def __post_init__(self) -> None:
         self.job_id = self.run.job.id
@@ -256,7 +258,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
     parts_dir = paths.parts_dir(ledger.home)
     parts_dir.mkdir(parents=True, exist_ok=True)
     for item in items:
-        small.write_part(item.run.part, item.body.data, fsync=sync)
+        item.written = small.write_part(item.run.part, item.body.data, fsync=sync)
         size = item.body.result.size
         item.run.progress(size, size)
         item.sha = item.body.result.sha256
@@ -287,7 +289,7 @@ def _finish(pool: WorkerPool, items: list[_Item], result: LaneResult,
 
     recorded = objects.get_many(ledger, (i.sha for i in items))
     promoted = [finalize.promote(pool.store, i.run.part, i.sha, fsync=sync,
-                                 keep=recorded.get(i.sha)) for i in items]
+                                 keep=recorded.get(i.sha), expect=i.written) for i in items]
     link_keys = [ops.link_key(i.job_id, i.sha, i.dest_dir) for i in items]
     with ledger.write(shared=True) as conn:
         ops.finish_many_in(conn, [(k, as_record(p))

@@ -6,6 +6,7 @@ from it) share one implementation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dltui.model import FileIdentity, LinkMode
+from dltui.errors import PartSwapped
+from dltui.model import FileIdentity, LinkMode, PartIdentity
 
 HASH_CHUNK = 1 << 20
 Materialized = Literal["reflink", "hardlink", "copy", "present"]
@@ -170,27 +172,33 @@ class Store:
         return file_identity(self.object_path(sha256))
 
     def promote(self, src: Path, sha256: str, *, fsync: bool = True,
-                keep: FileIdentity | None = None) -> bool:
+                keep: FileIdentity | None = None, expect: PartIdentity | None = None) -> bool:
         """Move a verified file into the store; True if new, False if an object with that
         name was already there (kept, or replaced by ``src``).
 
-        The caller has already checked ``src`` hashes to ``sha256``. An object already stored
-        under the name is kept only while it is exactly ``keep``, the identity recorded when
-        dltui last vouched for its bytes (``src`` is then dropped); anything else is
-        *replaced*, never trusted: it may be a user's edited hard link. Keeping it also keeps
-        the ctime of a destination that shares its inode, which is that file's proof of
-        being dltui's. A new object is made read-only.
+        The caller has already checked ``src`` hashes to ``sha256``; ``expect`` is the part
+        that was hashed (see :func:`vet_part`). An object already stored under the name is
+        kept only while it is exactly ``keep``, the identity recorded when dltui last vouched
+        for its bytes (``src`` is then dropped); anything else is *replaced*, never trusted:
+        it may be a user's edited hard link. Keeping it also keeps the ctime of a destination
+        that shares its inode, which is that file's proof of being dltui's. A new object is
+        made read-only. With ``fsync`` the file and the object's directory reach the disk.
         """
         target = self.object_path(sha256)
         if keep is not None and file_identity(target) == keep:
             src.unlink(missing_ok=True)
             return False
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(src, OBJECT_MODE)
-        existed = os.path.lexists(target)
-        # rename(2) is atomic: readers see the old object or the new one, whole. Destinations
-        # hard-linked to the old inode keep it; only the store's name moves to fresh bytes.
-        os.replace(src, target)
+        with vet_part(src, expect) as (fd, vetted):
+            if fsync:
+                os.fsync(fd)
+            os.fchmod(fd, OBJECT_MODE)
+            existed = os.path.lexists(target)
+            # rename(2) is atomic: readers see the old object or the new one, whole.
+            # Destinations hard-linked to the old inode keep it; only the store's name moves
+            # to fresh bytes.
+            os.replace(src, target)
+            moved_as_vetted(target, vetted, src)
         if fsync:
             fsync_dir(target.parent)
         return not existed
@@ -606,6 +614,40 @@ def placed_earlier(source: Path, dest: Path) -> Materialized | None:
                 os.unlink(entry.path)
                 return "copy"
     return None
+
+
+@contextlib.contextmanager
+def vet_part(path: Path, expect: PartIdentity | None) -> Iterator[tuple[int, os.stat_result]]:
+    """Open the part at ``path`` (never through a symlink) and check it is the file that was
+    downloaded and hashed: a regular file with ``expect``'s device, inode and size. Yields
+    its descriptor and stat, for the caller to rename it by name right after; raises
+    :class:`PartSwapped` when anything else lies there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PartSwapped(path, "it is a symlink now") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PartSwapped(path, "it is no regular file now")
+        if expect is not None and (st.st_dev, st.st_ino, st.st_size) != \
+                (expect.dev, expect.ino, expect.size):
+            raise PartSwapped(path, "another file lies at its name now (device, inode or "
+                                    "size differ from the part that was downloaded)")
+        yield fd, st
+    finally:
+        os.close(fd)
+
+
+def moved_as_vetted(moved_to: Path, vetted: os.stat_result, src: Path) -> None:
+    """After a rename: the file that moved must be the vetted one. A swap in between (the
+    name was re-pointed after the check) leaves another inode there: it is taken back out."""
+    st = os.lstat(moved_to)
+    if (st.st_dev, st.st_ino) != (vetted.st_dev, vetted.st_ino):
+        os.unlink(moved_to)
+        raise PartSwapped(src, "another file was swapped in at its name while it was moved")
 
 
 def place(

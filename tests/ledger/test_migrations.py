@@ -10,7 +10,7 @@ from dltui.ledger.migrations import MIGRATIONS, current_version, migrate
 
 
 def test_migrates_an_empty_file(home: Path) -> None:
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, mode=0o700)  # a home dltui trusts: private to its user
     paths.ledger_path(home).touch()  # a zero-byte file is a valid, empty SQLite database
     with Ledger(home) as led:
         assert current_version(led.conn) == SCHEMA_VERSION
@@ -48,7 +48,7 @@ def test_refuses_a_file_that_is_not_sqlite(home: Path) -> None:
     """A file that is no SQLite database at all is someone else's: it is named as not a
     ledger, never advised to be moved aside (`DLTUI_LEDGER=/etc/passwd` was told to
     `mv /etc/passwd /etc/passwd.damaged`); a damaged SQLite file still is."""
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, mode=0o700)  # a home dltui trusts: private to its user
     paths.ledger_path(home).write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError, match="is not a dltui ledger \\(not an SQLite database\\)"
                        ) as caught:

@@ -15,8 +15,8 @@ from pathlib import Path
 from dltui import names
 from dltui.engine.headers import filename_from_url
 from dltui.errors import IntegrityError
-from dltui.model import FileIdentity, LinkMode, Placed, Promoted
-from dltui.store import Store, file_identity, fsync_dir, holds, place
+from dltui.model import FileIdentity, LinkMode, PartIdentity, Placed, Promoted
+from dltui.store import Store, file_identity, fsync_dir, holds, moved_as_vetted, place, vet_part
 
 MAX_NAME_TRIES = 10_000
 
@@ -59,22 +59,20 @@ def verify_checksum(path: Path, checksum: str | None) -> None:
 
 
 def promote(store: Store, part: Path, sha256: str, *, fsync: bool,
-            keep: FileIdentity | None = None) -> Promoted:
+            keep: FileIdentity | None = None, expect: PartIdentity | None = None) -> Promoted:
     """FINALIZE effect: move the verified part into the store (or drop it as a duplicate).
 
     ``applied`` says whether this run created the store object; a replay after a crash, or a
     part whose bytes were already stored, reports False. ``keep`` is the object's recorded
-    identity: a stored object still exactly that is kept and the part dropped.
+    identity: a stored object still exactly that is kept and the part dropped. ``expect`` is
+    the part as its download left it: anything else at its name is refused (PartSwapped).
     """
-    if not part.exists():
+    if not os.path.lexists(part):
         ident = store.identity(sha256)
         if ident is not None:
             return Promoted(str(store.object_path(sha256)), sha256, identity=ident)
         raise IntegrityError(f"part file {part} vanished before finalizing")
-    if fsync:
-        with open(part, "rb+") as fh:
-            os.fsync(fh.fileno())
-    created = store.promote(part, sha256, fsync=fsync, keep=keep)
+    created = store.promote(part, sha256, fsync=fsync, keep=keep, expect=expect)
     return Promoted(str(store.object_path(sha256)), sha256, applied=created,
                     deduped=not created, identity=store.identity(sha256))
 
@@ -118,9 +116,10 @@ def link(store: Store, sha256: str, dest_dir: Path, name: str, *, fsync: bool,
 
 
 def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
-               fsync: bool) -> Placed:
-    """LINK effect without the store (flag ``dedupe`` off): move the part itself into place."""
-    if not part.exists():
+               fsync: bool, expect: PartIdentity | None = None) -> Placed:
+    """LINK effect without the store (flag ``dedupe`` off): move the part itself into place
+    (only the part ``expect`` describes, see :func:`dltui.store.vet_part`)."""
+    if not os.path.lexists(part):
         for candidate in _candidates(dest_dir, name):
             if not os.path.lexists(candidate):
                 break
@@ -130,4 +129,9 @@ def place_part(part: Path, sha256: str, dest_dir: Path, name: str, *,
                 return Placed(str(candidate), "present", sha256,
                               dest_identity=file_identity(candidate), adopted=True)
         raise IntegrityError(f"part file {part} vanished before it reached {dest_dir}")
-    return _place_first_free(part, sha256, dest_dir, name, keep_source=False, fsync=fsync)
+    with vet_part(part, expect) as (_, vetted):
+        placed = _place_first_free(part, sha256, dest_dir, name, keep_source=False,
+                                   fsync=fsync)
+        if placed.applied and placed.how == "hardlink":  # the part's own inode moved there
+            moved_as_vetted(Path(placed.dest), vetted, part)
+    return placed

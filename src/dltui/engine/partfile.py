@@ -48,7 +48,8 @@ class PartFile:
                  writeback: bool = False, buffer_size: int = 1 << 20) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Never through a symlink planted at the part's name.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         self._writeback = writeback
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []

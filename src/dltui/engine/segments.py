@@ -124,7 +124,7 @@ class SegmentedFetch:
         bytes and was then found held back (see ``stream.fetch``)."""
         self._carry_on = carry_on
         self.part_path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         threads: list[threading.Thread] = []
         try:
             self._size_part()
@@ -148,9 +148,10 @@ class SegmentedFetch:
                 raise ResumeConflict("part_missing",
                                      f"part {self.part_path} ended while hashing")
             self._checkpoint(complete=True)
+            st = os.fstat(self.fd)
             return StreamResult(self.total, self._hasher.hexdigest(), self._prefix,
                                 self.validators, self.decision, True, self.origin_url,
-                                self.disposition_name)
+                                self.disposition_name, st.st_dev, st.st_ino)
         except LeaseLost:
             raise  # another owner has the job: record nothing
         except BaseException as exc:

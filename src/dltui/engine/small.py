@@ -21,7 +21,7 @@ from dltui.engine.client import job_request, mapped_errors
 from dltui.engine.headers import filename_from_disposition, validators_from
 from dltui.engine.resume import PREFIX_BYTES, ResumeDecision
 from dltui.engine.transfer import SpeedGuard, StreamResult, error_for
-from dltui.model import RequestOptions
+from dltui.model import PartIdentity, RequestOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +84,16 @@ def fetch_small(client: httpx.Client, url: str, decision: ResumeDecision, *,
     return SmallBody(data, result)
 
 
-def write_part(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Create (or replace) the part at ``path`` holding exactly ``data``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def write_part(path: Path, data: bytes, *, fsync: bool = False) -> PartIdentity:
+    """Create (or replace) the part at ``path`` holding exactly ``data``; its identity."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         if fsync:
             os.fsync(fd)
+        st = os.fstat(fd)
+        return PartIdentity(st.st_dev, st.st_ino, len(data))
     finally:
         os.close(fd)

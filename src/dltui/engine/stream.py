@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -212,9 +213,10 @@ def fetch(
     def done(requested: bool) -> StreamResult:
         part.trim()
         checkpoint(complete=True)
+        st = os.fstat(part.fd)
         return StreamResult(part.size, part.sha256, part.prefix_hash,
                             state.validators, decision, requested,
-                            origin["url"] or url, origin["name"])
+                            origin["url"] or url, origin["name"], st.st_dev, st.st_ino)
 
     try:
         if offset and expected.length is not None and offset == expected.length:

@@ -11,7 +11,7 @@ import httpx
 from dltui.engine.headers import parse_retry_after
 from dltui.engine.resume import Mode, ResumeDecision
 from dltui.errors import HTTPStatusError, TransportError
-from dltui.model import RequestOptions, Segment, ServerValidators
+from dltui.model import PartIdentity, RequestOptions, Segment, ServerValidators
 from dltui.records import as_record, fields_of
 
 __all__ = ["as_record", "from_record"]
@@ -127,6 +127,17 @@ class StreamResult:
     #: Where the bytes came from after redirects, and the name the server suggested.
     url: str = ""
     disposition_name: str | None = None
+    #: The part file the bytes were written to (device, inode): promotion re-checks it, so a
+    #: file swapped in under the part's name is never stored under this digest.
+    part_dev: int | None = None
+    part_ino: int | None = None
+
+    @property
+    def part(self) -> PartIdentity | None:
+        """The written part's identity, or None (a record from before it was kept)."""
+        if self.part_dev is None or self.part_ino is None:
+            return None
+        return PartIdentity(self.part_dev, self.part_ino, self.size)
 
 
 def from_record(data: dict[str, Any]) -> dict[str, Any]:

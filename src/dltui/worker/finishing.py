@@ -8,7 +8,7 @@ from typing import Any
 from dltui import durability
 from dltui.engine import finalize
 from dltui.ledger import jobs, objects, ops
-from dltui.model import JobState, Placed, Promoted
+from dltui.model import JobState, PartIdentity, Placed, Promoted
 from dltui.records import as_record, decode
 from dltui.store import sweep_temps
 from dltui.worker.base import RunBase
@@ -17,7 +17,10 @@ from dltui.worker.base import RunBase
 class Finishing(RunBase):
     """Promotes the verified part and places the file, each step an exactly-once op."""
 
-    def _link_and_finish(self, sha: str, name: str) -> None:
+    def _link_and_finish(self, sha: str, name: str,
+                         part_identity: PartIdentity | None = None) -> None:
+        """FINALIZE and LINK; ``part_identity`` is the part as the download left it (only
+        that file is ever stored or placed under ``sha``)."""
         pool, job = self.pool, self.job
         dest_dir = Path(job.dest_dir)
         fsync = self.sync_finished
@@ -44,7 +47,8 @@ class Finishing(RunBase):
             ops.run_effect(
                 self.ledger, finalize_key,
                 lambda: as_record(finalize.promote(store, part, sha, fsync=fsync,
-                                                   keep=objects.get(self.ledger, sha))),
+                                                   keep=objects.get(self.ledger, sha),
+                                                   expect=part_identity)),
                 job_id=job.id, kind=ops.OpKind.FINALIZE, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha},
                 verify=lambda r: store.has(sha) and not part.exists(),
@@ -69,7 +73,8 @@ class Finishing(RunBase):
             self._sweep_if_rerun(ops.link_key(job.id, sha, dest_dir), dest_dir)
             record = ops.run_effect(
                 self.ledger, ops.link_key(job.id, sha, dest_dir),
-                lambda: as_record(finalize.place_part(part, sha, dest_dir, name, fsync=fsync)),
+                lambda: as_record(finalize.place_part(part, sha, dest_dir, name, fsync=fsync,
+                                                      expect=part_identity)),
                 job_id=job.id, kind=ops.OpKind.LINK, owner=self.owner, attempt=job.attempts,
                 args={"sha256": sha, "dest": str(dest_dir / name)},
                 on_done=lambda conn, r: self._finalized(conn, sha, decode(Placed, r)),
