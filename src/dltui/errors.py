@@ -15,6 +15,8 @@ Every error carries enough context to be printed as one line for the operator::
     │   ├── LedgerMissing       no ledger where a command needs one
     │   ├── LedgerDamaged       SQLite reports the file malformed or not a database
     │   ├── LedgerGone          the file was deleted or replaced while dltui ran
+    │   ├── UnsafeHome          the home, parts or store is not a private directory of ours
+    │   ├── LedgerMoved         a SQLite ledger copied to PostgreSQL: closed for changes
     │   └── LedgerTooNew        written by a newer dltui (schema version above ours)
     ├── IllegalTransition       a state change the state machine does not allow
     ├── LeaseLost               a worker wrote to a job it no longer holds
@@ -29,6 +31,7 @@ Every error carries enough context to be printed as one line for the operator::
         ├── ProtocolError       a malformed status line or an oversized header block (never
         │                       retried)
         ├── IntegrityError      size or SHA-256 does not match
+        │   └── PartSwapped     the file at a part's name is not the part that was hashed
         ├── QuotaError          not enough free disk space
         ├── CircuitOpenError    the host's circuit breaker is open
         └── ResumeConflict      the origin's answer contradicts the resume plan: start over
@@ -124,6 +127,29 @@ class LedgerGone(LedgerError):
         self.path = path
         super().__init__(f"ledger {path} was deleted or replaced while running; stopped so "
                          "nothing is recorded in a file nobody will read")
+
+
+class UnsafeHome(LedgerError):
+    """The home, its ``parts`` or its ``store`` is a symlink, not a directory, another user's,
+    or open to other users: someone else could swap a part before it is stored."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path} {problem}; {fix}")
+
+
+class LedgerMoved(LedgerError):
+    """A SQLite ledger whose jobs were copied to a PostgreSQL one: a change made here would be
+    lost to the fleet, so none is accepted."""
+
+    def __init__(self, path: object, to: str) -> None:
+        self.path = path
+        self.to = to
+        super().__init__(
+            f"ledger {path} was copied to {to} (`dltui ledger copy`) and takes no more "
+            f"changes: point this host at the copy, DLTUI_LEDGER={to} (or --ledger); "
+            "`dltui status` still reads this one")
 
 
 class LedgerTooNew(LedgerError):
@@ -229,6 +255,18 @@ class IntegrityError(DownloadError):
     """The downloaded bytes do not have the expected size or SHA-256."""
 
     reason = "integrity"
+
+
+class PartSwapped(IntegrityError):
+    """The file at a part's name is not the part that was downloaded and hashed (replaced,
+    turned into a symlink): it is never stored under the digest of other bytes."""
+
+    reason = "part_swapped"
+
+    def __init__(self, path: object, what: str) -> None:
+        self.path = path
+        super().__init__(f"part {path}: {what}; nothing was stored or placed (is something "
+                         "else writing to the dltui home?)")
 
 
 class QuotaError(DownloadError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import enum
 import json
 import math
@@ -184,6 +186,31 @@ class RequestOptions:
         return cls(headers=tuple((str(n), str(v)) for n, v in data.get("headers", ())),
                    referer=data.get("referer"), user_agent=data.get("user_agent"))
 
+    def secrets(self) -> list[str]:
+        """Every secret these options hold, as it may appear in an error's text: each header
+        value, each cookie's value, and a Basic login's token and its decoded user:password."""
+        out: list[str] = []
+        for name, value in self.headers:
+            out.append(value)
+            if name.lower() == "cookie":
+                out += [piece.partition("=")[2] for piece in value.split(";")]
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "basic" and token:
+                with contextlib.suppress(ValueError):  # UnicodeDecodeError is one
+                    out.append(base64.b64decode(token, validate=True).decode("utf-8"))
+                out.append(token)
+        found = {s.strip() for s in out if len(s.strip()) >= 3}  # "a" would mask every "a"
+        return sorted(found, key=len, reverse=True)  # the longest first: no half-masked token
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of these options replaced by ``***``, in any of the
+        forms an exception's message or repr shows it (as is, escaped, as bytes)."""
+        for secret in self.secrets():
+            for form in {secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1],
+                         secret.encode("unicode_escape").decode("ascii")}:
+                text = text.replace(form, "***")
+        return text
+
     def describe(self) -> str:
         """One line for people: header names with their values hidden, referer, user agent."""
         parts = []
@@ -335,6 +362,16 @@ _CONTROLS = {c.value: c for c in Control}
 #: How a finished file reaches its destination from the store (setting ``link_mode``).
 LinkMode = Literal["auto", "reflink", "hardlink", "copy"]
 LINK_MODES: tuple[LinkMode, ...] = get_args(LinkMode)
+
+
+@dataclass(frozen=True, slots=True)
+class PartIdentity:
+    """A part as its download left it (device, inode, size): what must still be at the part's
+    name when it is promoted."""
+
+    dev: int
+    ino: int
+    size: int
 
 
 @dataclass(frozen=True, slots=True)

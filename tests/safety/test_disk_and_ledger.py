@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -320,3 +321,56 @@ def test_a_ledger_setting_naming_someone_elses_file_is_never_advised_to_be_moved
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert f"{passwd} is not a dltui ledger (not an SQLite database)" in proc.stderr
     assert "mv " not in proc.stderr and passwd.read_text().startswith("root:")
+
+
+def test_a_home_on_a_read_only_filesystem_can_still_be_read(small_fs, tmp_path) -> None:
+    """`status`, `status --json` and `check` read a ledger whose filesystem became read-only
+    (they failed with "unable to open database file"); `add` and `run` say in one line why
+    they cannot write, exit 2, and the ledger is as it was."""
+    home = small_fs / "home"
+    assert _dltui(home, "add", "-q", "http://127.0.0.1:9/a.iso", "-d", str(tmp_path)
+                  ).returncode == 0
+    before = paths.ledger_path(home).read_bytes()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    status = _dltui(home, "status")
+    assert status.returncode == 0 and "a.iso" in status.stdout, status.stderr
+    assert json.loads(_dltui(home, "status", "--json").stdout)["state"] == "PLANNED"
+    check = _dltui(home, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    for argv in (["add", "http://127.0.0.1:9/b.iso", "-d", str(tmp_path)],
+                 ["run", "--until-idle"], ["pause", "1"]):
+        done = _dltui(home, *argv)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "is read-only (its filesystem or directory is)" in line, line
+    assert paths.ledger_path(home).read_bytes() == before
+
+
+@pytest.mark.parametrize("shm", [True, False])
+def test_a_read_only_home_with_writes_left_in_the_wal(small_fs, tmp_path, shm) -> None:
+    """A writer killed before its last writes were folded into the database, then the
+    filesystem made read-only: with the WAL's index (`-shm`) beside it SQLite reads those
+    writes; without it they cannot be read, and one line says what to do."""
+    home = small_fs / "home"
+    assert _dltui(home, "add", "-q", "http://127.0.0.1:9/a.iso", "-d", str(tmp_path)
+                  ).returncode == 0
+    db = paths.ledger_path(home)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); "
+         "c.execute('PRAGMA wal_autocheckpoint=0'); "
+         "c.execute(\"UPDATE jobs SET error = 'left in the WAL'\"); c.commit(); "
+         "print('ok', flush=True); time.sleep(60)", str(db)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ok"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert Path(f"{db}-wal").stat().st_size > 0
+    if not shm:
+        Path(f"{db}-shm").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    done = _dltui(home, "status")
+    if shm:
+        assert done.returncode == 0 and "[left in the WAL]" in done.stdout, done.stderr
+        return
+    assert done.returncode == 2, done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert "its last writes are still in" in line and "make it writable once" in line, line

@@ -12,6 +12,7 @@ import pytest
 
 from dltui import paths
 from dltui.ledger import Ledger, events, jobs
+from dltui.model import JobState
 
 SECRET_URL = "http://bob:Hunter2@example.com/f.bin?token=TOPSECRET&X-Amz-Signature=S1G&keep=1"
 SECRETS = ("Hunter2", "TOPSECRET", "S1G", "bob:")
@@ -165,3 +166,29 @@ def test_temp_names_are_cut_by_bytes(tmp_path) -> None:
     tmp = _temp_beside(tmp_path / name)
     assert len(tmp.name.encode()) <= 255
     tmp.write_bytes(b"x")  # the filesystem accepts it
+
+
+def test_no_exception_text_keeps_a_request_value(ledger, dest, origin, settings) -> None:
+    """A header value httpx cannot encode (a row written by an older dltui, or another host's
+    without the add-time check): the job fails, and neither its error nor the internal-error
+    event (once `repr(exc)`, the whole value) holds the secret, in any form."""
+    import dataclasses
+
+    from dltui import requests
+    from dltui.model import RequestOptions
+    from tests.engine.helpers import run_pool
+
+    secret = "sécrét€Tok3n"
+    url = origin.add("/s.bin", b"x" * 100)
+    options = RequestOptions(headers=(("X-Token", secret), ("Cookie", f"pref=café{secret}")))
+    checked = dataclasses.replace(requests.request(url, dest), options=options)
+    [added] = jobs.add(ledger, [checked])
+    run_pool(ledger, settings.replace(retries=1), 1)
+    job = jobs.get(ledger, added.job.id)
+    assert job.state is JobState.FAILED
+    texts = [job.error or ""] + [json.dumps(e.data) + repr(e.data)
+                                 for e in events.for_job(ledger, job.id, 100)]
+    assert any(e.kind == "internal_error" for e in events.for_job(ledger, job.id, 100))
+    for text in texts:
+        for form in (secret, "sécrét", "s\\xe9cr\\xe9t", "s\\u00e9cr\\u00e9t", "Tok3n"):
+            assert form not in text, (form, text)

@@ -132,6 +132,9 @@ def cmd_status(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
                                               at=at, dead=dead,
                                               part_bytes=held.get(job.id))) + "\n")
         return EXIT_OK
+    if ledger.moved_to is not None:
+        sys.stderr.write(f"dltui status: note: this ledger was copied to {ledger.moved_to}; "
+                         "its jobs go on there\n")
     if not selected:
         out.write("no jobs\n" if states is None else "no jobs in that state\n")
         return EXIT_OK

@@ -8,14 +8,15 @@ import os
 import sqlite3
 import stat
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dltui import paths
+from dltui import paths, trust
 from dltui.config import RESERVE_BYTES
-from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing
+from dltui.errors import LedgerDamaged, LedgerError, LedgerGone, LedgerMissing, LedgerMoved
 from dltui.ledger.liveness import hostname
 from dltui.urls import redact
 
@@ -137,6 +138,19 @@ def _private_file(path: Path) -> None:
         pass
 
 
+def moved_to(conn: sqlite3.Connection) -> str | None:
+    """The PostgreSQL ledger (password masked) this SQLite ledger was copied to, if any: kept
+    in ``meta`` under ``moved_to`` (a text value; SQLite keeps what it is given)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'moved_to'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def mark_moved(conn: sqlite3.Connection, to: str) -> None:
+    """Close this SQLite ledger for changes: its jobs go on at ``to``."""
+    conn.execute("INSERT INTO meta (key, value) VALUES ('moved_to', ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (to,))
+
+
 #: The advisory lock every PostgreSQL write transaction takes first: alone, as SQLite's
 #: ``BEGIN IMMEDIATE``, or shared by writers of their own rows (``Ledger.write(shared=True)``).
 PG_WRITE_LOCK = 0x646C747569  # "dltui"
@@ -171,15 +185,29 @@ class Ledger:
         # Threads of one process queue here rather than in SQLite's busy handler, which sleeps
         # in growing steps (up to 100 ms) and would stall a pool of workers on every commit.
         self._write_lock = threading.RLock()
+        #: A SQLite ledger on a read-only filesystem: opened immutable, every write refused.
+        self.read_only = False
+        #: Where ``dltui ledger copy`` copied this SQLite ledger; then every write is refused.
+        self.moved_to: str | None = None
+        # An unsafe (or unreachable) home is refused before anything else.
+        trust.check_private_dir(self.home, missing_ok=True)
         if not create and not self.pg and not Path(self.location).exists():
             raise LedgerMissing(Path(self.location))
+        # Private: the ledger holds URLs with their credentials, and a home others can
+        # change is refused before anything in it is read or written (see dltui.trust).
         try:
-            # Private: the ledger holds URLs with their credentials.
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for sub in (paths.parts_dir(self.home), paths.store_dir(self.home)):
-                sub.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise LedgerError(f"cannot create dltui home {self.home}: {exc.strerror}") from None
+        trust.check_private_dir(self.home)
+        for sub in (paths.parts_dir(self.home), paths.store_dir(self.home)):
+            try:
+                sub.mkdir(mode=0o700, exist_ok=True)
+            except FileExistsError:
+                pass  # a symlink or a file: the check below names it
+            except OSError as exc:
+                raise LedgerError(f"cannot create {sub}: {exc.strerror}") from None
+            trust.check_private_dir(sub)
         if not self.pg:
             _private_file(Path(self.location))
         self.identity = self._file_identity()
@@ -190,6 +218,8 @@ class Ledger:
 
             try:
                 run_migrations(self, create=create)
+                if not self.pg:
+                    self.moved_to = moved_to(self.conn)
             except sqlite3.Error as exc:
                 self.close()
                 raise db_error(self.path, exc) from None
@@ -250,20 +280,51 @@ class Ledger:
             # The ledger's modules use the sqlite3 subset PgConnection provides.
             return pg  # type: ignore[return-value]
         try:
-            conn = sqlite3.connect(
-                self.location, timeout=self.busy_timeout, isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across process crashes in WAL mode; only power loss can drop the
-            # last commits, and the reconciler heals that from the part files.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            if self.read_only:
+                conn = self._connect_read_only()
+            else:
+                conn = sqlite3.connect(
+                    self.location, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across process crashes in WAL mode; only power loss can
+                # drop the last commits, and the reconciler heals that from the part files.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         except sqlite3.Error as exc:
+            if sqlite_error_kind(exc) in ("SQLITE_CANTOPEN", "SQLITE_READONLY") and \
+                    not self.read_only and self._on_read_only_fs():
+                self.read_only = True  # every later connection of this ledger too
+                return self._connect()
             raise db_error(self.path, exc) from None
         with self._all_lock:
             self._all.append(conn)
+        return conn
+
+    def _on_read_only_fs(self) -> bool:
+        """True when the ledger's directory cannot be written (a read-only mount, or no write
+        permission): WAL needs a ``-shm`` file beside the database, so SQLite cannot open it
+        as usual there."""
+        where = Path(self.location).parent
+        try:
+            return bool(os.statvfs(where).f_flag & os.ST_RDONLY) or not os.access(where, os.W_OK)
+        except OSError:
+            return False
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """The ledger on a read-only filesystem: opened immutable (no locks, no ``-shm``), which
+        is sound only because nobody can write it there, and only when no WAL holds commits
+        not yet folded into the database."""
+        wal = Path(f"{self.location}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise LedgerError(
+                f"ledger {self.path} is on a read-only filesystem and its last writes are still "
+                f"in {wal}; make it writable once (any dltui command folds them in)")
+        uri = f"file:{urllib.parse.quote(str(self.location))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         return conn
 
     @property
@@ -287,7 +348,8 @@ class Ledger:
         return db
 
     @contextmanager
-    def write(self, *, shared: bool = False) -> Iterator[sqlite3.Connection]:
+    def write(self, *, shared: bool = False, moved_ok: bool = False
+              ) -> Iterator[sqlite3.Connection]:
         """A write transaction; nested uses join the outer one.
 
         ``shared`` declares a transaction that writes only rows it locks itself (a worker's
@@ -297,6 +359,7 @@ class Ledger:
         ``SKIP LOCKED``). Every other write (adds, operator actions, reconcile, removal,
         flags, migrations) holds the fleet lock alone. On SQLite every write is
         ``BEGIN IMMEDIATE``: one at a time. An exclusive write cannot join a shared one.
+        A ledger copied elsewhere takes none, but for another copy (``moved_ok``).
         """
         conn = self.conn
         if self._local.depth:
@@ -310,6 +373,12 @@ class Ledger:
             return
         # SQLite: threads of one process queue here (see __init__); PostgreSQL queues them in
         # the server, where shared writers pass each other.
+        if self.moved_to is not None and not moved_ok:
+            raise LedgerMoved(self.path, self.moved_to)
+        if self.read_only:
+            raise LedgerError(
+                f"ledger {self.path} is read-only (its filesystem or directory is): `status` "
+                "and `check` read it; anything that changes jobs needs it writable")
         with contextlib.nullcontext() if self.pg else self._write_lock:
             if self.pg:
                 # One round trip: BEGIN, the lock, and the notification, which is queued now

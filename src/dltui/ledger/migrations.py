@@ -386,6 +386,8 @@ def migrate(ledger: Ledger, *, target: int | None = None, create: bool = True) -
         return _migrate_pg(ledger, target, create)
     applied: list[int] = []
     try:
+        if target <= current_version(ledger.conn) <= SCHEMA_VERSION:
+            return applied  # the common case, without the write lock (or on a read-only disk)
         with ledger.write() as conn:
             version = current_version(conn)
             if version > SCHEMA_VERSION:

@@ -98,7 +98,10 @@ class JobRun(StreamHooks, PartInspection, Finishing):
             self.fail(self._os_error(
                 OSError(errno.ENOSPC, "No space left on device", str(self.ledger.path))))
         except Exception as exc:  # a bug must not strand the job in an active state
-            self._event("internal_error", error=repr(exc), traceback=traceback.format_exc())
+            # Never a repr: a UnicodeEncodeError's holds the header value it could not encode.
+            scrub = self.job.request_options.scrub
+            self._event("internal_error", error=scrub(f"{type(exc).__name__}: {exc}"),
+                        traceback=scrub(traceback.format_exc()))
             self.fail(exc, prefix="internal error: ")
         finally:
             if not self.released:
@@ -130,12 +133,13 @@ class JobRun(StreamHooks, PartInspection, Finishing):
 
     def _on_retry(self, exc: BaseException, delay: float, attempt: int) -> None:
         tried = self._failed_total
-        self._event("retry", error=str(exc), reason=getattr(exc, "reason", None),
+        error = self.job.request_options.scrub(str(exc))
+        self._event("retry", error=error, reason=getattr(exc, "reason", None),
                     attempt=tried, delay=round(delay, 3))
         if getattr(exc, "retry_after", None) is not None:
-            self.pool.note_retry_after(self.host, time.time() + delay, str(exc))
+            self.pool.note_retry_after(self.host, time.time() + delay, error)
         with contextlib.suppress(LeaseLost):
-            self._update(error=f"{exc} (try {tried} of {self._budget}, retrying in "
+            self._update(error=f"{error} (try {tried} of {self._budget}, retrying in "
                                f"{delay:.1f}s)", failed_tries=tried)
 
     def _try_once(self) -> None:
@@ -348,7 +352,7 @@ class JobRun(StreamHooks, PartInspection, Finishing):
                     self.request_stop("cancel")
                     raise Interrupted("cancel")
                 self._advance_in(conn, JobState.FINALIZING, sha256=result.sha256)
-        self._link_and_finish(result.sha256, name)
+        self._link_and_finish(result.sha256, name, result.part)
 
     def _fetched(self, url: str, decision: resume.ResumeDecision,
                  server: ServerValidators) -> StreamResult:
@@ -425,12 +429,13 @@ class JobRun(StreamHooks, PartInspection, Finishing):
         tried = self._failed_total
         tries = f" (after {tried} tries)" if tried > 1 else ""
         code = getattr(exc, "reason", "error")
+        text = self.job.request_options.scrub(f"{prefix}{exc}{tries}")
         if self.job.bytes_committed == 0:
             self.part.unlink(missing_ok=True)  # nothing worth resuming: leave no empty part
         try:
-            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}", failed_tries=tried)
+            self._end(JobState.FAILED, code, error=text, failed_tries=tried)
         except sqlite3.OperationalError as full:
             if not is_disk_full(full) or not self.ledger.release_reserve():
                 raise
-            self._end(JobState.FAILED, code, error=f"{prefix}{exc}{tries}", failed_tries=tried)
+            self._end(JobState.FAILED, code, error=text, failed_tries=tried)
         self.pool.stats.failed += 1
