@@ -13,6 +13,8 @@ import pytest
 from dltui import paths
 from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
+from dltui.origin import Resource
+from tests.conftest import TEST_ENV
 
 SECRET_URL = "http://bob:Hunter2@example.com/f.bin?token=TOPSECRET&X-Amz-Signature=S1G&keep=1"
 SECRETS = ("Hunter2", "TOPSECRET", "S1G", "bob:")
@@ -192,3 +194,72 @@ def test_no_exception_text_keeps_a_request_value(ledger, dest, origin, settings)
     for text in texts:
         for form in (secret, "sécrét", "s\\xe9cr\\xe9t", "s\\u00e9cr\\u00e9t", "Tok3n"):
             assert form not in text, (form, text)
+
+
+def _cmdline(pid: int) -> str:
+    return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_credentials_leave_ps_at_start_up(tmp_path, origin, form) -> None:
+    """`-H` values and a `--user` password given on the command line stay in `ps` only until
+    the command line is parsed (curl blanks its -u the same way); they still reach the
+    server. Options abbreviated the way argparse takes them are masked too."""
+    import base64
+    import time
+
+    url = origin.add("/slow.bin", Resource(data=b"s" * 400_000, rate=100_000))
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    secrets = ["-H", "X-Token: TOPSECRET42", "--user", "bob:PASSW0RD"] if form == "separate" \
+        else ["-HX-Token: TOPSECRET42", "--user=bob:PASSW0RD", "--head", "X-More: ABBRSECRET"]
+    proc = subprocess.Popen([sys.executable, "-m", "dltui", "get", *secrets, url, "-d",
+                             str(dest)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not origin.requests("/slow.bin") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shown = _cmdline(proc.pid)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "TOPSECRET42" not in shown and "PASSW0RD" not in shown, shown
+    assert "ABBRSECRET" not in shown, shown
+    assert "X-Token: ***" in shown and "bob:***" in shown, shown
+    sent = origin.requests("/slow.bin")[-1].headers
+    assert sent["x-token"] == "TOPSECRET42"
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"bob:PASSW0RD").decode()
+
+
+def test_headers_from_a_file_and_the_password_from_the_environment(tmp_path, origin) -> None:
+    """`-H @FILE` (curl's form) and `--user NAME` with $DLTUI_PASSWORD put no secret on the
+    command line at all; a bad line of the file is named by its number, its value never."""
+    import base64
+
+    url = origin.add("/f.bin", b"f" * 1000)
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    headers = tmp_path / "headers.txt"
+    headers.write_text("# tokens for the mirror\nX-Token: FILESECRET\n\nX-Other: two\n")
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_PASSWORD": "ENVPASS"}
+    done = subprocess.run([sys.executable, "-m", "dltui", "get", "-H", f"@{headers}",
+                           "--user", "carol", url, "-d", str(dest)], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    sent = origin.requests("/f.bin")[-1].headers
+    assert sent["x-token"] == "FILESECRET" and sent["x-other"] == "two"
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"carol:ENVPASS").decode()
+    headers.write_text("X-Token: FILESECRET\nX Bad: LINESECRET\n")
+    bad = subprocess.run([sys.executable, "-m", "dltui", "add", "-H", f"@{headers}", url,
+                          "-d", str(dest)], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "LINESECRET" not in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    missing = subprocess.run([sys.executable, "-m", "dltui", "add", "-H", "@/nonexistent/h",
+                              url, "-d", str(dest)], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "-H @/nonexistent/h: cannot read it" in missing.stderr
+    nopass = {k: v for k, v in env.items() if k != "DLTUI_PASSWORD"}
+    asked = subprocess.run([sys.executable, "-m", "dltui", "add", "--user", "carol", url, "-d",
+                            str(dest)], env=nopass, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    assert asked.returncode == 2 and "$DLTUI_PASSWORD" in asked.stderr, asked.stderr

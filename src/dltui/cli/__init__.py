@@ -39,6 +39,7 @@ from dltui.cli.common import (
     _Parser,
     _report,
     _select_ledger,
+    hide_secrets_from_ps,
 )
 from dltui.cli.get import cmd_get
 from dltui.cli.run import _tui, cmd_demo, cmd_run
@@ -229,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dltui`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the real command line: no credential stays in `ps` past start-up
+        hide_secrets_from_ps(sys.argv[1:])
     if args.command is None:
         return _tui(args)
     home = args.home if args.home is not None else paths.default_home()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 import time
+from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from dltui import config, paths, requests
@@ -233,13 +235,16 @@ class BulkProgress:
 def _add_request_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("request options (sent to the URL's own host only)")
     g.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
-                   help="send this header (repeatable); its value is kept secret")
+                   help="send this header (repeatable); its value is kept secret. @FILE reads "
+                        "headers from a file, one per line (as curl -H @file), so no value is "
+                        "ever on the command line")
     g.add_argument("--cookies", "--load-cookies", dest="cookies", metavar="FILE",
                    help="send the matching cookies of a Netscape cookies file (curl -c, "
                         "browser exports)")
     g.add_argument("--user", metavar="USER[:PASS]",
-                   help="HTTP Basic login (asks for the password on a terminal when left "
-                        "out); without it, ~/.netrc is read for the host")
+                   help="HTTP Basic login; without :PASS the password comes from "
+                        "$DLTUI_PASSWORD, else is asked on a terminal; without --user, "
+                        "~/.netrc is read for the host")
     g.add_argument("--referer", metavar="URL", help="send this Referer")
     g.add_argument("-U", "--user-agent", metavar="TEXT",
                    help="send this User-Agent (default: the user_agent setting)")
@@ -250,15 +255,104 @@ def _request_defaults(args: argparse.Namespace) -> requests.RequestDefaults:
     terminal, as curl does, and is refused without one."""
     user, password = args.user, None
     if user is not None and ":" not in user:
-        if not sys.stdin.isatty():
-            raise UsageError(f"--user {user}: give USER:PASSWORD (no terminal to ask on)")
-        import getpass
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            if not sys.stdin.isatty():
+                raise UsageError(f"--user {user}: give the password in ${PASSWORD_ENV} (or "
+                                 "USER:PASSWORD); there is no terminal to ask on")
+            import getpass
 
-        password = getpass.getpass(f"password for {user}: ")
+            password = getpass.getpass(f"password for {user}: ")
     cookies = requests.read_cookies(args.cookies) if args.cookies else ()
-    return requests.RequestDefaults.parse(args.header, user=user, password=password,
+    headers: list[str] = []
+    for given in args.header:
+        headers += _header_lines(given[1:]) if given.startswith("@") else [given]
+    return requests.RequestDefaults.parse(headers, user=user, password=password,
                                           cookies=cookies, referer=args.referer,
                                           user_agent=args.user_agent)
+
+
+#: Where ``--user NAME`` (no password) finds the password before asking on a terminal.
+PASSWORD_ENV = "DLTUI_PASSWORD"
+
+
+def _header_lines(path: str) -> list[str]:
+    """``-H @FILE``: one header per line (blank lines and ``#`` comments skipped)."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"-H @{path}: cannot read it ({exc.strerror}); give a file of "
+                         "headers, one NAME: VALUE per line") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"-H @{path}: not UTF-8 text; give a file of headers, one "
+                         "NAME: VALUE per line") from None
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+#: Options whose value holds a secret, and how much of the value stays in sight.
+_SECRET_OPTIONS = ("--header", "--user")
+
+
+def _masked(option: str, value: str) -> str:
+    if value.startswith("@"):
+        return value  # a file name: the secrets stay in the file
+    if option == "--user":
+        name, colon, _ = value.partition(":")
+        return f"{name}:***" if colon else value
+    name, colon, _ = value.partition(":")
+    return f"{name}: ***" if colon else "***"
+
+
+def _secret_option(token: str) -> str | None:
+    """The secret option ``token`` names (``-H``, or a prefix argparse would take), or None."""
+    if token == "-H":
+        return "--header"
+    if token.startswith("--") and len(token) >= 4:
+        for option in _SECRET_OPTIONS:
+            if option.startswith(token):
+                return option
+    return None
+
+
+def hide_secrets_from_ps(argv: Sequence[str]) -> bool:
+    """Rewrite this process's command line (what ``ps`` and ``/proc/PID/cmdline`` show) with
+    every ``-H`` value and ``--user`` password masked, as curl blanks its ``-u``; True when
+    there was something to hide. Options after ``--`` are URLs, left as they are."""
+    masked: list[str] = []
+    changed = False
+    pending: str | None = None
+    for token in argv:
+        if pending is not None:
+            new = _masked(pending, token)
+            changed |= new != token
+            masked.append(new)
+            pending = None
+            continue
+        if token == "--":
+            masked.extend(argv[len(masked):])
+            break
+        option = _secret_option(token.split("=", 1)[0]) if token.startswith("--") else \
+            ("--header" if token.startswith("-H") else None)
+        if option is None:
+            masked.append(token)
+        elif token.startswith("--") and "=" in token:
+            name, _, value = token.partition("=")
+            new = f"{name}={_masked(option, value)}"
+            changed |= new != token
+            masked.append(new)
+        elif token.startswith("-H") and len(token) > 2:
+            new = "-H" + _masked(option, token[2:])
+            changed |= new != token
+            masked.append(new)
+        else:
+            masked.append(token)
+            pending = option
+    if changed:
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(["dltui", *(shlex.quote(t) for t in masked)]))
+    return changed
 
 
 def _rate_eta(job: Job, at: float, dead: dict[str, bool] | None) -> dict[str, float | None]:
