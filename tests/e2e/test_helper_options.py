@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from dltui import paths
 from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
+from dltui.origin import Resource
 from tests.conftest import TEST_ENV, wait_for
 from tests.engine.helpers import blob
 
@@ -78,3 +80,63 @@ def test_until_idle_ends_when_only_jobs_pinned_elsewhere_are_left(tmp_path, orig
     assert "left 1 job(s) pinned to other hosts to them (host-b 1)" in done.stderr
     with Ledger(home) as led:
         assert [j.state for j in jobs.list_jobs(led)] == [JobState.FINALIZED, JobState.PLANNED]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_helpers_get_the_ledger_the_config_and_the_host_name(tmp_path, origin) -> None:
+    """What decides a helper's settings is what the run was given: `--ledger` (a SQLite file
+    outside the home), `--config` (whose host_name and connections it must share) and the
+    environment; each helper works on that ledger, as that host."""
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    ledger_file = tmp_path / "elsewhere" / "queue.db"
+    ledger_file.parent.mkdir(mode=0o700)
+    config = tmp_path / "dltui.toml"
+    config.write_text('host_name = "dl-07"\nconnections_per_file = 2\n')
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_FLAG_BATCH": "0"}
+    env.pop("DLTUI_LEDGER", None)
+    urls = [origin.add(f"/c{i}.bin", Resource(data=blob(MiB, seed=820 + i), rate=MiB))
+            for i in range(4)]
+    subprocess.run([sys.executable, "-m", "dltui", "--ledger", str(ledger_file), "add", "-q",
+                    *urls, "-d", str(dest)], env=env, check=True)
+    run = subprocess.Popen([sys.executable, "-m", "dltui", "--ledger", str(ledger_file),
+                            "--config", str(config), "run", "--until-idle", "--processes", "2",
+                            "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        [helper] = wait_for(lambda: _children(run.pid), "no helper process started",
+                            timeout=20)
+        helper_pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                          and _children_pid(p, run.pid))
+        environ = _environ(helper_pid)
+        assert environ["DLTUI_LEDGER"] == str(ledger_file)
+        assert environ["DLTUI_HOST_NAME"] == "dl-07"
+        assert helper[helper.index("--config") + 1] == str(config)
+        assert helper[helper.index("-x") + 1] == "2"  # from the config, as the run read it
+
+        def helper_holds_a_job() -> bool:
+            with Ledger(home, location=str(ledger_file)) as led:
+                return any((j.lease_owner or "").startswith(f"dl-07:{helper_pid}:")
+                           for j in jobs.list_jobs(led))
+
+        wait_for(helper_holds_a_job, "the helper never leased a job of that ledger",
+                 timeout=20)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    with Ledger(home, location=str(ledger_file)) as led:
+        assert [j.state for j in jobs.list_jobs(led)] == [JobState.FINALIZED] * 4
+    assert not paths.ledger_path(home).exists()  # nothing went to the home's own ledger
+
+
+def _children_pid(entry: Path, parent: int) -> bool:
+    try:
+        stat = (entry / "stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, IndexError, ValueError):
+        return False
