@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -670,7 +671,9 @@ async def test_fleet_screen_shows_every_host(home, dest) -> None:
         await pilot.press("F")
         await until(pilot, lambda: isinstance(app.screen, FleetScreen))
         table = app.screen.query_one("#fleet-table")
-        rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
+        # Cells as they read: a host name is Text (never markup), the numbers str.
+        rows = {str(r[0]): [str(c) for c in r]
+                for r in (table.get_row_at(i) for i in range(table.row_count))}
         assert rows["dl-02"][1:3] == ["1", "6"] and rows["dl-02"][4] == "2"
         assert rows["dl-03"][1:3] == ["0", "0"] and rows["dl-03"][3].startswith("silent 9")
         await pilot.press("escape")
@@ -855,7 +858,86 @@ async def test_a_waiting_job_and_its_host_tell_the_same_story(home, dest) -> Non
         await pilot.press("h")
         await pilot.pause()
         table = app.screen.query_one("DataTable")
-        cells = table.get_row_at(0)
-        assert cells[0] == "busy.example" and str(cells[5]).startswith("open 4"), cells
+        cells = [str(c) for c in table.get_row_at(0)]
+        assert cells[0] == "busy.example" and cells[5].startswith("open 4"), cells
         error = _text(app.screen.query_one("#hosts-error"))
         assert "breaker open: 503 from 4 URLs; 1 job waiting, no try spent" in error, error
+
+
+#: Every C0 and C1 control, DEL, bidi overrides, and markup Rich or Textual would act on.
+HOSTILE = ("".join(chr(c) for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)])
+           .replace("\n", "") + "\u202e\u2066 [/] [b]B[/b] [link=https://x]L[/link] "
+           "[@click=app.quit]Q[/] $accent \x1b]52;c;cm0gLXJmIH4vKgo=\x07 \x1b[2J")
+
+
+def _screen_text(app) -> str:
+    """Everything the current screen shows, exactly as the terminal would get it (cursor
+    moves and colours included)."""
+    return app.screen._compositor.render_full_update().render_segments(app.console)
+
+
+#: What the TUI itself sends: cursor moves and SGR colours (CSI ... letter), line breaks.
+_OWN = re.compile(r"\x1b\[[0-9;?]*[A-HJKSTfhlmsu]")
+
+
+async def test_every_screen_shows_outside_text_escaped_and_never_as_markup(home, dest) -> None:
+    """One hostile string (every control byte, bidi overrides, Rich and Textual markup, OSC 52)
+    in every field a screen shows: the job row, its detail (error, validators, events), the
+    hosts screen (host, limit, last error, breaker cause), the fleet screen (a host's name),
+    the flags screen (who set a flag), reconcile, help, the add dialog (typed into it) and the
+    workers dialog. Nothing crashes, nothing is clicked, no raw control reaches the terminal."""
+    from dltui.ledger import fleet
+
+    [job_id] = add(home, dest, "https://evil.example/[/]/x[b]y.iso")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.FAILED, etag=f'"{HOSTILE}"', last_modified=HOSTILE,
+                    error=f"HTTP 403 Forbidden{HOSTILE}", file_name=f"name{HOSTILE}.iso")
+        events.record(led, "retry", job_id, error=HOSTILE, attempt=1, delay=1.0)
+        hosts.publish(led, [hosts.HostStatus("evil.example", "open", 5, time.time() + 60, None,
+                                             HOSTILE, time.time(), HOSTILE)])
+        hosts.set_limit(led, f"lim{HOSTILE}", requests_per_second=1.0, bandwidth=None,
+                        by=HOSTILE)
+        fleet.beat(led, f"h{HOSTILE}:1:x", f"h{HOSTILE}", 2)
+        flags.set_flag(led, "fsync", False, by=HOSTILE)
+    app = make(home)
+    seen: dict[str, str] = {}
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: job_id in app.book.jobs and app.side.statuses
+                    and app.side.processes)
+        if not app.detail.display:
+            await pilot.press("enter")
+        await until(pilot, lambda: "Forbidden" in _text(app.detail.body))
+        seen["table+detail"] = _screen_text(app)
+        for key, name in (("h", "hosts"), ("F", "fleet"), ("f", "flags"), ("R", "reconcile"),
+                          ("question_mark", "help"), ("w", "workers")):
+            await pilot.press(key)
+            await pilot.pause(0.3)
+            if name == "hosts":
+                await pilot.press("down")  # the limit's host: its row, and its error line
+                await pilot.pause(0.2)
+            seen[name] = _screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        await pilot.press(*"ftp://x/[/]")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        seen["add"] = _screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert app.is_running  # nothing crashed, no [@click] quit it
+    for name, raw in seen.items():
+        assert "\x1b[2J" not in raw, name  # the hostile clear-screen never goes out as is
+        left = _OWN.sub("", raw)
+        stray = {c for c in left if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0
+                 or c in "\u202e\u2066"}
+        assert not stray, (name, sorted(stray))
+        seen[name] = left
+    # Each place shows the string as inert text: escapes spelled out, markup verbatim.
+    assert "\\x1b]52;c;" in seen["table+detail"] and "[@click=app.quit]" in seen["table+detail"]
+    assert "\\u202e" in seen["table+detail"]
+    assert "evil.example" in seen["hosts"] and "\\x1b]52;c;" in seen["hosts"]
+    assert "h\\x00\\x01" in seen["fleet"], seen["fleet"][:2000]
+    assert "set by" in seen["flags"] and "\\x00\\x01\\x02" in seen["flags"]
+    assert "[/]" in seen["add"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -11,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static, Switch
 
 from dltui.ledger import Ledger, flags
+from dltui.tui import format as fmt
 from dltui.tui.background import LedgerRunner
 
 
@@ -55,11 +57,11 @@ class FlagsScreen(ModalScreen[None]):
             self.query_one(f"#origin-{state.name}", Static).update(self._origin(state))
 
     @staticmethod
-    def _origin(state: flags.FlagState) -> str:
+    def _origin(state: flags.FlagState) -> Text:
         if state.updated_by is None:
-            return f"default ({'on' if state.default else 'off'})"
+            return Text(f"default ({'on' if state.default else 'off'})")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.updated_at or 0))
-        return f"set by {state.updated_by} at {when}"
+        return fmt.plain(f"set by {state.updated_by} at {when}")  # who: from the ledger
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
         name = (event.switch.id or "").removeprefix("flag-")

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -66,7 +67,7 @@ class FleetScreen(ModalScreen[None]):
                  ttl: float, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.processes, self.book, self.ttl, self.clock = processes, book, ttl, clock
-        self.table: DataTable[str] = DataTable(id="fleet-table", cursor_type="row",
+        self.table: DataTable[str | Text] = DataTable(id="fleet-table", cursor_type="row",
                                                zebra_stripes=True)
 
     def compose(self) -> ComposeResult:
@@ -91,8 +92,11 @@ class FleetScreen(ModalScreen[None]):
             beat = "-" if r.heartbeat_age is None else (
                 f"{int(r.heartbeat_age)}s ago" if r.heartbeat_age <= self.ttl
                 else f"silent {int(r.heartbeat_age)}s")
-            self.table.add_row(r.host, str(r.processes), str(r.workers), beat, str(r.jobs),
-                               str(r.stale) if r.stale else "-", fmt.rate(r.rate), key=r.host)
+            # A DataTable reads a str cell as markup: the host name (another host's, from
+            # the ledger) goes in as plain Text.
+            self.table.add_row(fmt.plain(r.host), str(r.processes), str(r.workers), beat,
+                               str(r.jobs), str(r.stale) if r.stale else "-",
+                               fmt.rate(r.rate), key=r.host)
 
     def action_close(self) -> None:
         self.dismiss(None)

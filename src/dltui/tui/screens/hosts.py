@@ -137,7 +137,7 @@ class HostsScreen(ModalScreen[None]):
         self._errors: dict[str, str] = {}
         self._causes: dict[str, str] = {}
         self._waiting: dict[str, int] = {}
-        self.table: DataTable[str] = DataTable(id="hosts-table", cursor_type="row",
+        self.table: DataTable[str | Text] = DataTable(id="hosts-table", cursor_type="row",
                                                zebra_stripes=True)
 
     def compose(self) -> ComposeResult:
@@ -200,7 +200,9 @@ class HostsScreen(ModalScreen[None]):
             if st and st.retry_after_until and st.retry_after_until > now:
                 wait = f"{int(st.retry_after_until - now) + 1}s"
             table.add_row(
-                host if len(host) <= 28 else host[:27] + "…", str(len(active.get(host, []))),
+                # A DataTable reads a str cell as markup: outside text goes in as Text.
+                fmt.plain(host if len(host) <= 28 else host[:27] + "…"),
+                str(len(active.get(host, []))),
                 fmt.rate(using),
                 _limit(limit.requests_per_second if limit else None,
                        self.settings.host_requests_per_second, size=False),

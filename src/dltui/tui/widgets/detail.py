@@ -121,7 +121,7 @@ class DetailPane(VerticalScroll):
                                              f"heartbeat {beat}"))
         facts.add_row("Attempts", str(job.attempts))
         if job.sha256:
-            facts.add_row("SHA-256", job.sha256)
+            facts.add_row("SHA-256", fmt.plain(job.sha256))
         waiting = job.waiting(now)
         if waiting:
             facts.add_row(Text("Waiting", style="bold"), fmt.plain(waiting))
@@ -139,7 +139,7 @@ class DetailPane(VerticalScroll):
                 status = "stopped"  # paused, cancelled or shut down: not a failure
             style = {"done": "green", "failed": "red", "started": "yellow",
                      "stopped": "yellow"}.get(status, "")
-            op_table.add_row(op.kind, Text(status, style=style), str(op.runs),
+            op_table.add_row(fmt.plain(op.kind), Text(status, style=style), str(op.runs),
                              _clock(op.started_at), took)
 
         ev_table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
