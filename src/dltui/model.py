@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, cast, get_args
 
 from dltui.errors import COOLING
+from dltui.units import human_size
 from dltui.urls import redact
 
 
@@ -329,6 +330,19 @@ class Job:
         shown = redact(self.canonical_url)
         tail = shown.rstrip("/").rsplit("/", 1)[-1]
         return tail or shown
+
+    def lost_on_stop(self) -> str | None:
+        """What stopping this running job would cost (its server cannot resume it), worded,
+        or None when nothing: a server that takes no ranges, or has not said it does."""
+        if self.state not in ACTIVE_STATES or self.bytes_committed <= 0 or \
+                self.accept_ranges is True:
+            return None
+        have = human_size(self.bytes_committed)
+        if self.accept_ranges is False:
+            return f"job {self.id}'s server takes no byte ranges: the {have} it has start " \
+                   "over when it runs again"
+        return f"job {self.id}'s server has not said it takes byte ranges: the {have} it " \
+               "has may start over when it runs again"
 
     def waiting(self, at: float) -> str | None:
         """Why a queued job is not started yet and for how long (``host cooling down 23s

@@ -941,3 +941,48 @@ async def test_every_screen_shows_outside_text_escaped_and_never_as_markup(home,
     assert "h\\x00\\x01" in seen["fleet"], seen["fleet"][:2000]
     assert "set by" in seen["flags"] and "\\x00\\x01\\x02" in seen["flags"]
     assert "[/]" in seen["add"]
+
+
+@pytest.mark.parametrize("ranges", [True, False, None])
+async def test_pausing_a_download_that_cannot_resume_asks_first(home, dest, origin,
+                                                                 ranges) -> None:
+    """`p` on a running download whose server takes no ranges (or has not said) would throw
+    its bytes away: the TUI asks, naming them; `n` leaves it running. With ranges, it pauses
+    at once as before."""
+    served = Resource(data=blob(8 * MiB), rate=MiB, ranges=ranges is not False,
+                      advertise_ranges=ranges is not None)
+    [job_id] = add(home, dest, origin.add("/pz.bin", served))
+    app = make(home, workers=1)
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: state(home, job_id) is JobState.STREAMING
+                    and job(home, job_id).accept_ranges is ranges
+                    and app.book.jobs[job_id].bytes_committed > 0)
+        await pilot.press("p")
+        await pilot.pause()
+        if ranges is True:
+            assert not isinstance(app.screen, ConfirmScreen)
+        else:
+            assert isinstance(app.screen, ConfirmScreen)
+            text = app.screen.question
+            words = "takes no byte ranges" if ranges is False else "has not said it takes"
+            assert text.startswith("Pause anyway?") and words in text, text
+            await pilot.press("n")
+            await pilot.pause(0.5)
+            assert state(home, job_id) is JobState.STREAMING  # asked, not paused
+            await pilot.press("p")
+            await pilot.pause()
+            await pilot.press("y")
+        await until(pilot, lambda: state(home, job_id) is JobState.PAUSED, timeout=15)
+
+
+def test_cli_pause_says_what_a_server_without_ranges_loses(home, dest) -> None:
+    [job_id] = add(home, dest, "http://127.0.0.1:9/nr.bin")
+    with Ledger(home) as led:
+        force_state(led, job_id, JobState.STREAMING, accept_ranges=0, bytes_committed=500_000,
+                    lease_owner="elsewhere:1:x:w", lease_until=time.time() + 60)
+    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "dltui", "pause", str(job_id)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (f"dltui pause: note: job {job_id}'s server takes no byte ranges: the 488.3K "
+            "it has start over when it runs again") in done.stderr, done.stderr

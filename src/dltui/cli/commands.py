@@ -193,6 +193,10 @@ def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
             jobs.get(ledger, job_id)  # raises UnknownJob before anything changes
     applied = skipped = 0
     problems: list[str] = []
+    costs: list[str] = []
+    if args.command == "pause" and len(targets) <= _LIST_ADDED:
+        # Said, not asked (a script may be pausing): what a server without ranges loses.
+        costs = [c for j in targets if (c := jobs.get(ledger, j).lost_on_stop()) is not None]
     # Many jobs: one line at the end, a count on the terminal meanwhile, and (but for cancel,
     # whose part deletions must follow their own commit) a few hundred jobs per transaction.
     many = len(targets) > _LIST_ADDED
@@ -216,6 +220,8 @@ def cmd_control(args: argparse.Namespace, ledger: Ledger, out: TextIO) -> int:
         out.write(f"{args.command}: {applied} job(s) changed, {skipped} not applicable\n")
     for problem in problems:
         sys.stderr.write(f"dltui {args.command}: {shown(problem)}\n")
+    for cost in costs:
+        sys.stderr.write(f"dltui pause: note: {shown(cost)}\n")
     return EXIT_FAILURE if problems else EXIT_OK
 
 

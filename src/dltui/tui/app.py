@@ -449,8 +449,23 @@ class DltuiApp(App[None]):
         return ids
 
     def action_pause_resume(self) -> None:
-        if ids := self._targets():
+        ids = self._targets()
+        if not ids:
+            return
+        # Pausing a download its server cannot resume throws its bytes away: ask first.
+        costs = [cost for i in ids if (j := self.book.jobs.get(i)) is not None
+                 and (cost := j.lost_on_stop()) is not None]
+        if not costs:
             self._act("toggle", ids)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._act("toggle", ids)
+
+        more = f" (and {len(costs) - 1} more like it)" if len(costs) > 1 else ""
+        self.push_screen(ConfirmScreen(f"Pause anyway? {costs[0]}{more}.", yes="Pause"),
+                         answered)
 
     def action_retry(self) -> None:
         if ids := self._targets():
