@@ -65,3 +65,16 @@ def test_a_hostile_server_never_reaches_the_terminal(tmp_path, origin) -> None:
     listing.write_text(f"{named}?again\n  dir={tmp_path}/x{HOSTILE}\n  out=n{HOSTILE}.bin\n")
     _inert(_dltui(home, "add", "-i", str(listing)))
     _inert(_dltui(home, "add", f"{named}?{HOSTILE}", "-d", str(dest)))
+
+
+def test_every_control_character_is_escaped() -> None:
+    """Every C0 and C1 control, DEL and each bidi control, alone and inside text: nothing
+    of them is left for a terminal to act on."""
+    import unicodedata
+
+    bidi = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    for ch in [*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), *bidi]:
+        out = shown(f"a{ch}b")
+        assert out.startswith("a\\") and out.endswith("b"), (repr(ch), out)
+        assert all(unicodedata.category(c)[0] != "C" and c not in bidi for c in out), \
+            (repr(ch), out)
