@@ -160,7 +160,7 @@ def test_bad_request_options_are_one_line_errors(tmp_path) -> None:
         (["-H", "Accept-Encoding: gzip"], "sets this header itself"),
         (["--cookies", str(tmp_path / "missing.txt")], "cannot read it"),
         (["--cookies", str(cookies)], f"{cookies}:1: not a Netscape cookie line"),
-        (["--user", "bob"], "give USER:PASSWORD (no terminal to ask on)"),
+        (["--user", "bob"], "give the password in $DLTUI_PASSWORD (or USER:PASSWORD)"),
         (["--user", "bob:pw", "-H", "Authorization: Bearer x"], "not both"),
         (["--referer", " "], "give one line of text"),
     ]

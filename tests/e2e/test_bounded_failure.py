@@ -14,7 +14,7 @@ from dltui.origin import Resource
 from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob
 
-ENV = {"DLTUI_RETRIES": "3", "DLTUI_BREAKER_THRESHOLD": "2", "DLTUI_BREAKER_COOLDOWN": "0.3",
+ENV = {"DLTUI_RETRIES": "3", "DLTUI_BREAKER_THRESHOLD": "2", "DLTUI_BREAKER_COOLDOWN": "0.1",
        "DLTUI_MIN_SPEED": "1K", "DLTUI_MIN_SPEED_TIME": "1.5"}
 
 

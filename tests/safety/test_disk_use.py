@@ -339,13 +339,13 @@ def test_gc_racing_running_jobs_with_sigkills_loses_nothing(mount, origin) -> No
     a, b = mount("a", size="128m"), mount("b", size="128m")
     home, dest = a / "home", b / "dl"
     rnd = random.Random(290)
-    blobs = {f"/g{i:02}.bin": blob(1 * MiB + i * 4096, seed=290 + i) for i in range(24)}
+    blobs = {f"/g{i:02}.bin": blob(1 * MiB + i * 4096, seed=290 + i) for i in range(12)}
     urls = [origin.add(p, Resource(data=d, rate=256 << 10)) for p, d in blobs.items()]
     # Same bytes under another URL: dedupe and `cached` decisions meet the collector too.
     urls.append(origin.add("/dup.bin", Resource(data=blobs["/g03.bin"], rate=256 << 10)))
     _ok(_dltui(home, "add", *urls, "-d", str(dest), "-q"))
     before_a = _used(a)
-    # One connection per file at 256 KiB/s: about 30 s of work, long enough to kill.
+    # One connection per file at 256 KiB/s: about 16 s of work, long enough to kill.
     env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_CONNECTIONS_PER_FILE": "1"}
     runner = subprocess.Popen([sys.executable, "-m", "dltui", "run", "--until-idle", "-w", "3"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

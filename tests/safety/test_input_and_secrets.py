@@ -208,7 +208,7 @@ def test_credentials_leave_ps_at_start_up(tmp_path, origin, form) -> None:
     import base64
     import time
 
-    url = origin.add("/slow.bin", Resource(data=b"s" * 400_000, rate=100_000))
+    url = origin.add("/slow.bin", Resource(data=b"s" * 150_000, rate=100_000))
     home, dest = tmp_path / "home", tmp_path / "dl"
     env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
     secrets = ["-H", "X-Token: TOPSECRET42", "--user", "bob:PASSW0RD"] if form == "separate" \

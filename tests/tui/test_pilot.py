@@ -911,13 +911,13 @@ async def test_every_screen_shows_outside_text_escaped_and_never_as_markup(home,
         for key, name in (("h", "hosts"), ("F", "fleet"), ("f", "flags"), ("R", "reconcile"),
                           ("question_mark", "help"), ("w", "workers")):
             await pilot.press(key)
-            await pilot.pause(0.3)
+            await pilot.pause(0.1)
             if name == "hosts":
                 await pilot.press("down")  # the limit's host: its row, and its error line
                 await pilot.pause(0.2)
             seen[name] = _screen_text(app)
             await pilot.press("escape")
-            await pilot.pause(0.2)
+            await pilot.pause()
         await pilot.press("a")
         await pilot.pause(0.2)
         await pilot.press(*"ftp://x/[/]")
