@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from dltui import batch, paths
+from dltui import paths
 from dltui.ledger import Ledger, events, flags, jobs, leases, ops
 from dltui.model import JobState
 from dltui.origin import Resource
 from dltui.store import Store
-from dltui.worker import JobRun, WorkerPool
+from dltui.worker import JobRun, WorkerPool, lane
 from tests.conftest import TEST_ENV, assert_placed_once
 from tests.engine.helpers import blob, fetch_all, sha
 
@@ -133,10 +133,10 @@ def test_a_stop_before_the_fetch_ends_the_job_as_asked(ledger, dest, origin,
     runs[0].request_stop("pause")
     runs[1].request_stop("cancel")
     try:
-        lane = batch.carry(pool, runs)
-        left = [run for run, _ in lane.left]
+        carried = lane.carry(pool, runs)
+        left = [run for run, _ in carried.left]
         assert left == runs[:2]  # not fetched: JobRun ends them as the operator asked
-        assert lane.finished == runs[2:]
+        assert carried.finished == runs[2:]
         for run in left:
             run.run()
     finally:
@@ -157,11 +157,11 @@ def test_a_lost_lease_hands_the_batch_back(ledger, dest, origin, settings) -> No
     runs = [JobRun(pool, job, owner) for job in leases.lease_batch(ledger, owner, 10.0, 3)]
     jobs.update(ledger, runs[2].job.id, owner=None, lease_owner="elsewhere:1:1:t")
     try:
-        lane = batch.carry(pool, runs)
+        carried = lane.carry(pool, runs)
     finally:
         pool.client.close()
     # Nothing was recorded for any of them: the first transaction rolled back whole.
-    assert [run for run, _ in lane.left] == runs and lane.stale
+    assert [run for run, _ in carried.left] == runs and carried.stale
     assert [jobs.get(ledger, r.job.id).state for r in runs] == [JobState.LEASED] * 3
     assert all(ops.for_job(ledger, r.job.id) == [] for r in runs)
 

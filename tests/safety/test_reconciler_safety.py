@@ -112,9 +112,9 @@ def test_a_broken_symlink_at_a_finished_files_path(ledger, home, dest, origin, s
 @pytest.mark.parametrize("flag_batch", [False, True], ids=["job", "lane"])
 def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, origin, settings,
                                                         monkeypatch, flag_batch) -> None:
-    from dltui import batch
     from dltui.engine import stream
     from dltui.ledger import flags
+    from dltui.worker import lane
 
     flags.set_flag(ledger, "batch", flag_batch, by="test")
     urls = [origin.add(f"/c{i}.bin", blob(100_000, seed=50 + i)) for i in range(2)]
@@ -124,7 +124,7 @@ def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, orig
         if url == urls[0] and not cancelled:  # the operator's cancel, just as the last byte
             cancelled.append(actions.cancel(ledger, 1, by="test"))
 
-    real_fetch, real_write = stream.fetch, batch.small.write_part
+    real_fetch, real_write = stream.fetch, lane.small.write_part
 
     def fetch(client, url, *a, **kw):
         result = real_fetch(client, url, *a, **kw)
@@ -137,7 +137,7 @@ def test_a_cancel_that_lands_as_the_body_completes_wins(ledger, home, dest, orig
             cancel_first(urls[0])
 
     monkeypatch.setattr(stream, "fetch", fetch)
-    monkeypatch.setattr(batch.small, "write_part", write_part)
+    monkeypatch.setattr(lane.small, "write_part", write_part)
     first, second = fetch_all(ledger, dest, settings, *urls, workers=1)  # one batch of two
     assert cancelled == ["cancel requested"]
     assert first.state is JobState.CANCELLED and first.final_path is None

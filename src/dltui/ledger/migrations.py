@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dltui.errors import LedgerError, LedgerTooNew
 from dltui.ledger.clock import now
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
     import sqlite_utils
 
-    from dltui.ledger._db import Ledger
-
 Migration = Callable[["sqlite_utils.Database"], None]
+
+
+class Migrating(Protocol):
+    """What migrating needs of a ledger (``_db.Ledger`` migrates itself when it opens: it
+    imports this module, never the reverse)."""
+
+    pg: bool
+
+    @property
+    def path(self) -> Path | str: ...
+    @property
+    def conn(self) -> sqlite3.Connection: ...
+    @property
+    def db(self) -> sqlite_utils.Database: ...
+    def write(self, *, shared: bool = False) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -340,7 +356,7 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def schema_version(ledger: Ledger) -> int:
+def schema_version(ledger: Migrating) -> int:
     """The schema version the ledger records, on either backend."""
     return _pg_version(ledger.conn) if ledger.pg else current_version(ledger.conn)
 
@@ -351,7 +367,7 @@ def _pg_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM migrations").fetchone()[0])
 
 
-def _migrate_pg(ledger: Ledger, target: int, create: bool) -> list[int]:
+def _migrate_pg(ledger: Migrating, target: int, create: bool) -> list[int]:
     applied: list[int] = []
     if target <= _pg_version(ledger.conn) <= SCHEMA_VERSION:
         return applied  # the common case, without the fleet's write lock: workers go on
@@ -379,7 +395,7 @@ def _migrate_pg(ledger: Ledger, target: int, create: bool) -> list[int]:
     return applied
 
 
-def migrate(ledger: Ledger, *, target: int | None = None, create: bool = True) -> list[int]:
+def migrate(ledger: Migrating, *, target: int | None = None, create: bool = True) -> list[int]:
     """Apply every pending migration (up to ``target``) and return the versions applied."""
     target = SCHEMA_VERSION if target is None else target
     if ledger.pg:

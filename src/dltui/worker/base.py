@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from dltui import paths
@@ -21,7 +22,42 @@ from dltui.model import Job, JobState, Segment
 from dltui.rates import SmoothedRate
 
 if TYPE_CHECKING:
-    from dltui.worker.pool import WorkerPool
+    import httpx
+
+    from dltui.config import Settings
+    from dltui.engine.policy import CircuitBreaker, RateLimits
+    from dltui.ledger.flags import Flags
+    from dltui.store import Store
+
+
+@dataclass
+class PoolStats:
+    """Counters a front end shows; updated by worker threads without locks (ints only)."""
+
+    finished: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+class WorkerPool(Protocol):
+    """What a run (and the small-file lane) uses of the pool that carries it: the pool imports
+    the runs, never the reverse."""
+
+    ledger: Ledger
+    settings: Settings
+    client: httpx.Client
+    limits: RateLimits
+    breaker: CircuitBreaker
+    store: Store
+    stats: PoolStats
+    flags: Flags
+
+    def trusted(self, sha256: str, *, rehash: bool = False, job_id: int | None = None
+                ) -> bool: ...
+    def skips_head(self, host: str) -> bool: ...
+    def head_refused(self, host: str) -> None: ...
+    def note_retry_after(self, host: str, until: float, error: str) -> None: ...
+
 
 _ORDER = [JobState.LEASED, JobState.PRECHECKED, JobState.STREAMING, JobState.FINALIZING]
 

@@ -8,10 +8,9 @@ import threading
 import time
 import traceback
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import cast
 
-from dltui import batch, paths
+from dltui import paths
 from dltui.config import Settings
 from dltui.engine import policy
 from dltui.engine.client import make_client
@@ -32,16 +31,9 @@ from dltui.ledger import (
 )
 from dltui.ledger.liveness import hostname
 from dltui.store import Store
+from dltui.worker import lane
+from dltui.worker.base import PoolStats
 from dltui.worker.run import JobRun
-
-
-@dataclass
-class PoolStats:
-    """Counters a front end shows; updated by worker threads without locks (ints only)."""
-
-    finished: int = 0
-    failed: int = 0
-    bytes: int = 0
 
 
 class WorkerPool:
@@ -56,7 +48,7 @@ class WorkerPool:
         self.size = workers if workers is not None else settings.workers
         self.store = Store(paths.store_dir(ledger.home))
         # Each worker may hold a connection per segment (or per lane fetch) plus a spare.
-        per_job = max(settings.connections_per_file, batch.LANE_FETCHES, 1) + 1
+        per_job = max(settings.connections_per_file, lane.LANE_FETCHES, 1) + 1
         self.client = make_client(settings, connections=max(self.size, 1) * per_job)
         self.limits = policy.RateLimits(settings)
         self.breaker = policy.CircuitBreaker(settings.breaker_threshold,
@@ -224,14 +216,14 @@ class WorkerPool:
             try:
                 todo: list[tuple[JobRun, DltuiError | None]] = [(run, None) for run in runs]
                 if len(runs) > 1:
-                    lane = batch.carry(self, runs)
+                    carried = lane.carry(self, runs)
                     with self._lock:
-                        self._finished_digests.update(lane.digests)
-                    for run in lane.finished:
+                        self._finished_digests.update(carried.digests)
+                    for run in carried.finished:
                         run.finished_in_lane()
                         self._done(run)
-                    todo = lane.left
-                    if lane.stale:
+                    todo = carried.left
+                    if carried.stale:
                         for run, _ in todo:
                             run.reload()
                 for run, handed in todo:

@@ -31,7 +31,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dltui import durability, paths
 from dltui.engine import finalize, quota, resume, small, watching
@@ -40,9 +40,8 @@ from dltui.errors import CircuitOpenError, DltuiError
 from dltui.ledger import batched, events, jobs, leases, objects, ops
 from dltui.model import Control, JobState, PartIdentity, Placed, ServerValidators
 from dltui.records import as_record
-
-if TYPE_CHECKING:
-    from dltui.worker import JobRun, WorkerPool
+from dltui.worker.base import WorkerPool
+from dltui.worker.run import JobRun
 
 _FRESH = resume.decide(ServerValidators(), None)
 
