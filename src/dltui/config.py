@@ -164,8 +164,8 @@ class Settings:
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR from the "
               "environment.")
-    theme: str = _s("dltui-dark", "TUI theme: one from themes/, the user's themes folder, or a "
-                                  "built-in Textual theme.")
+    theme: str = _s("dltui-dark", "TUI theme: one shipped with dltui, the user's themes "
+                                  "folder, or a built-in Textual theme.")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""

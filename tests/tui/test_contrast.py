@@ -13,7 +13,8 @@ from dltui.model import JobState
 from dltui.tui import format as fmt
 from dltui.tui.themes import parse_theme
 
-THEMES = sorted((Path(__file__).resolve().parents[2] / "themes").glob("*.toml"))
+THEMES = sorted((Path(__file__).resolve().parents[2] / "src" / "dltui" / "tui"
+                 / "shipped_themes").glob("*.toml"))
 AA = 4.5
 
 

@@ -906,16 +906,23 @@ async def test_every_screen_shows_outside_text_escaped_and_never_as_markup(home,
                     and app.side.processes)
         if not app.detail.display:
             await pilot.press("enter")
-        await until(pilot, lambda: "Forbidden" in _text(app.detail.body))
-        seen["table+detail"] = _screen_text(app)
-        for key, name in (("h", "hosts"), ("F", "fleet"), ("f", "flags"), ("R", "reconcile"),
-                          ("question_mark", "help"), ("w", "workers")):
+
+        async def drawn(words: str) -> str:
+            """The screen once it shows ``words`` (drawing lags the widgets' updates)."""
+            await until(pilot, lambda: words in _OWN.sub("", _screen_text(app)))
+            return _screen_text(app)
+
+        seen["table+detail"] = await drawn("Forbidden")
+        for key, name, words in (("h", "hosts", "Hosts"), ("F", "fleet", "Fleet"),
+                                 ("f", "flags", "fsync"), ("R", "reconcile", "Reconcile"),
+                                 ("question_mark", "help", "dltui keys"),
+                                 ("w", "workers", "In-process workers")):
             await pilot.press(key)
-            await pilot.pause(0.1)
             if name == "hosts":
+                await drawn(words)
                 await pilot.press("down")  # the limit's host: its row, and its error line
-                await pilot.pause(0.2)
-            seen[name] = _screen_text(app)
+                words = "last error"
+            seen[name] = await drawn(words)
             await pilot.press("escape")
             await pilot.pause()
         await pilot.press("a")

@@ -1,10 +1,12 @@
-"""Themes from TOML files: the shipped ``themes/`` folder and the user's; bad files are reported."""
+"""Themes from TOML files: the ones shipped in the package (``shipped_themes/``) and the
+user's; bad files are reported."""
 
 from __future__ import annotations
 
-import sys
+import importlib.resources
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import platformdirs
@@ -17,12 +19,11 @@ _COLOR_KEYS = {"primary", "secondary", "warning", "error", "success", "accent", 
 _ALLOWED = {f.name for f in fields(Theme)}
 
 
-def theme_dirs() -> list[Path]:
-    """Where themes are looked for, later folders overriding earlier ones."""
-    here = Path(__file__).resolve()
+def theme_dirs() -> list[Traversable]:
+    """Where themes are looked for, later folders overriding earlier ones: the package's own
+    (package data, wherever it is installed), then the user's."""
     return [
-        here.parents[3] / "themes",  # a source checkout (editable install)
-        Path(sys.prefix) / "share" / "dltui" / "themes",  # a wheel install
+        importlib.resources.files("dltui.tui") / "shipped_themes",
         Path(platformdirs.user_config_dir("dltui", appauthor=False)) / "themes",
     ]
 
@@ -35,7 +36,7 @@ class ThemeLoad:
     errors: list[str] = field(default_factory=list)
 
 
-def parse_theme(path: Path) -> Theme:
+def parse_theme(path: Traversable) -> Theme:
     """One theme file; raises ValueError naming the file and the problem."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -81,13 +82,14 @@ def parse_theme(path: Path) -> Theme:
         raise ValueError(f"theme {path.name}: {exc}") from None
 
 
-def load_themes(dirs: list[Path] | None = None) -> ThemeLoad:
+def load_themes(dirs: list[Path] | list[Traversable] | None = None) -> ThemeLoad:
     """Every ``*.toml`` theme in ``dirs``."""
     out = ThemeLoad()
     for directory in dirs if dirs is not None else theme_dirs():
         if not directory.is_dir():
             continue
-        for path in sorted(directory.glob("*.toml")):
+        for path in sorted((p for p in directory.iterdir() if p.name.endswith(".toml")),
+                           key=lambda p: p.name):
             try:
                 theme = parse_theme(path)
             except ValueError as exc:
