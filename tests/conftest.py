@@ -11,6 +11,8 @@ import pytest
 
 from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
+from tests.support.settings import TEST_ENV, TEST_SETTINGS, settings_env  # noqa: F401
+from tests.support.waiting import until, wait_for  # noqa: F401
 
 
 @pytest.fixture
@@ -36,27 +38,6 @@ def add_job(ledger: Ledger, dest: Path, url: str = "http://example.com/file.bin"
     return jobs.add(ledger, [jobs.JobSpec(url, dest, **kw)])[0].job.id
 
 
-def wait_for(predicate, what: str = "condition not reached in time", timeout: float = 30.0,
-             step: float = 0.02):
-    """Poll ``predicate`` until it returns something true (returned), or fail after
-    ``timeout`` seconds saying ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(what)
-        time.sleep(step)
-
-
-async def until(pilot, predicate, timeout: float = 20.0) -> None:
-    """:func:`wait_for` for a Textual pilot: the app keeps running between polls."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
 
 
 class MovableClock:
@@ -131,37 +112,6 @@ def dump(path: Path | str) -> list[tuple]:
 # -- engine fixtures ---------------------------------------------------------------------------
 from dltui.config import Settings  # noqa: E402
 from dltui.origin import Origin  # noqa: E402
-
-#: Fast, deterministic settings for tests: no proxies from the environment, short timeouts.
-TEST_SETTINGS = Settings(
-    trust_env=False,
-    read_timeout=2.0,
-    connect_timeout=2.0,
-    backoff_initial=0.05,
-    backoff_max=0.2,
-    retry_after_max=1.5,
-    retries=4,
-    checkpoint_interval=0.2,
-    control_poll=0.05,
-    lease_ttl=10.0,
-    min_free=0,
-    breaker_threshold=50,
-    netrc=False,  # never the machine's own ~/.netrc
-)
-
-#: The same settings as DLTUI_* variables, for `dltui run` subprocesses.
-TEST_ENV = {
-    "DLTUI_TRUST_ENV": "0",
-    "DLTUI_READ_TIMEOUT": "2",
-    "DLTUI_CONNECT_TIMEOUT": "2",
-    "DLTUI_BACKOFF_INITIAL": "0.05",
-    "DLTUI_BACKOFF_MAX": "0.2",
-    "DLTUI_RETRY_AFTER_MAX": "1.5",
-    "DLTUI_CHECKPOINT_INTERVAL": "0.2",
-    "DLTUI_CONTROL_POLL": "0.05",
-    "DLTUI_MIN_FREE": "0",
-    "DLTUI_NETRC": "0",
-}
 
 
 @pytest.fixture(scope="session")

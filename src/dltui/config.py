@@ -163,7 +163,8 @@ class Settings:
            "shares the file's inode or extents).", "bytes")
     trust_env: bool = _s(
         True, "Honour HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR from the "
-              "environment.")
+              "environment (proxies as http://host:port; an https:// proxy for https:// "
+              "URLs is refused).")
     theme: str = _s("dltui-dark", "TUI theme: one shipped with dltui, the user's themes "
                                   "folder, or a built-in Textual theme.")
 

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from dltui.ledger import Ledger, jobs
 from dltui.model import JobState
-from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob
+from tests.support.cli import dltui
 
 
 def _dltui(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return dltui(home, *args, cwd=cwd)
 
 
 def test_get_with_md5_and_sha512(tmp_path, origin) -> None:

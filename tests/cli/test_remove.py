@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
 from dltui.origin import Resource
-from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob
+from tests.support.cli import dltui
 
 
 def _dltui(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return dltui(home, *args, timeout=60)
 
 
 def _setup(tmp_path, origin) -> tuple[Path, Path, dict[str, int]]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 from dltui.ledger import Ledger, events, jobs
 from dltui.model import JobState
 from dltui.origin import Origin, Resource
-from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob
+from tests.support.cli import dltui
 
 SECRET = "s3cret-token-value"
 PASSWORD = "pw-never-shown"
@@ -24,9 +22,7 @@ PASSWORD = "pw-never-shown"
 
 def _dltui(home: Path, *args: str, env: dict[str, str] | None = None,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=full, capture_output=True,
-                           text=True, timeout=120, input=stdin)
+    return dltui(home, *args, env=env, stdin=stdin)
 
 
 def _cookies(path: Path) -> Path:

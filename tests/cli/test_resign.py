@@ -14,15 +14,14 @@ from dltui.model import JobState
 from dltui.origin import Resource
 from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob, sha
+from tests.support.cli import dltui
 
 MiB = 1 << 20
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature="
 
 
 def _dltui(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), **extra}
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return dltui(home, *args, env=extra, timeout=60)
 
 
 def _half_done(tmp_path, origin, path: str, data: bytes) -> tuple[Path, Path, str]:

@@ -145,3 +145,52 @@ def test_an_unreachable_proxy_is_named(ledger, dest, origin, settings, monkeypat
     assert job.state is JobState.FAILED
     assert f"cannot connect to proxy http://***@127.0.0.1:{port}" in job.error, job.error
     assert "hunter2" not in job.error
+
+
+def test_an_https_proxy_for_an_https_url_fails_once_saying_why(ledger, dest, tls_origin,
+                                                               settings, monkeypatch) -> None:
+    """TLS inside TLS (an https:// proxy tunnelling to an https:// URL): the proxy answers
+    CONNECT, and the second handshake is refused in one line, on the first try, never
+    retried as if the host were down."""
+    import socket
+    import threading
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    connects: list[bytes] = []
+
+    def proxy() -> None:
+        while True:
+            try:
+                raw, _ = server.accept()
+            except OSError:
+                return
+            try:
+                conn = context.wrap_socket(raw, server_side=True)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                connects.append(head.split(b"\r\n", 1)[0])
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                conn.recv(4096)  # the client's hello, never answered: it gives up first
+                conn.close()
+            except OSError:
+                raw.close()
+
+    threading.Thread(target=proxy, daemon=True).start()
+    monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    try:
+        url = tls_origin.add("/tunnel.bin", blob(1000))
+        job = fetch_one(ledger, dest, settings.replace(trust_env=True, retries=5), url)
+    finally:
+        server.close()
+    assert connects and connects[0].startswith(b"CONNECT 127.0.0.1:")
+    assert job.state is JobState.FAILED and job.failed_tries == 1, job.error
+    assert job.error.startswith("TLS inside TLS (an https:// proxy for an https:// URL) is "
+                                "not supported"), job.error

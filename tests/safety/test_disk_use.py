@@ -27,6 +27,7 @@ from dltui.origin import Resource
 from dltui.store import sha256_file
 from tests.conftest import TEST_ENV, force_state
 from tests.engine.helpers import blob, sha
+from tests.support.cli import dltui
 
 MiB = 1 << 20
 #: What a ledger's own files may grow by during a run (the database, its WAL).
@@ -40,9 +41,7 @@ def _used(path: Path) -> int:
 
 def _dltui(home: Path, *argv: str, umask: int = 0o022, timeout: float = 90,
            **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), **extra}
-    return subprocess.run([sys.executable, "-m", "dltui", *argv], env=env, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=lambda: os.umask(umask))
+    return dltui(home, *argv, env=extra, timeout=timeout, umask=umask)
 
 
 def _ok(proc: subprocess.CompletedProcess[str]) -> str:

@@ -3,15 +3,13 @@ reason phrase, an ETag, a file name or an input-file value are shown escaped by 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from dltui.origin import Resource
 from dltui.shown import Boundary, shown
-from tests.conftest import TEST_ENV
 from tests.engine.helpers import blob
+from tests.support.cli import dltui
 
 #: OSC 52 puts `rm -rf ~/*` on the clipboard under tmux; OSC 0 retitles; CSI 2J clears; C1 CSI.
 HOSTILE = "\x1b]52;c;cm0gLXJmIH4vKgo=\x07\x1b]0;pwned\x07\x1b[2J\x9b31m\u202e"
@@ -21,9 +19,7 @@ WIRE = HOSTILE.encode().decode("latin-1")
 
 
 def _dltui(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home), "DLTUI_RETRIES": "1"}
-    return subprocess.run([sys.executable, "-m", "dltui", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return dltui(home, *args, env={"DLTUI_RETRIES": "1"}, timeout=60)
 
 
 def _inert(proc: subprocess.CompletedProcess[str]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,13 @@ from dltui import paths
 from dltui.ledger import Ledger, actions, events, jobs
 from dltui.ledger.reconcile import reconcile
 from dltui.model import JobState
-from tests.conftest import TEST_ENV, force_state
+from tests.conftest import force_state
 from tests.engine.helpers import blob, fetch_all, fetch_one, sha
+from tests.support.cli import dltui
 
 
-def _dltui(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "dltui", *argv], env=env, capture_output=True,
-                          text=True, timeout=60)
+def _dltui(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return dltui(home, *args, timeout=60)
 
 
 def _reboot(ledger: Ledger, job_id: int) -> None:

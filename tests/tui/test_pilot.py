@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -993,3 +994,36 @@ def test_cli_pause_says_what_a_server_without_ranges_loses(home, dest) -> None:
     assert done.returncode == 0, done.stderr
     assert (f"dltui pause: note: job {job_id}'s server takes no byte ranges: the 488.3K "
             "it has start over when it runs again") in done.stderr, done.stderr
+
+
+async def test_a_running_cursor_reads_the_detail_only_where_it_stops(home, dest,
+                                                                     monkeypatch) -> None:
+    """Twenty rows passed at key-repeat speed: the detail is read on one reader thread that
+    drops superseded reads (it started a thread and a connection per row), and the pane ends
+    on the row the cursor stopped at."""
+    from dltui.tui import app as app_module
+
+    ids = add(home, dest, *[f"http://127.0.0.1:9/r{i}.bin" for i in range(21)])
+    real = app_module.read_detail
+    calls: list[int] = []
+
+    def slow(ledger, job_id):
+        calls.append(job_id)
+        time.sleep(0.5)  # a busy ledger
+        return real(ledger, job_id)
+
+    monkeypatch.setattr(app_module, "read_detail", slow)
+    app = make(home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: len(app.book.jobs) == 21)
+        if not app.detail.display:
+            await pilot.press("enter")
+        before = len(calls)
+        for _ in range(20):
+            await pilot.press("down")
+        await until(pilot, lambda: app.table.current == ids[20]
+                    and f"#{ids[20]}" in _text(app.detail.head) and calls[-1] == ids[20])
+        readers = [t for t in threading.enumerate() if t.name.startswith("dltui-tui-")]
+    assert len(calls) - before <= 10, calls  # not one per row passed
+    assert sum(t.name == "dltui-tui-detail" for t in readers) == 1
+    assert not any(t.name == "dltui-tui-read" for t in readers)

@@ -62,3 +62,12 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     for name, _default, doc in config.docs():
         assert f"`{name}`" in readme, f"README lacks the setting {name}"
         assert doc
+
+
+def test_subprocess_tests_run_on_the_in_process_settings() -> None:
+    """TEST_ENV is derived from TEST_SETTINGS: a `dltui` subprocess of a test reads the same
+    settings its in-process neighbours use (they once differed in retries, lease TTL and the
+    breaker's threshold)."""
+    from tests.conftest import TEST_ENV, TEST_SETTINGS
+
+    assert config.load(None, environ=TEST_ENV) == TEST_SETTINGS

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpcore
 
-from dltui.errors import Interrupted, TransportError
+from dltui.errors import DownloadError, Interrupted, TransportError
 
 #: Longest a blocked socket call waits before the thread looks at its Watch again.
 SLICE = 0.2
@@ -158,8 +158,10 @@ class _Stream(httpcore.NetworkStream):
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
         if isinstance(self._sock, ssl.SSLSocket):
-            raise httpcore.ConnectError("TLS inside TLS (an https:// proxy for an https:// "
-                                        "URL) is not supported; use an http:// proxy")
+            self.close()
+            # No retry can change it: a DownloadError of its own, not a connection failure.
+            raise DownloadError("TLS inside TLS (an https:// proxy for an https:// URL) is "
+                                "not supported; set HTTPS_PROXY to the proxy's http:// address")
         try:
             sock = ssl_context.wrap_socket(self._sock, server_hostname=server_hostname,
                                            do_handshake_on_connect=False)

@@ -353,7 +353,10 @@ class DltuiApp(App[None]):
                 self._show_detail(read_detail(self.ledger, job_id))
             elif self.runner is not None:
                 self._show_detail(None)
-                self.runner.read(lambda ledger: read_detail(ledger, job_id), self._detail_read)
+                # One reader for details: a cursor running down the table reads only where
+                # it stops, on one thread and connection (not one per row passed).
+                self.runner.read_latest("detail", lambda ledger: read_detail(ledger, job_id),
+                                        self._detail_read)
 
     def _detail_read(self, detail: JobDetail) -> None:
         if detail.job_id == self.table.current:

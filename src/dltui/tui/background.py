@@ -3,7 +3,9 @@
 A write waits for SQLite's lock up to the busy timeout (30 s); on the UI thread that would
 freeze the screen whenever another process holds the ledger. Here writes go, in the order they
 were asked for, to one writer thread, and reads to threads of their own; each result comes back
-to the UI thread as a callback, and a failure as a notice.
+to the UI thread as a callback, and a failure as a notice. Reads asked again and again (the
+detail of the job under a moving cursor) go to one thread of their kind that only ever runs the
+latest: a superseded read is dropped before it starts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class LedgerRunner:
         self._writer = threading.Thread(target=self._write_loop, name="dltui-tui-writer",
                                         daemon=True)
         self._writer.start()
+        self._latest: dict[str, _Latest] = {}
 
     def write(self, fn: Callable[[Ledger], T],
               done: Callable[[T], None] | None = None) -> None:
@@ -56,6 +59,18 @@ class LedgerRunner:
                                       daemon=True)
             self._reads.add(reader)
         reader.start()
+
+    def read_latest(self, kind: str, fn: Callable[[Ledger], T],
+                    done: Callable[[T], None]) -> None:
+        """Like :meth:`read`, on the one thread of ``kind``, which runs only the latest read
+        asked of it: one asked while another waits replaces it."""
+        with self._reads_lock:
+            if self._closing:
+                return
+            latest = self._latest.get(kind)
+            if latest is None:
+                latest = self._latest[kind] = _Latest(self, kind)
+        latest.submit(fn, done)
 
     def _read(self, fn: Callable[[Ledger], T], done: Callable[[T], None]) -> None:
         try:
@@ -73,10 +88,13 @@ class LedgerRunner:
         with self._reads_lock:
             self._closing = True
             reads = list(self._reads)
+            latest = list(self._latest.values())
         self._writes.put(None)
+        for one in latest:
+            one.stop()
         deadline = time.monotonic() + timeout
         self._writer.join(timeout)
-        for reader in reads:
+        for reader in [*reads, *(one.thread for one in latest)]:
             reader.join(max(0.0, deadline - time.monotonic()))
         self._ledger.close()
 
@@ -102,3 +120,40 @@ class LedgerRunner:
             return  # the app has exited: nobody to tell
         with contextlib.suppress(RuntimeError):  # it exited just now
             self._app.call_from_thread(fn, value)
+
+
+class _Latest:
+    """One thread that runs the latest read submitted to it (see ``read_latest``)."""
+
+    def __init__(self, runner: LedgerRunner, kind: str) -> None:
+        self._runner = runner
+        self._wake = threading.Condition()
+        self._next: _Write | None = None
+        self._stopped = False
+        self.thread = threading.Thread(target=self._loop, name=f"dltui-tui-{kind}",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Callable[[Ledger], Any], done: Callable[[Any], None]) -> None:
+        with self._wake:
+            self._next = (fn, done)  # a read still waiting is superseded
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._wake:
+                    while self._next is None and not self._stopped:
+                        self._wake.wait()
+                    if self._stopped:
+                        return
+                    work, self._next = self._next, None
+                if work is not None:
+                    self._runner._call(*work)
+        finally:
+            self._runner._ledger.release()  # this thread's connection

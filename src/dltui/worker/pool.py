@@ -322,10 +322,11 @@ class WorkerPool:
             try:
                 self._keep_once()
             except (sqlite3.Error, LedgerError) as exc:
-                if isinstance(exc, sqlite3.Error) and is_disk_full(exc) and \
-                        self.ledger.release_reserve():
-                    # The disk filled under a heartbeat: the ballast makes room for the jobs
-                    # to record their failures (as a JobRun does), and the keeper carries on.
+                if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                    # The disk filled under a heartbeat: this beat is skipped (a lease lasts
+                    # its TTL), and the ledger's ballast stays for the jobs to record their
+                    # failures. Spent on heartbeats, it left a lane's failures no room and
+                    # stopped the pool on a full ledger.
                     continue
                 if is_connection_lost(exc):
                     continue  # a heartbeat cut off by a server restart: the next one goes on

@@ -1,6 +1,6 @@
 """Runs the worker pool and SIGKILLs itself inside the small-file lane, at one chosen point.
 
-Usage: python -m tests.engine.lane_crasher POINT  (DLTUI_HOME and the test settings in the env)
+Usage: python -m tests.worker.lane_crasher POINT  (DLTUI_HOME and the test settings in the env)
 
 POINT names what the process dies right after: the third ``write_part`` or ``promote`` or
 ``link`` (the effect landed, its op is still ``started``), or inside the second

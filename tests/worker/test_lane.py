@@ -179,7 +179,7 @@ def test_sigkill_inside_the_lane_heals(tmp_path, origin, point) -> None:
     with Ledger(home) as led:
         jobs.add(led, [jobs.JobSpec(origin.url(p), dest) for p in payloads])
     env = {**os.environ, **TEST_ENV, "DLTUI_HOME": str(home)}
-    crashed = subprocess.run([sys.executable, "-m", "tests.engine.lane_crasher", point],
+    crashed = subprocess.run([sys.executable, "-m", "tests.worker.lane_crasher", point],
                              env=env, capture_output=True, timeout=60)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()
     with Ledger(home) as led:
