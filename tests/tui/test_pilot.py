@@ -544,13 +544,20 @@ async def test_removed_rows_leave_a_watching_tui(home, dest) -> None:
         assert list(app.book.jobs) == [ids[1]]
 
 
+def _ranged_job(home: Path, dest: Path, origin, path: str, ranges: bool | None) -> int:
+    """A slow 8 MiB job whose server takes ranges (True), takes none (False) or does not say
+    (None)."""
+    served = Resource(data=blob(8 * MiB), rate=MiB, ranges=ranges is not False,
+                      advertise_ranges=ranges is not None)
+    [job_id] = add(home, dest, origin.add(path, served))
+    return job_id
+
+
 @pytest.mark.parametrize("ranges", [True, False, None])
 async def test_ctrl_q_asks_like_q_and_says_what_is_lost(home, dest, origin, ranges) -> None:
     """None: a server that does not say whether it takes ranges counts as unknown (it was
     taken as yes: "nothing is lost", and the next run started over)."""
-    served = Resource(data=blob(8 * MiB), rate=MiB, ranges=ranges is not False,
-                      advertise_ranges=ranges is not None)
-    [job_id] = add(home, dest, origin.add("/cq.bin", served))
+    job_id = _ranged_job(home, dest, origin, "/cq.bin", ranges)
     app = make(home, workers=1)
     async with app.run_test() as pilot:
         # Streaming, with what the server said about ranges recorded (at the headers).
@@ -957,9 +964,7 @@ async def test_pausing_a_download_that_cannot_resume_asks_first(home, dest, orig
     """`p` on a running download whose server takes no ranges (or has not said) would throw
     its bytes away: the TUI asks, naming them; `n` leaves it running. With ranges, it pauses
     at once as before."""
-    served = Resource(data=blob(8 * MiB), rate=MiB, ranges=ranges is not False,
-                      advertise_ranges=ranges is not None)
-    [job_id] = add(home, dest, origin.add("/pz.bin", served))
+    job_id = _ranged_job(home, dest, origin, "/pz.bin", ranges)
     app = make(home, workers=1)
     async with app.run_test() as pilot:
         await until(pilot, lambda: state(home, job_id) is JobState.STREAMING
