@@ -12,9 +12,9 @@ from dltui.engine import Mode, ResumeDecision, StreamOptions, fetch, make_client
 from dltui.engine.partfile import PartFile
 from dltui.engine.resume import OVERLAP_BYTES, PREFIX_BYTES
 from dltui.errors import Interrupted, ResumeConflict, TransportError
-from dltui.model import ServerValidators
+from dltui.model import JobState, ServerValidators
 from dltui.origin import Resource
-from tests.engine.helpers import blob, sha
+from tests.engine.helpers import blob, fetch_one, sha
 
 
 class Recorder:
@@ -269,3 +269,24 @@ def test_checkpoints_record_how_much_is_fsynced(client, origin, tmp_path, interv
         assert all(cp.bytes_durable == 0 for cp in middle)
     # The complete part is fsynced only when asked; else it keeps what was durable before.
     assert final.bytes_durable == (len(data) if finish else middle[-1].bytes_durable)
+
+
+def test_a_connection_past_descriptor_1024_works(ledger, dest, origin, settings) -> None:
+    """A long-running process (the TUI, a big `run`) may hold more than 1024 descriptors:
+    connecting must not use select(), which cannot watch one past FD_SETSIZE."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip("the descriptor limit is below 1300")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        url = origin.add("/fd.bin", blob(50_000, seed=95))
+        job = fetch_one(ledger, dest, settings, url)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert job.state is JobState.FINALIZED, job.error

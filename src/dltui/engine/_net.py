@@ -215,9 +215,11 @@ def _connect(address: tuple[Any, ...], family: int, kind: int, proto: int,
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
             raise OSError(code, os.strerror(code))
 
+        poller = select.poll()  # not select(): descriptors past 1024 are ordinary here
+        poller.register(sock, select.POLLOUT)
+
         def once(step: float | None) -> None:
-            _, ready, _ = select.select([], [sock], [], step)
-            if not ready:
+            if not poller.poll(None if step is None else max(0, int(step * 1000))):
                 raise TimeoutError
             failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if failed:
