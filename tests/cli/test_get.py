@@ -65,20 +65,27 @@ def test_get_fails_with_exit_1_and_bad_input_with_exit_2(tmp_path, origin) -> No
     assert digest.returncode == 1  # the bytes do not match the promised digest
 
 
-def test_ctrl_c_stops_at_a_checkpoint_and_the_next_get_resumes(tmp_path, origin) -> None:
-    home, dest = tmp_path / "home", tmp_path / "dl"
-    data = blob(6 * MiB, seed=6)
-    res = Resource(data=data, rate=2 * MiB)
-    url = origin.add("/slow.bin", res)
+def _interrupted_get(home: Path, url: str, dest: Path, after: float = 0.0
+                     ) -> tuple[subprocess.Popen[str], str, str]:
+    """`dltui get URL`, Ctrl-C'd ``after`` seconds past its first committed bytes."""
     proc = subprocess.Popen([sys.executable, "-m", "dltui", "get", url, "-d", str(dest)],
                             env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     with Ledger(home) as led:
         wait_for(lambda: (j := jobs.find(led, 1)) is not None and j.bytes_committed > 0,
                  "no progress")
-    time.sleep(0.5)
+    time.sleep(after)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
+    return proc, stdout, stderr
+
+
+def test_ctrl_c_stops_at_a_checkpoint_and_the_next_get_resumes(tmp_path, origin) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dl"
+    data = blob(6 * MiB, seed=6)
+    res = Resource(data=data, rate=2 * MiB)
+    url = origin.add("/slow.bin", res)
+    proc, stdout, stderr = _interrupted_get(home, url, dest, after=0.5)
     assert proc.returncode == 1, stderr
     assert "INPR #1" in stdout and "resume where they stopped" in stderr
     with Ledger(home) as led:
@@ -97,14 +104,7 @@ def test_ctrl_c_says_when_a_server_may_not_resume(tmp_path, origin) -> None:
     home, dest = tmp_path / "home", tmp_path / "dl"
     url = origin.add("/nr.bin", Resource(data=blob(6 * MiB, seed=9), rate=2 * MiB,
                                          advertise_ranges=False))
-    proc = subprocess.Popen([sys.executable, "-m", "dltui", "get", url, "-d", str(dest)],
-                            env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    with Ledger(home) as led:
-        wait_for(lambda: (j := jobs.find(led, 1)) is not None and j.bytes_committed > 0,
-                 "no progress")
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
+    proc, stdout, stderr = _interrupted_get(home, url, dest)
     assert proc.returncode == 1, stderr
     assert "downloaded that the next run starts over: its server has not said it takes " \
            "byte ranges" in stdout, stdout

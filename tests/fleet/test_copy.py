@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
-from dltui.ledger import Ledger, flags, jobs, ops
+import pytest
+
+from dltui.errors import LedgerError
+from dltui.ledger import Ledger, actions, flags, jobs, ops
 from dltui.ledger.liveness import HOST_NAME_ENV
 from dltui.model import JobState
 from tests.conftest import TEST_ENV, force_state, wait_for
@@ -76,6 +79,10 @@ def test_the_copied_sqlite_ledger_takes_no_more_changes(tmp_path, pg_cluster) ->
     assert f"this ledger was copied to {shown}" in status.stderr
     with Ledger(home) as led:
         assert [j.url for j in jobs.list_jobs(led)] == ["https://e.example/a"]
+    with Ledger(home, migrate=False) as led:  # as the TUI's writer opens it
+        assert led.moved_to == shown
+        with pytest.raises(LedgerError, match="was copied to"):
+            actions.pause(led, 1, by="tui")
     second = pg_cluster.database()
     assert dltui(home, "ledger", "copy", "--to", second).returncode == 0
     assert second.rsplit("/", 1)[1] in dltui(home, "add", "https://e.example/c", "-d",

@@ -90,8 +90,8 @@ def _status_dict(job: Job, segs: list[Segment] | None = None, *,
         "failed_tries": job.failed_tries,
         "error": job.error,
         # A queued job held back (its host cooling down): why, and until when.
-        "waiting": job.waiting(at),
-        "not_before": job.not_before if job.waiting(at) else None,
+        "waiting": (waiting := job.waiting(at)),
+        "not_before": job.not_before if waiting else None,
         # Header names only: their values are secrets.
         "request": _request_dict(job),
         # The fleet: the host it is pinned to, the host its part is on, the lease's host.

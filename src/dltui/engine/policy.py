@@ -381,7 +381,8 @@ class CircuitBreaker:
         horizon = now - self.window
         for url in [u for u, (t, _) in h.failing.items() if t < horizon]:
             del h.failing[url]
-        for url, t in list(h.working.items()):  # oldest first
+        while h.working:  # oldest first: stop at the first recent one, copying nothing
+            url, t = next(iter(h.working.items()))
             if t >= horizon:
                 break
             del h.working[url]

@@ -141,7 +141,12 @@ def _private_file(path: Path) -> None:
 def moved_to(conn: sqlite3.Connection) -> str | None:
     """The PostgreSQL ledger (password masked) this SQLite ledger was copied to, if any: kept
     in ``meta`` under ``moved_to`` (a text value; SQLite keeps what it is given)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'moved_to'").fetchone()
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'moved_to'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if sqlite_error_kind(exc) != "SQLITE_ERROR":
+            raise  # busy, unreadable: said by the caller
+        return None  # a ledger not migrated yet has no meta table: never copied
     return None if row is None else str(row[0])
 
 
@@ -187,8 +192,8 @@ class Ledger:
         self._write_lock = threading.RLock()
         #: A SQLite ledger on a read-only filesystem: opened immutable, every write refused.
         self.read_only = False
-        #: Where ``dltui ledger copy`` copied this SQLite ledger; then every write is refused.
-        self.moved_to: str | None = None
+        self._moved_to: str | None = None
+        self._moved_read = False
         # An unsafe (or unreachable) home is refused before anything else.
         trust.check_private_dir(self.home, missing_ok=True)
         if not create and not self.pg and not Path(self.location).exists():
@@ -218,8 +223,6 @@ class Ledger:
 
             try:
                 run_migrations(self, create=create)
-                if not self.pg:
-                    self.moved_to = moved_to(self.conn)
             except sqlite3.Error as exc:
                 self.close()
                 raise db_error(self.path, exc) from None
@@ -302,6 +305,18 @@ class Ledger:
         with self._all_lock:
             self._all.append(conn)
         return conn
+
+    @property
+    def moved_to(self) -> str | None:
+        """Where ``dltui ledger copy`` copied this SQLite ledger (then every write is
+        refused), or None. Read at the first ask, on the asking thread, whoever opened the
+        ledger (migrating or not, as the TUI's writer does): never on a UI thread by
+        opening it."""
+        if not self._moved_read and not self.pg:
+            with ledger_errors(self.path):
+                self._moved_to = moved_to(self.conn)
+            self._moved_read = True
+        return self._moved_to
 
     def _on_read_only_fs(self) -> bool:
         """True when the ledger's directory cannot be written (a read-only mount, or no write
